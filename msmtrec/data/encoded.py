@@ -1,0 +1,168 @@
+"""The in-memory contract between the data layer and the models.
+
+:class:`EncodedData` holds a split as contiguous tensors (one row per impression);
+:class:`DataSchema` describes what a model needs to size itself (fields, vocabularies, scenarios,
+tasks). Batches are :class:`EncodedData` too: slices of a shuffled permutation gathered with tensor
+indexing, never rows collated one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """What a model needs to know about the data it is built for.
+
+    Attributes:
+        categorical: ``(name, cardinality)`` per categorical field, in column order of
+            ``EncodedData.categorical``. Cardinality includes id 0 (unknown/missing).
+        numeric: names of the numeric features, in column order of ``EncodedData.numeric``.
+        scenarios: scenario names; a sample's scenario index points into this list.
+        tasks: task names; label column ``t`` of ``EncodedData.labels`` is ``tasks[t]``.
+        task_roles: optional entire-space roles, task name → one of ``click``, ``action``
+            (post-click action, "RAction"), ``conversion``.
+        conversion_without_click: whether a conversion can happen without a click.
+        prior_fields: categorical fields used as personal priors (PEPNet/AEM²TL gates).
+        has_user: whether ``EncodedData.user`` is present (enables GAUC).
+    """
+
+    categorical: tuple[tuple[str, int], ...]
+    numeric: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    tasks: tuple[str, ...]
+    task_roles: dict[str, str] = field(default_factory=dict)
+    conversion_without_click: bool = False
+    prior_fields: tuple[str, ...] = ()
+    has_user: bool = False
+
+    @property
+    def num_scenarios(self) -> int:
+        return len(self.scenarios)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.categorical)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        return [c for _, c in self.categorical]
+
+    def field_index(self, name: str) -> int:
+        for i, (n, _) in enumerate(self.categorical):
+            if n == name:
+                return i
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {
+            "categorical": [list(c) for c in self.categorical],
+            "numeric": list(self.numeric),
+            "scenarios": list(self.scenarios),
+            "tasks": list(self.tasks),
+            "task_roles": dict(self.task_roles),
+            "conversion_without_click": self.conversion_without_click,
+            "prior_fields": list(self.prior_fields),
+            "has_user": self.has_user,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSchema":
+        return cls(
+            categorical=tuple((str(n), int(c)) for n, c in d["categorical"]),
+            numeric=tuple(d.get("numeric", ())),
+            scenarios=tuple(d["scenarios"]),
+            tasks=tuple(d["tasks"]),
+            task_roles=dict(d.get("task_roles", {})),
+            conversion_without_click=bool(d.get("conversion_without_click", False)),
+            prior_fields=tuple(d.get("prior_fields", ())),
+            has_user=bool(d.get("has_user", False)),
+        )
+
+
+@dataclass
+class EncodedData:
+    """A split (or a batch) as contiguous tensors.
+
+    Attributes:
+        categorical: ``[N, F]`` int64 ids, 0 = unknown/missing.
+        numeric: ``[N, D]`` float32 (``D`` may be 0).
+        scenario: ``[N]`` int64 scenario index.
+        labels: ``[N, T]`` float32 in {0, 1}; the value under a False mask is meaningless.
+        label_mask: ``[N, T]`` bool, True where the label is observed.
+        user: ``[N]`` int64 user id (for GAUC) or None.
+    """
+
+    categorical: torch.Tensor
+    numeric: torch.Tensor
+    scenario: torch.Tensor
+    labels: torch.Tensor
+    label_mask: torch.Tensor
+    user: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.scenario.shape[0]
+        for f in fields(self):
+            t = getattr(self, f.name)
+            if t is not None and t.shape[0] != n:
+                raise ValueError(f"EncodedData.{f.name} has {t.shape[0]} rows, scenario has {n}")
+
+    def __len__(self) -> int:
+        return int(self.scenario.shape[0])
+
+    def take(self, index: torch.Tensor | slice) -> "EncodedData":
+        """Rows ``index`` (a LongTensor or a slice) of every tensor, as a new EncodedData."""
+        return EncodedData(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index])
+                              for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> "EncodedData":
+        return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True)
+                                for f in fields(self) if getattr(self, f.name) is not None})
+
+    @staticmethod
+    def concat(parts: list["EncodedData"]) -> "EncodedData":
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        out = {}
+        for f in fields(EncodedData):
+            vals = [getattr(p, f.name) for p in parts]
+            out[f.name] = None if any(v is None for v in vals) else torch.cat(vals)
+        return EncodedData(**out)
+
+
+def iterate_batches(data: EncodedData, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+                    rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Iterator[EncodedData]:
+    """Yield batches of ``data``: slices of a (shuffled) permutation gathered by tensor indexing.
+
+    With ``world_size > 1`` each rank takes every ``world_size``-th row of the permutation, so the
+    ranks see disjoint shards of equal size (the tail that does not divide evenly is dropped when
+    shuffling, so every rank runs the same number of steps).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    n = len(data)
+    if shuffle:
+        order = torch.randperm(n, generator=generator)
+        if world_size > 1:
+            order = order[: n - n % world_size][rank::world_size]
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            if drop_last and len(idx) < batch_size:
+                break
+            yield data.take(idx)
+    else:
+        if world_size > 1:
+            idx_all = torch.arange(rank, n, world_size)
+            for start in range(0, len(idx_all), batch_size):
+                yield data.take(idx_all[start:start + batch_size])
+        else:
+            for start in range(0, n, batch_size):
+                yield data.take(slice(start, start + batch_size))

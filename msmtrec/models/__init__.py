@@ -1,0 +1,10 @@
+"""Models and their registry. Importing this package registers every built-in model."""
+
+from msmtrec.models.base import MODELS, MSMTModel, build_model, get_model_class, model_hyperparameters, register_model
+
+# Each import registers one model (keep one line per model file).
+from msmtrec.models import shared_bottom  # noqa: E402,F401
+from msmtrec.models import mmoe  # noqa: E402,F401
+from msmtrec.models import ple  # noqa: E402,F401
+
+__all__ = ["MODELS", "MSMTModel", "build_model", "get_model_class", "model_hyperparameters", "register_model"]

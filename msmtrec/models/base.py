@@ -1,0 +1,146 @@
+"""The model contract and the registry.
+
+Every model is an :class:`MSMTModel`: it is built from a :class:`~msmtrec.data.DataSchema` plus
+keyword hyperparameters (with the paper's defaults), receives a batch (:class:`EncodedData`) and
+returns, for every sample, the prediction of every task *for that sample's own scenario*.
+
+The trainer only talks to a model through the methods below, so a model that needs something
+special (entire-space losses, a two-stage schedule, extra evaluation targets) overrides a method
+instead of the trainer growing a special case:
+
+- ``forward(batch)`` → model output (default: logits ``[B, T]``);
+- ``probabilities(output)`` → ``[B, T]`` probabilities, in the schema's task order;
+- ``task_losses(output, batch)`` → ``[L]`` one loss per entry of ``loss_names`` (default: masked
+  BCE per task — a missing label is masked, never treated as 0);
+- ``aux_loss(output)`` → an unweighted extra term (regularisers) or ``None``;
+- ``eval_targets(output, batch)`` → what to evaluate: name → ``(prediction, label, mask)``;
+- ``training_stages(config)`` → a multi-stage schedule, or ``None`` for the trainer's default;
+- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msmtrec.data.encoded import DataSchema, EncodedData
+from msmtrec.errors import ConfigError
+from msmtrec.nn.embedding import FeatureEmbedding
+
+MODELS: dict[str, type["MSMTModel"]] = {}
+
+
+def register_model(name: str):
+    """Class decorator adding a model to the registry under ``name`` (the CLI/config name)."""
+
+    def deco(cls: type[MSMTModel]) -> type[MSMTModel]:
+        if name in MODELS and MODELS[name] is not cls:
+            raise RuntimeError(f"model name '{name}' registered twice")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_model_class(name: str) -> type["MSMTModel"]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}'; available: {', '.join(sorted(MODELS))}") from None
+
+
+def build_model(name: str, schema: DataSchema, params: dict[str, Any] | None = None) -> "MSMTModel":
+    """Instantiate a registered model, rejecting hyperparameters it does not have."""
+    return get_model_class(name).from_params(schema, params or {})
+
+
+def model_hyperparameters(cls: type["MSMTModel"]) -> dict[str, Any]:
+    """Constructor keyword arguments with their defaults (what a config may set)."""
+    out = {}
+    for p in list(inspect.signature(cls.__init__).parameters.values())[2:]:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return out
+
+
+class MSMTModel(nn.Module):
+    """Base class of every multi-scenario multi-task model (see the module docstring)."""
+
+    name: ClassVar[str] = "?"
+
+    def __init__(self, schema: DataSchema) -> None:
+        super().__init__()
+        self.schema = schema
+        self.num_scenarios = schema.num_scenarios
+        self.num_tasks = schema.num_tasks
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_params(cls, schema: DataSchema, params: dict[str, Any]) -> "MSMTModel":
+        known = model_hyperparameters(cls)
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ConfigError(f"model '{cls.name}' has no option(s) {', '.join(unknown)}; "
+                              f"its options are: {', '.join(sorted(known)) or '(none)'}")
+        try:
+            return cls(schema, **params)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model '{cls.name}': {e}") from None
+
+    @staticmethod
+    def make_embedding(schema: DataSchema, dim: int) -> FeatureEmbedding:
+        return FeatureEmbedding(schema.cardinalities, dim, num_numeric=len(schema.numeric))
+
+    # -- the contract -------------------------------------------------------------------------------
+    def forward(self, batch: EncodedData) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def probabilities(self, output: Any) -> torch.Tensor:
+        return torch.sigmoid(output)
+
+    @property
+    def loss_names(self) -> list[str]:
+        return list(self.schema.tasks)
+
+    def task_losses(self, output: Any, batch: EncodedData) -> torch.Tensor:
+        return masked_bce_with_logits(output, batch.labels, batch.label_mask)
+
+    def aux_loss(self, output: Any) -> torch.Tensor | None:
+        return None
+
+    def eval_targets(self, output: Any, batch: EncodedData) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        p = self.probabilities(output)
+        return {t: (p[:, i], batch.labels[:, i], batch.label_mask[:, i]) for i, t in enumerate(self.schema.tasks)}
+
+    def training_stages(self, config: Any) -> list | None:
+        return None
+
+    def shared_layer(self) -> torch.Tensor | None:
+        return None
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def masked_bce_with_logits(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-task mean BCE over observed labels only: ``[B, T]`` → ``[T]``.
+
+    A task with no observed label in the batch contributes 0 (and no gradient)."""
+    loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    m = mask.to(loss.dtype)
+    return (loss * m).sum(0) / m.sum(0).clamp_min(1.0)
+
+
+def masked_bce(probs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Like :func:`masked_bce_with_logits` for probabilities composed in probability space
+    (entire-space models): clamps to ``[eps, 1 - eps]`` before the log."""
+    p = probs.clamp(eps, 1 - eps)
+    loss = -(labels * torch.log(p) + (1 - labels) * torch.log1p(-p))
+    m = mask.to(loss.dtype)
+    return (loss * m).sum(0) / m.sum(0).clamp_min(1.0)

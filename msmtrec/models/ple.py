@@ -1,0 +1,72 @@
+"""PLE — Progressive Layered Extraction (Tang et al., RecSys 2020), made multi-scenario: the
+"tasks" of CGC are the (scenario, task) pairs.
+
+Stages (L levels):
+    embedding                   x = [B, F·d (+D)]
+    level 1 .. L-1 (CGC)        head experts of the sample's scenario's T heads + shared experts;
+                                per-head gates → [B, T, h]; a per-scenario shared gate over all
+                                of them → [B, h] (input of the next level's shared experts)
+    level L (CGC)               per-head gates only → [B, T, h]
+    towers                      the sample's scenario's T towers → logits [B, T]
+
+Only the sample's own scenario's experts, gates and towers run (the batch is grouped by
+scenario); the shared experts are common to every scenario and task.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from msmtrec.data.encoded import DataSchema, EncodedData
+from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.nn import CGC, ScenarioGroups, TowerBank
+
+
+@register_model("ple")
+class PLE(MSMTModel):
+    """Args:
+        embed_dim: embedding dimension per field.
+        num_levels: number of stacked CGC levels (1 = CGC alone).
+        specific_experts: experts per (scenario, task) head at each level.
+        shared_experts: shared experts at each level.
+        expert_dims: widths of each expert MLP.
+        tower_dims: hidden widths of each (scenario, task) tower.
+        dropout: dropout inside experts and towers.
+    """
+
+    def __init__(self, schema: DataSchema, embed_dim: int = 16, num_levels: int = 2, specific_experts: int = 1,
+                 shared_experts: int = 2, expert_dims: Sequence[int] = (256, 128), tower_dims: Sequence[int] = (64,),
+                 dropout: float = 0.0) -> None:
+        super().__init__(schema)
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+        self.embedding = self.make_embedding(schema, embed_dim)
+        heads = self.num_scenarios * self.num_tasks
+        d = self.embedding.output_dim
+        self.levels = nn.ModuleList()
+        for level in range(num_levels):
+            last = level == num_levels - 1
+            self.levels.append(CGC(heads, d, specific_experts, shared_experts, expert_dims,
+                                   shared_gate_groups=0 if last else self.num_scenarios, dropout=dropout))
+            d = self.levels[-1].output_dim
+        self.towers = TowerBank(heads, d, tower_dims, 1, dropout=dropout)
+
+    def forward(self, batch: EncodedData) -> torch.Tensor:
+        x = self.embedding(batch.categorical, batch.numeric)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        t = self.num_tasks
+
+        def scenario_heads(s: int, xs: torch.Tensor) -> torch.Tensor:
+            heads = slice(s * t, (s + 1) * t)
+            h_heads, h_shared = xs, xs
+            for level in self.levels:
+                h_heads, h_shared = level(h_heads, h_shared, heads)
+            return self.towers(h_heads, heads).squeeze(-1)
+
+        return groups.apply(scenario_heads, x)
+
+    def shared_layer(self) -> torch.Tensor:
+        return self.levels[0].shared.weights[-1] if self.levels[0].shared is not None else self.embedding.table.weight

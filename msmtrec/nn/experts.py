@@ -1,0 +1,155 @@
+"""Mixture-of-experts blocks: an expert bank computed as one batched matmul, gate banks,
+SEI (HiNet's sub-expert integration) and CGC (PLE's customised gate control)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from msmtrec.nn.mlp import TowerBank, bank_parameters
+
+
+class ExpertBank(TowerBank):
+    """``E`` expert MLPs with identical shapes, computed together.
+
+    Input ``[B, in]`` (every expert sees the same input) or ``[B, E', in]`` (one input per expert);
+    output ``[B, E', out]`` where ``E'`` is the number of experts selected by ``experts`` (a slice).
+    Every layer, activation included (the expert output is a representation, not a logit).
+    """
+
+    def __init__(self, num_experts: int, in_dim: int, hidden: Sequence[int], *, activation: str = "relu",
+                 dropout: float = 0.0) -> None:
+        if not hidden:
+            raise ValueError("an expert needs at least one layer")
+        super().__init__(num_experts, in_dim, hidden, out_dim=None, activation=activation, dropout=dropout)
+        self.num_experts = num_experts
+
+
+class GateBank(nn.Module):
+    """``G`` softmax gates over ``E`` entries each: ``softmax(φ(W_g x + b_g))``.
+
+    Args:
+        num_gates: number of gates ``G``.
+        in_dim: gate input width.
+        num_entries: entries per gate ``E`` (the experts it mixes).
+        activation: ``identity`` (plain linear → softmax, the PLE/AEM²TL form) or ``relu``
+            (HiNet's released code applies a ReLU before the softmax).
+
+    ``forward(x [B, in] or [B, g, in], gates=slice) -> [B, g, E]``, rows summing to 1.
+    """
+
+    def __init__(self, num_gates: int, in_dim: int, num_entries: int, *, activation: str = "identity") -> None:
+        super().__init__()
+        if activation not in ("identity", "relu"):
+            raise ValueError(f"gate activation must be 'identity' or 'relu', got '{activation}'")
+        self.weight, self.bias = bank_parameters(num_gates, in_dim, num_entries)
+        self.relu = activation == "relu"
+
+    def forward(self, x: torch.Tensor, gates: slice = slice(None)) -> torch.Tensor:
+        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates]) + self.bias[gates]
+        if self.relu:
+            logits = torch.relu(logits)
+        return torch.softmax(logits, dim=-1)
+
+
+def mix(gate: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """Gate-weighted sum: ``gate [B, g, E]`` × ``experts [B, g, E, d]`` → ``[B, g, d]``."""
+    return (gate.unsqueeze(-1) * experts).sum(dim=-2)
+
+
+class SEIBank(nn.Module):
+    """``N`` independent SEI modules (sub-expert integration), all computed at once.
+
+    SEI ``n`` has ``K`` sub-expert MLPs ``Q_{n,k}`` and a softmax gate ``w_n = softmax(φ(W_n x + b_n))``
+    over them; its output is ``Σ_k w_{n,k} Q_{n,k}(x)`` (HiNet §III-B, AEM²TL Eq. 3–6).
+    ``forward(x [B, in], seis=slice) -> [B, n, out]``.
+    """
+
+    def __init__(self, num_seis: int, in_dim: int, num_sub_experts: int, hidden: Sequence[int], *,
+                 gate_activation: str = "identity", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_seis, self.k = num_seis, num_sub_experts
+        self.experts = ExpertBank(num_seis * num_sub_experts, in_dim, hidden, dropout=dropout)
+        self.gates = GateBank(num_seis, in_dim, num_sub_experts, activation=gate_activation)
+        self.output_dim = self.experts.output_dim
+
+    def gate_weights(self, x: torch.Tensor, seis: slice = slice(None)) -> torch.Tensor:
+        return self.gates(x, seis)
+
+    def forward(self, x: torch.Tensor, seis: slice = slice(None)) -> torch.Tensor:
+        start, stop, _ = seis.indices(self.num_seis)
+        sub = self.experts(x, slice(start * self.k, stop * self.k))  # [B, n*K, d]
+        sub = sub.view(x.shape[0], stop - start, self.k, -1)
+        return mix(self.gates(x, seis), sub)
+
+
+class CGC(nn.Module):
+    """Customised Gate Control (PLE, Tang et al. RecSys 2020), one extraction level.
+
+    ``H`` heads, each with ``n_specific`` experts of its own; ``n_shared`` experts shared by all
+    heads. Head ``h``'s gate covers only its own experts and the shared ones:
+    ``g_h = softmax(W_h x_h)`` over ``n_specific + n_shared`` entries, ``out_h = Σ g_h,k E_k``.
+    With ``shared_gate_groups=G > 0`` (lower PLE levels) the heads are split into ``G`` equal
+    groups (the scenarios, in MSMT use) and each group has a shared gate over its heads' specific
+    experts plus the shared experts; it produces the input of the next level's shared experts.
+    (Textbook PLE has one shared gate over every expert; per-group gates keep a scenario's rows
+    from running other scenarios' experts.)
+
+    ``forward(x_heads, x_shared, heads=slice)``: ``x_heads`` is ``[B, in]`` (same input for every
+    head) or ``[B, h, in]``; ``x_shared`` is ``[B, in]`` (defaults to ``x_heads`` when 2-D). Returns
+    ``(head_out [B, h, out], shared_out [B, out] or None)``. Selecting a slice of heads runs only
+    those heads' experts and gates — the models pass the heads of one scenario's rows.
+    """
+
+    def __init__(self, num_heads: int, in_dim: int, n_specific: int, n_shared: int, expert_hidden: Sequence[int], *,
+                 shared_gate_groups: int = 0, gate_activation: str = "identity", dropout: float = 0.0) -> None:
+        super().__init__()
+        if n_specific + n_shared == 0:
+            raise ValueError("CGC needs at least one expert")
+        self.num_heads, self.n_specific, self.n_shared = num_heads, n_specific, n_shared
+        self.specific = ExpertBank(num_heads * n_specific, in_dim, expert_hidden, dropout=dropout) if n_specific else None
+        self.shared = ExpertBank(n_shared, in_dim, expert_hidden, dropout=dropout) if n_shared else None
+        self.gates = GateBank(num_heads, in_dim, n_specific + n_shared, activation=gate_activation)
+        self.shared_gate = None
+        if shared_gate_groups:
+            if num_heads % shared_gate_groups:
+                raise ValueError(f"{num_heads} heads cannot be split into {shared_gate_groups} equal groups")
+            self.heads_per_group = num_heads // shared_gate_groups
+            self.shared_gate = GateBank(shared_gate_groups, in_dim, self.heads_per_group * n_specific + n_shared,
+                                        activation=gate_activation)
+        self.output_dim = expert_hidden[-1]
+
+    def gate_weights(self, x_heads: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
+        return self.gates(x_heads, heads)
+
+    def forward(self, x_heads: torch.Tensor, x_shared: torch.Tensor | None = None, heads: slice = slice(None)
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if x_shared is None:
+            if x_heads.dim() != 2:
+                raise ValueError("x_shared is required when heads have separate inputs")
+            x_shared = x_heads
+        b = x_heads.shape[0]
+        start, stop, _ = heads.indices(self.num_heads)
+        h = stop - start
+        parts = []
+        spec = None
+        if self.specific is not None:
+            xin = x_heads if x_heads.dim() == 2 else x_heads.repeat_interleave(self.n_specific, dim=1)
+            spec = self.specific(xin, slice(start * self.n_specific, stop * self.n_specific))  # [B, h*n, d]
+            parts.append(spec.view(b, h, self.n_specific, -1))
+        shared = self.shared(x_shared) if self.shared is not None else None  # [B, m, d]
+        if shared is not None:
+            parts.append(shared.unsqueeze(1).expand(b, h, self.n_shared, shared.shape[-1]))
+        experts = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+        head_out = mix(self.gates(x_heads, heads), experts)
+        shared_out = None
+        if self.shared_gate is not None:
+            if h != self.heads_per_group or start % self.heads_per_group:
+                raise ValueError("the shared gate runs on exactly one group of heads at a time")
+            g = start // self.heads_per_group
+            everything = torch.cat([t for t in (spec, shared) if t is not None], dim=1)  # [B, h*n+m, d]
+            gate = self.shared_gate(x_shared, slice(g, g + 1))  # [B, 1, h*n+m]
+            shared_out = mix(gate, everything.unsqueeze(1)).squeeze(1)
+        return head_out, shared_out

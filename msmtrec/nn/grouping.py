@@ -1,0 +1,43 @@
+"""Group a batch by scenario so that scenario-specific parameters run only on their own rows."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+
+class ScenarioGroups:
+    """A stable sort of the batch by scenario index, with the inverse permutation.
+
+    ``split(x)`` returns one chunk per scenario (possibly empty), in scenario order;
+    ``merge(chunks)`` puts per-chunk results back in the batch's original row order.
+    Applying a scenario's parameters to its own chunk is how models honour the contract
+    "never compute every scenario's tower for every sample and mask afterwards".
+    """
+
+    def __init__(self, scenario: torch.Tensor, num_scenarios: int) -> None:
+        self.order = torch.argsort(scenario, stable=True)
+        self.counts: list[int] = torch.bincount(scenario, minlength=num_scenarios).tolist()
+        if len(self.counts) > num_scenarios:
+            raise IndexError(f"scenario index {len(self.counts) - 1} out of range for {num_scenarios} scenarios")
+        self.inverse = torch.empty_like(self.order)
+        self.inverse[self.order] = torch.arange(self.order.numel(), device=self.order.device)
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x[self.order].split(self.counts)
+
+    def merge(self, chunks: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(list(chunks))[self.inverse]
+
+    def apply(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+        """``fn(s, *chunks_of_s)`` for every scenario with rows, results merged back in row order.
+
+        Scenarios with no rows in the batch are skipped (their parameters get no gradient from
+        this batch, as they should)."""
+        split = [self.split(t) for t in tensors]
+        outs = []
+        for s, n in enumerate(self.counts):
+            if n:
+                outs.append(fn(s, *(chunks[s] for chunks in split)))
+        return self.merge(outs)

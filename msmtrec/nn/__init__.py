@@ -4,7 +4,8 @@ over experts or towers."""
 
 from msmtrec.nn.embedding import FeatureEmbedding
 from msmtrec.nn.experts import CGC, ExpertBank, GateBank, SEIBank
+from msmtrec.nn.gates import GateNU
 from msmtrec.nn.grouping import ScenarioGroups
 from msmtrec.nn.mlp import MLP, TowerBank
 
-__all__ = ["FeatureEmbedding", "MLP", "TowerBank", "ExpertBank", "GateBank", "SEIBank", "CGC", "ScenarioGroups"]
+__all__ = ["FeatureEmbedding", "GateNU", "MLP", "TowerBank", "ExpertBank", "GateBank", "SEIBank", "CGC", "ScenarioGroups"]

@@ -28,7 +28,8 @@ class TrainConfig:
         max_epochs: upper bound on epochs (per stage for multi-stage models).
         patience: epochs without improvement of the validation mean AUC before stopping.
         task_weights: fixed weight per loss name (default 1 each).
-        weighting: task-weighting strategy (``fixed`` | ``gradnorm`` | ``uncertainty``).
+        weighting: task-weighting strategy (``fixed`` | ``gradnorm`` | ``uncertainty``); None
+            uses the model's default (``fixed`` for all but AEM²TL).
         weighting_params: options of the weighting strategy.
         threads: torch intra-op threads (None = PyTorch's default).
         device: ``cpu`` or ``cuda``.
@@ -49,7 +50,7 @@ class TrainConfig:
     max_epochs: int = 20
     patience: int = 3
     task_weights: dict[str, float] | None = None
-    weighting: str = "fixed"
+    weighting: str | None = None
     weighting_params: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     device: str = "cpu"

@@ -15,7 +15,9 @@ instead of the trainer growing a special case:
 - ``aux_loss(output)`` → an unweighted extra term (regularisers) or ``None``;
 - ``eval_targets(output, batch)`` → what to evaluate: name → ``(prediction, label, mask)``;
 - ``training_stages(config)`` → a multi-stage schedule, or ``None`` for the trainer's default;
-- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on.
+- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on;
+- ``extra_report(data, run_dir)`` → model-specific findings for ``metrics.json``;
+- ``notes`` (attribute, optional) → lines the trainer logs at the start (e.g. disabled branches).
 """
 
 from __future__ import annotations
@@ -123,6 +125,10 @@ class MSMTModel(nn.Module):
 
     def shared_layer(self) -> torch.Tensor | None:
         return None
+
+    def extra_report(self, data: EncodedData, run_dir: Any) -> dict:
+        """Model-specific findings written to ``metrics.json`` after training (default: none)."""
+        return {}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,116 @@
+"""Run directories and checkpoints.
+
+A run directory holds everything needed to evaluate or serve the model again:
+``config.yaml`` (resolved), ``schema.json``, ``encoders.json`` (+ the dataset spec), the best
+``checkpoint.pt``, ``log.jsonl`` (one record per epoch), ``metrics.json`` and ``results.md``.
+Files are written atomically (temporary file + rename) so an interrupted run never leaves a
+half-written checkpoint, and an existing directory is never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from msmtrec.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "msmtrec-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def create_run_dir(root: str | Path, model: str, dataset: str, explicit: str | Path | None = None) -> Path:
+    """Create a new, empty run directory and return it. Never reuses an existing one."""
+    if explicit is not None:
+        path = Path(explicit)
+        if path.exists():
+            raise CheckpointError(f"run directory {path} already exists; choose another --run-dir (nothing was overwritten)")
+        path.mkdir(parents=True)
+        return path
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    base = f"{model}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1000):
+        path = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise CheckpointError(f"could not create a fresh run directory under {root}")
+
+
+def save_checkpoint(path: Path, *, model_name: str, model_params: dict, schema: dict, state_dict: dict,
+                    extra: dict | None = None) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": model_name,
+        "model_params": model_params,
+        "schema": schema,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "extra": extra or {},
+    }
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".checkpoint.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/corrupt files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a msmtrec checkpoint ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a msmtrec checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {payload.get('version')}, this msmtrec reads {CHECKPOINT_VERSION}")
+    return payload

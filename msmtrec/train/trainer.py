@@ -1,0 +1,226 @@
+"""The training loop: one loop for every model, multi-stage schedules included.
+
+Per stage: Adam over the stage's parameter groups; each epoch trains on shuffled batches
+(slices of a permutation), evaluates the VALIDATION split, keeps the best weights by validation
+mean AUC over (scenario, task) pairs, and stops after ``patience`` epochs without improvement.
+The best weights are always restored at the end of a stage — also when ``max_epochs`` is reached.
+The test split is evaluated once, at the very end, with those weights (see :func:`msmtrec.train.api.train`).
+
+Data parallelism: the trainer knows its ``rank`` and ``world_size``; training batches are sharded
+by rank (disjoint slices of the same permutation) and evaluation runs on the full split on every
+rank, so adding torchrun/DDP means wrapping the model, not changing this loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from msmtrec.config import TrainConfig
+from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.errors import MsmtrecError
+from msmtrec.models.base import MSMTModel
+from msmtrec.train.evaluate import evaluate_model
+from msmtrec.train.stages import Stage
+from msmtrec.train.weighting import TaskWeighting, build_weighting
+
+
+class TrainingDiverged(MsmtrecError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def selection_score(metrics: dict) -> float:
+    """Validation score to maximise: mean AUC over (scenario, task); -logloss if no AUC exists."""
+    if metrics.get("mean_auc") is not None:
+        return float(metrics["mean_auc"])
+    if metrics.get("mean_logloss") is not None:
+        return -float(metrics["mean_logloss"])
+    return -math.inf
+
+
+class Trainer:
+    """Trains ``model`` on ``train`` with model selection on ``val``.
+
+    Args:
+        model: an :class:`MSMTModel`.
+        config: the run's :class:`TrainConfig` (batch size, lr, epochs, patience, weighting, seed).
+        train / val: encoded splits.
+        schema: the data schema (scenario and task names for metrics).
+        echo: where one-line epoch summaries go (None: silent).
+        progress: show a per-epoch progress bar (None: only when stderr is a terminal).
+        on_improvement: ``fn(model, record)`` called when a selecting stage reaches a new best
+            validation score (the run writes its checkpoint there).
+        train_batches: optional ``fn(epoch) -> iterable of EncodedData`` replacing the in-memory
+            shuffled batches (streaming data).
+        rank / world_size: data-parallel position (training batches are sharded by rank).
+    """
+
+    def __init__(self, model: MSMTModel, config: TrainConfig, train: EncodedData | None, val: EncodedData,
+                 schema: DataSchema, *, echo: Callable[[str], None] | None = None, progress: bool | None = None,
+                 on_improvement: Callable[[MSMTModel, dict], None] | None = None,
+                 train_batches: Callable[[int], Iterable[EncodedData]] | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if train is None and train_batches is None:
+            raise ValueError("Trainer needs train data or a train_batches function")
+        self.model, self.config, self.train_data, self.val_data, self.schema = model, config, train, val, schema
+        self.echo = echo or (lambda _msg: None)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.on_improvement = on_improvement
+        self.train_batches = train_batches
+        self.rank, self.world_size = rank, world_size
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.weighting: TaskWeighting = build_weighting(
+            config.weighting or getattr(model, "default_weighting", "fixed"),
+            model.loss_names, model, config.task_weights, config.weighting_params)
+        self.stage: Stage | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.global_epoch = 0
+        self.result = FitResult()
+
+    # -- helpers the stages' hooks may use ----------------------------------------------------------
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A deep copy of the model's weights (for rewinding or restoring)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def log(self, message: str) -> None:
+        self.echo(message)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        stages = self.model.training_stages(self.config) or [Stage()]
+        for note in getattr(self.model, "notes", []):
+            self.log(f"note: {note}")
+        best_overall = -math.inf
+        for stage in stages:
+            best_overall = self._run_stage(stage, best_overall)
+        return self.result
+
+    def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
+        lr = self.config.lr if stage.lr is None else stage.lr
+        wd = self.config.weight_decay if stage.weight_decay is None else stage.weight_decay
+        if stage.param_groups is not None:
+            groups = stage.param_groups(self.model, lr, wd)
+        else:
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+
+    def _batches(self, epoch: int) -> Iterable[EncodedData]:
+        if self.train_batches is not None:
+            return self.train_batches(epoch)
+        return iterate_batches(self.train_data, self.config.batch_size, shuffle=True, generator=self.generator,
+                               rank=self.rank, world_size=self.world_size)
+
+    def _run_stage(self, stage: Stage, best_overall: float) -> float:
+        self.stage = stage
+        self.optimizer = self._optimizer(stage)
+        max_epochs = stage.max_epochs or self.config.max_epochs
+        if stage.on_stage_start:
+            stage.on_stage_start(self, self.model)
+        best_score, best_state, best_epoch, bad = -math.inf, None, -1, 0
+        for epoch in range(max_epochs):
+            if stage.on_epoch_start:
+                stage.on_epoch_start(self, self.model, epoch)
+            t0 = time.perf_counter()
+            train_losses, n_seen = self._train_epoch(stage, epoch, max_epochs)
+            seconds = time.perf_counter() - t0
+            self.result.train_seconds += seconds
+            self.result.samples_seen += n_seen
+            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size)
+            score = selection_score(val)
+            improved = score > best_score
+            record = {
+                "stage": stage.name, "epoch": epoch + 1, "global_epoch": self.global_epoch + 1,
+                "train_loss": train_losses, "val_mean_auc": val["mean_auc"], "val_mean_logloss": val["mean_logloss"],
+                "val": {s: {t: m["auc"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
+                "task_weights": self.weighting.weights(), "seconds": round(seconds, 3),
+                "samples_per_second": round(n_seen / seconds, 1) if seconds > 0 else None, "improved": improved,
+            }
+            if stage.on_epoch_end:
+                extra = stage.on_epoch_end(self, self.model, epoch, val)
+                if isinstance(extra, dict):
+                    record.update(extra)
+            self.result.history.append(record)
+            self.global_epoch += 1
+            self.log(self._epoch_line(record, max_epochs))
+            if improved:
+                best_score, best_epoch, bad = score, epoch, 0
+                if stage.restore_best or stage.select_best:
+                    best_state = self.snapshot()
+                if stage.select_best and score > best_overall:
+                    best_overall = score
+                    self.result.best = {"stage": stage.name, "epoch": epoch + 1, "val_mean_auc": val["mean_auc"],
+                                        "val_score": score}
+                    if self.on_improvement:
+                        self.on_improvement(self.model, record)
+            else:
+                bad += 1
+                if stage.early_stopping and bad >= self.config.patience:
+                    self.log(f"[{stage.name}] early stop: no better validation score for {bad} epochs")
+                    break
+        if stage.restore_best and best_state is not None:
+            self.model.load_state_dict(best_state)
+            self.log(f"[{stage.name}] restored the best weights (epoch {best_epoch + 1}, validation score {best_score:.4f})")
+        if stage.on_stage_end:
+            stage.on_stage_end(self, self.model)
+        return best_overall
+
+    def _train_epoch(self, stage: Stage, epoch: int, max_epochs: int) -> tuple[dict[str, float], int]:
+        model, opt, weighting = self.model, self.optimizer, self.weighting
+        model.train()
+        loss_sum = torch.zeros(len(model.loss_names))
+        n_seen = 0
+        total = len(self.train_data) // self.world_size if self.train_data is not None and self.train_batches is None else None
+        bar = tqdm(total=total, unit="samples", unit_scale=True, leave=False, disable=not self.progress,
+                   desc=f"{stage.name} {epoch + 1}/{max_epochs}", mininterval=0.5)
+        try:
+            for step, batch in enumerate(self._batches(epoch)):
+                out = model(batch)
+                losses = model.task_losses(out, batch)
+                loss = weighting.combine(losses)
+                aux = model.aux_loss(out)
+                if aux is not None:
+                    loss = loss + aux
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"[{stage.name}] epoch {epoch + 1} step {step}: the loss became {loss.item()}; "
+                                           f"try a lower learning rate (lr={opt.param_groups[0]['lr']:g})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                weighting.after_step()
+                b = len(batch)
+                loss_sum += losses.detach().float().cpu() * b
+                n_seen += b
+                bar.update(b)
+        finally:
+            bar.close()
+        if n_seen == 0:
+            raise MsmtrecError("the training split produced no batches (is it empty?)")
+        return {n: round(float(v) / n_seen, 6) for n, v in zip(model.loss_names, loss_sum)}, n_seen
+
+    def _epoch_line(self, r: dict, max_epochs: int) -> str:
+        losses = " ".join(f"{k}={v:.4f}" for k, v in r["train_loss"].items())
+        auc = "n/a" if r["val_mean_auc"] is None else f"{r['val_mean_auc']:.4f}"
+        ll = "n/a" if r["val_mean_logloss"] is None else f"{r['val_mean_logloss']:.4f}"
+        sps = f"{r['samples_per_second']:,.0f}" if r["samples_per_second"] else "-"
+        star = " *" if r["improved"] else ""
+        return (f"[{r['stage']}] epoch {r['epoch']}/{max_epochs}  loss {losses}  "
+                f"val mean AUC {auc}  logloss {ll}  {sps} samples/s{star}")

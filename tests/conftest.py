@@ -1,0 +1,43 @@
+"""Shared test helpers: tiny schemas and random batches built by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from msmtrec.data.encoded import DataSchema, EncodedData
+
+
+def make_schema(scenarios: int = 3, tasks: int = 2, fields: int = 3, vocab: int = 20, numeric: int = 2,
+                **kwargs) -> DataSchema:
+    return DataSchema(
+        categorical=tuple((f"f{i}", vocab) for i in range(fields)),
+        numeric=tuple(f"n{i}" for i in range(numeric)),
+        scenarios=tuple(f"s{i}" for i in range(scenarios)),
+        tasks=tuple(f"t{i}" for i in range(tasks)),
+        **kwargs,
+    )
+
+
+def make_batch(schema: DataSchema, n: int = 64, seed: int = 0, mask_prob: float = 0.0) -> EncodedData:
+    g = torch.Generator().manual_seed(seed)
+    vocab = torch.tensor(schema.cardinalities)
+    cat = (torch.rand(n, schema.num_fields, generator=g) * vocab).long()
+    return EncodedData(
+        categorical=cat,
+        numeric=torch.randn(n, len(schema.numeric), generator=g),
+        scenario=torch.randint(0, schema.num_scenarios, (n,), generator=g),
+        labels=torch.randint(0, 2, (n, schema.num_tasks), generator=g).float(),
+        label_mask=torch.rand(n, schema.num_tasks, generator=g) >= mask_prob,
+        user=torch.randint(0, 10, (n,), generator=g) if schema.has_user else None,
+    )
+
+
+@pytest.fixture
+def schema() -> DataSchema:
+    return make_schema()
+
+
+@pytest.fixture
+def batch(schema) -> EncodedData:
+    return make_batch(schema)

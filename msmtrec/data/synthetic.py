@@ -1,0 +1,561 @@
+"""Synthetic multi-scenario multi-task data with a known structure, at any scale.
+
+Why: tests and benchmarks need data whose answer is known (does a model find scenario-specific
+signal where there is some, and none where there is none?) and whose size is only limited by the
+disk (10M+ rows written in row groups, never held in memory at once).
+
+The generating process
+----------------------
+A row has ``F`` categorical fields, ``D`` numeric features, a scenario ``s`` and ``T`` binary
+labels. Everything random is drawn from NumPy generators seeded by ``(seed, purpose, block)``, so
+the output is a pure function of the :class:`SyntheticConfig`: the same rows come out whether they
+are generated in memory, written in chunks of any size, or generated as a longer dataset (row
+``i`` never depends on how many rows follow it).
+
+1. **Scenario**: ``s ~ Categorical(scenario_weights)`` (equal by default).
+2. **Features** (independent of the scenario, so that ``P(y | x, s)`` alone carries the scenario
+   effect): field ``f`` draws an id in ``1..vocab_f`` from a Zipf-like popularity law
+   ``P(k) ∝ k^-zipf`` (0 stays free for "unknown"); numeric features are ``N(0, 1)``.
+3. **Latent representation** ``h(x) ∈ R^K`` (``K = latent_dim``)::
+
+       h = Σ_f E_f[id_f] + W_num · x_num + P_0[id_0] ⊙ P_1[id_1]
+
+   with random tables ``E_f, P_f ~ N(0, 1/m)`` (``m`` = number of summed terms, so each component
+   of ``h`` has unit variance). The product term is a user × item style interaction that a model
+   without feature crossing cannot represent exactly.
+4. **Task scores**. With ``α = scenario_signal`` and ``ρ = task_correlation``::
+
+       u_t     = unit(√ρ · c     + √(1-ρ) · r_t)          shared direction of task t
+       v_{t,s} = unit(√ρ · c_s   + √(1-ρ) · r_{t,s})      scenario-specific direction
+       z_t(x, s) = √(1-α) · u_t·h  +  √α · v_{t,s}·h
+       logit_t(x, s) = b_t + α · δ_{t,s} + signal_scale · z_t(x, s)
+
+   ``c, c_s, r_t, r_{t,s}`` are random unit vectors and ``δ_{t,s} ~ N(0, scenario_bias_scale²)``
+   shifts the base rate of task ``t`` in scenario ``s``. At ``α = 0`` the labels do not depend on
+   the scenario at all; at ``α = 1`` every scenario uses its own direction and base rate. ``ρ``
+   controls how similar the tasks' directions (hence their labels) are.
+5. **Labels**. ``independent``: ``y_t ~ Bernoulli(σ(logit_t))``. ``nested`` (the entire-space
+   chain impression → click → conversion): task 0 is the click, ``y_0 ~ Bernoulli(σ(logit_0))``;
+   every later task is a post-click event, ``y_t = y_0 · Bernoulli(σ(logit_t))``, so a positive
+   later task implies a click and its label is defined on all impressions (as Ali-CCP's
+   ``purchase``). Roles: task 0 ``click``, the last task ``conversion``, tasks in between
+   ``action``.
+6. **Base rates**. The biases ``b_t`` are solved (bisection on a fixed pilot sample) so that the
+   pooled rate of ``y_t`` — the click rate for task 0 and the rate *given a click* for later nested
+   tasks — matches ``base_rates``.
+
+The true probabilities are available (:meth:`SyntheticGenerator.probabilities`), which is what
+tests that need a known answer compare against.
+
+Entry points: :func:`make_synthetic` / :func:`make_synthetic_splits` (in memory, as
+:class:`EncodedData`), :func:`write_synthetic` (Parquet train/val/test + a ``spec.yaml`` that
+``msmtrec train --data DIR/spec.yaml`` reads; ``msmtrec synth`` on the command line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from msmtrec.data.encoded import DataSchema, EncodedData
+from msmtrec.errors import ConfigError
+
+__all__ = [
+    "BLOCK_ROWS",
+    "SyntheticConfig",
+    "SyntheticGenerator",
+    "make_synthetic",
+    "make_synthetic_splits",
+    "write_synthetic",
+]
+
+#: Rows are generated in blocks of this many rows, each from its own seeded generator. It is part
+#: of the definition of the data (changing it changes the rows), not a tuning knob.
+BLOCK_ROWS = 65536
+
+_WORLD, _PILOT, _ROWS = 0, 1, 2  # purposes mixed into the seed
+_PILOT_ROWS = 32768
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """What to generate. Every field has a default except ``rows``.
+
+    Attributes:
+        rows: number of rows.
+        num_fields: categorical fields ``cat_0 .. cat_{F-1}``.
+        vocab: ids per categorical field (one int for all, or one per field); ids are
+            ``1..vocab``, 0 is never generated.
+        num_numeric: numeric features ``num_0 .. num_{D-1}``.
+        scenarios: number of scenarios ``s0 .. s{S-1}``.
+        tasks: number of binary tasks.
+        scenario_signal: ``α`` in [0, 1], the share of the label signal that is scenario specific
+            (0: labels do not depend on the scenario).
+        task_correlation: ``ρ`` in [0, 1], how much the tasks share their direction.
+        structure: ``nested`` (click → post-click tasks, entire-space roles declared) or
+            ``independent``.
+        base_rates: pooled positive rate per task (for nested tasks after the first: the rate
+            given a click). Default: 0.2 for task 0 (0.5 when independent), 0.1 for nested
+            later tasks, 0.3 for independent later tasks.
+        scenario_weights: relative scenario sizes (default equal).
+        zipf: exponent of the id popularity law (0 = uniform ids).
+        latent_dim: ``K``, dimension of the latent representation.
+        signal_scale: multiplies the task score; larger means more predictable labels.
+        scenario_bias_scale: standard deviation of the per-scenario base-rate shift at ``α = 1``.
+        with_user: treat ``cat_0`` as the user id (``has_user``; enables GAUC).
+        task_names: names of the tasks (default ``click, conversion`` / ``click, action_1, ...,
+            conversion`` for nested, ``task_0 ...`` for independent).
+        seed: seeds everything.
+    """
+
+    rows: int
+    num_fields: int = 7
+    vocab: int | tuple[int, ...] = 1000
+    num_numeric: int = 0
+    scenarios: int = 3
+    tasks: int = 2
+    scenario_signal: float = 0.5
+    task_correlation: float = 0.5
+    structure: str = "nested"
+    base_rates: tuple[float, ...] | None = None
+    scenario_weights: tuple[float, ...] | None = None
+    zipf: float = 1.05
+    latent_dim: int = 8
+    signal_scale: float = 2.0
+    scenario_bias_scale: float = 0.75
+    with_user: bool = False
+    task_names: tuple[str, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Lists from YAML/JSON/CLI become tuples so the config stays hashable and comparable.
+        for name in ("vocab", "base_rates", "scenario_weights", "task_names"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        _check(isinstance(self.rows, int) and self.rows >= 1, "rows", "an integer >= 1", self.rows)
+        _check(isinstance(self.num_fields, int) and self.num_fields >= 1, "num_fields", "an integer >= 1",
+               self.num_fields)
+        _check(isinstance(self.num_numeric, int) and self.num_numeric >= 0, "num_numeric", "an integer >= 0",
+               self.num_numeric)
+        _check(isinstance(self.scenarios, int) and self.scenarios >= 1, "scenarios", "an integer >= 1",
+               self.scenarios)
+        _check(isinstance(self.tasks, int) and self.tasks >= 1, "tasks", "an integer >= 1", self.tasks)
+        vocab = self.vocabularies
+        _check(len(vocab) == self.num_fields, "vocab", f"one int or {self.num_fields} ints (one per field)",
+               self.vocab)
+        _check(all(isinstance(v, int) and v >= 1 for v in vocab), "vocab", "integers >= 1", self.vocab)
+        _check(0.0 <= self.scenario_signal <= 1.0, "scenario_signal", "a number in [0, 1]", self.scenario_signal)
+        _check(0.0 <= self.task_correlation <= 1.0, "task_correlation", "a number in [0, 1]",
+               self.task_correlation)
+        _check(self.structure in ("nested", "independent"), "structure", "nested or independent", self.structure)
+        if self.base_rates is not None:
+            _check(len(self.base_rates) == self.tasks, "base_rates", f"{self.tasks} numbers (one per task)",
+                   self.base_rates)
+            _check(all(0.0 < r < 1.0 for r in self.base_rates), "base_rates", "numbers strictly between 0 and 1",
+                   self.base_rates)
+        if self.scenario_weights is not None:
+            _check(len(self.scenario_weights) == self.scenarios, "scenario_weights",
+                   f"{self.scenarios} positive numbers (one per scenario)", self.scenario_weights)
+            _check(all(w > 0 for w in self.scenario_weights), "scenario_weights", "positive numbers",
+                   self.scenario_weights)
+        _check(self.zipf >= 0, "zipf", "a number >= 0", self.zipf)
+        _check(isinstance(self.latent_dim, int) and self.latent_dim >= 1, "latent_dim", "an integer >= 1",
+               self.latent_dim)
+        _check(self.signal_scale >= 0, "signal_scale", "a number >= 0", self.signal_scale)
+        _check(self.scenario_bias_scale >= 0, "scenario_bias_scale", "a number >= 0", self.scenario_bias_scale)
+        if self.task_names is not None:
+            _check(len(self.task_names) == self.tasks and len(set(self.task_names)) == self.tasks, "task_names",
+                   f"{self.tasks} distinct names", self.task_names)
+        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+
+    @property
+    def vocabularies(self) -> tuple[int, ...]:
+        if isinstance(self.vocab, int):
+            return (self.vocab,) * self.num_fields
+        return tuple(self.vocab)
+
+    @property
+    def names_of_tasks(self) -> tuple[str, ...]:
+        if self.task_names is not None:
+            return tuple(self.task_names)
+        if self.structure == "independent":
+            return tuple(f"task_{t}" for t in range(self.tasks))
+        if self.tasks == 1:
+            return ("click",)
+        if self.tasks == 2:
+            return ("click", "conversion")
+        return ("click",) + tuple(f"action_{t}" for t in range(1, self.tasks - 1)) + ("conversion",)
+
+    @property
+    def task_roles(self) -> dict[str, str]:
+        """Entire-space roles (nested only): first task click, last conversion, others action."""
+        if self.structure != "nested":
+            return {}
+        names = self.names_of_tasks
+        roles = {names[0]: "click"}
+        for t in range(1, self.tasks):
+            roles[names[t]] = "conversion" if t == self.tasks - 1 else "action"
+        return roles
+
+    @property
+    def rates(self) -> tuple[float, ...]:
+        if self.base_rates is not None:
+            return tuple(float(r) for r in self.base_rates)
+        if self.structure == "nested":
+            return (0.2,) + (0.1,) * (self.tasks - 1)
+        return (0.5,) + (0.3,) * (self.tasks - 1)
+
+    @property
+    def categorical_names(self) -> tuple[str, ...]:
+        return tuple(f"cat_{f}" for f in range(self.num_fields))
+
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        return tuple(f"num_{j}" for j in range(self.num_numeric))
+
+    @property
+    def scenario_names(self) -> tuple[str, ...]:
+        return tuple(f"s{s}" for s in range(self.scenarios))
+
+    def schema(self) -> DataSchema:
+        """The :class:`DataSchema` of the in-memory data (cardinality = vocab + 1 for id 0)."""
+        return DataSchema(
+            categorical=tuple((n, v + 1) for n, v in zip(self.categorical_names, self.vocabularies)),
+            numeric=self.numeric_names,
+            scenarios=self.scenario_names,
+            tasks=self.names_of_tasks,
+            task_roles=self.task_roles,
+            conversion_without_click=False,
+            prior_fields=("cat_0",) if self.with_user else (),
+            has_user=self.with_user,
+        )
+
+    def replace(self, **changes: Any) -> "SyntheticConfig":
+        return SyntheticConfig(**{**asdict(self), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SyntheticConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"synthetic: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+def _check(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"synthetic: {name} must be {expected}, got {got!r}")
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _rng(seed: int, purpose: int, index: int = 0) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, purpose, index])))
+
+
+class SyntheticGenerator:
+    """The generating process of a :class:`SyntheticConfig` (see the module docstring).
+
+    Holds the random "world" (embedding tables, task directions, base-rate biases); rows are
+    produced block by block with :meth:`blocks`.
+    """
+
+    def __init__(self, config: SyntheticConfig) -> None:
+        self.config = c = config
+        rng = _rng(c.seed, _WORLD)
+        k, f, d, s, t = c.latent_dim, c.num_fields, c.num_numeric, c.scenarios, c.tasks
+        self.vocab = c.vocabularies
+        interaction = f >= 2
+        m = f + (1 if d else 0) + (1 if interaction else 0)
+        scale = 1.0 / math.sqrt(m)
+        # Id popularity: inverse CDF tables, one per field (ids 1..V; rank 1 most popular).
+        self._cdf = []
+        for v in self.vocab:
+            p = np.arange(1, v + 1, dtype=np.float64) ** -c.zipf
+            cdf = np.cumsum(p)
+            self._cdf.append(cdf / cdf[-1])
+        # Row 0 of every table is the never-generated id 0.
+        self._emb = [rng.standard_normal((v + 1, k)).astype(np.float32) * scale for v in self.vocab]
+        self._cross = ([rng.standard_normal((self.vocab[i] + 1, k)).astype(np.float32) for i in (0, 1)]
+                       if interaction else None)
+        self._w_num = (rng.standard_normal((d, k)).astype(np.float32) * (scale / math.sqrt(d))) if d else None
+        rho, alpha = c.task_correlation, c.scenario_signal
+        common = _unit(rng.standard_normal(k))
+        common_s = _unit(rng.standard_normal((s, k)))
+        own = _unit(rng.standard_normal((t, k)))
+        own_s = _unit(rng.standard_normal((t, s, k)))
+        self.task_dirs = _unit(math.sqrt(rho) * common + math.sqrt(1 - rho) * own)  # [T, K]
+        self.scenario_dirs = _unit(math.sqrt(rho) * common_s[None] + math.sqrt(1 - rho) * own_s)  # [T, S, K]
+        self.scenario_bias = rng.standard_normal((t, s)) * c.scenario_bias_scale  # [T, S]
+        w = np.ones(s) if c.scenario_weights is None else np.asarray(c.scenario_weights, dtype=np.float64)
+        self.scenario_p = w / w.sum()
+        self.bias = np.zeros(t)
+        self._calibrate()
+        self._last_block: tuple[int, dict[str, np.ndarray]] | None = None
+
+    # -- the process ------------------------------------------------------------------------------
+    def _features(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c = self.config
+        scenario = rng.choice(c.scenarios, size=n, p=self.scenario_p).astype(np.int64)
+        cat = np.empty((n, c.num_fields), dtype=np.int64)
+        for i, cdf in enumerate(self._cdf):
+            cat[:, i] = np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1) + 1
+        num = rng.standard_normal((n, c.num_numeric), dtype=np.float32)
+        return cat, num, scenario
+
+    def _latent(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+        h = np.zeros((cat.shape[0], self.config.latent_dim), dtype=np.float32)
+        for i, table in enumerate(self._emb):
+            h += table[cat[:, i]]
+        if self._w_num is not None:
+            h += num @ self._w_num
+        if self._cross is not None:
+            h += self._cross[0][cat[:, 0]] * self._cross[1][cat[:, 1]] / math.sqrt(self.config.latent_dim)
+        return h
+
+    def logits(self, cat: np.ndarray, num: np.ndarray, scenario: np.ndarray) -> np.ndarray:
+        """``[N, T]`` logits of every task for each row's scenario (conditional on a click for
+        nested tasks after the first)."""
+        c = self.config
+        h = self._latent(cat, num).astype(np.float64)
+        alpha = c.scenario_signal
+        shared = h @ self.task_dirs.T  # [N, T]
+        score = math.sqrt(1 - alpha) * shared
+        if alpha > 0:
+            specific = np.einsum("nk,tnk->nt", h, self.scenario_dirs[:, scenario])
+            score = score + math.sqrt(alpha) * specific
+            offset = alpha * self.scenario_bias[:, scenario].T
+        else:
+            offset = 0.0
+        return self.bias[None] + offset + c.signal_scale * score
+
+    def probabilities(self, cat: np.ndarray, num: np.ndarray, scenario: np.ndarray, *,
+                      conditional: bool = False) -> np.ndarray:
+        """True ``P(y_t = 1 | x, s)``, ``[N, T]``. For nested data the later tasks are marginal
+        over the click (``P(click) · P(task | click)``) unless ``conditional``."""
+        p = 1.0 / (1.0 + np.exp(-self.logits(cat, num, scenario)))
+        if self.config.structure == "nested" and not conditional:
+            p[:, 1:] *= p[:, :1]
+        return p
+
+    def _labels(self, rng: np.random.Generator, p_cond: np.ndarray) -> np.ndarray:
+        y = rng.random(p_cond.shape) < p_cond
+        if self.config.structure == "nested":
+            y[:, 1:] &= y[:, :1]
+        return y
+
+    def _calibrate(self) -> None:
+        """Solve the biases so the pooled rates match ``rates`` on a fixed pilot sample."""
+        rng = _rng(self.config.seed, _PILOT)
+        cat, num, scenario = self._features(rng, _PILOT_ROWS)
+        self.bias = np.zeros(self.config.tasks)
+        base = self.logits(cat, num, scenario)  # bias 0
+        weights = np.ones(_PILOT_ROWS)
+        for t, target in enumerate(self.config.rates):
+            # Later nested tasks are calibrated given a click: weight each row by P(click).
+            if t > 0 and self.config.structure == "nested":
+                weights = 1.0 / (1.0 + np.exp(-(base[:, 0] + self.bias[0])))
+            lo, hi = -30.0, 30.0
+            for _ in range(60):
+                mid = (lo + hi) / 2
+                rate = np.average(1.0 / (1.0 + np.exp(-(base[:, t] + mid))), weights=weights)
+                if rate < target:
+                    lo = mid
+                else:
+                    hi = mid
+            self.bias[t] = (lo + hi) / 2
+
+    # -- rows -------------------------------------------------------------------------------------
+    def block(self, index: int) -> dict[str, np.ndarray]:
+        """Rows ``[index·BLOCK_ROWS, (index+1)·BLOCK_ROWS)`` as arrays: ``categorical`` [n,F] int64,
+        ``numeric`` [n,D] float32, ``scenario`` [n] int64, ``labels`` [n,T] bool."""
+        if self._last_block is not None and self._last_block[0] == index:
+            return self._last_block[1]
+        rng = _rng(self.config.seed, _ROWS, index)
+        cat, num, scenario = self._features(rng, BLOCK_ROWS)
+        p = self.probabilities(cat, num, scenario, conditional=True)
+        out = {"categorical": cat, "numeric": num, "scenario": scenario, "labels": self._labels(rng, p)}
+        self._last_block = (index, out)  # consecutive splits usually share a boundary block
+        return out
+
+    def blocks(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Rows ``[start, stop)`` (default: all) as consecutive pieces of at most BLOCK_ROWS rows."""
+        stop = self.config.rows if stop is None else min(stop, self.config.rows)
+        row = start
+        while row < stop:
+            b = row // BLOCK_ROWS
+            lo = row - b * BLOCK_ROWS
+            hi = min(BLOCK_ROWS, stop - b * BLOCK_ROWS)
+            yield {k: v[lo:hi] for k, v in self.block(b).items()}
+            row = b * BLOCK_ROWS + hi
+
+    def generate(self, start: int = 0, stop: int | None = None) -> EncodedData:
+        """Rows ``[start, stop)`` as one :class:`EncodedData` (ids as in the schema: 1..vocab)."""
+        parts = list(self.blocks(start, stop))
+        if not parts:
+            raise ConfigError(f"synthetic: no rows in [{start}, {stop})")
+        cat = np.concatenate([p["categorical"] for p in parts])
+        labels = np.concatenate([p["labels"] for p in parts])
+        return EncodedData(
+            categorical=torch.from_numpy(cat),
+            numeric=torch.from_numpy(np.concatenate([p["numeric"] for p in parts])),
+            scenario=torch.from_numpy(np.concatenate([p["scenario"] for p in parts])),
+            labels=torch.from_numpy(labels.astype(np.float32)),
+            label_mask=torch.ones(labels.shape, dtype=torch.bool),
+            user=torch.from_numpy(cat[:, 0].copy()) if self.config.with_user else None,
+        )
+
+
+def _config(rows: int, options: dict[str, Any]) -> SyntheticConfig:
+    config = options.pop("config", None)
+    if config is not None:
+        if options:
+            raise ConfigError(f"synthetic: pass either config or options, not both ({', '.join(sorted(options))})")
+        return config.replace(rows=rows)
+    return SyntheticConfig.from_dict({"rows": rows, **options})
+
+
+def make_synthetic(rows: int, **options: Any) -> tuple[EncodedData, DataSchema]:
+    """``rows`` rows of synthetic data in memory, with their schema.
+
+    ``options`` are the fields of :class:`SyntheticConfig` (``num_fields=7, vocab=1000,
+    scenarios=3, tasks=2, scenario_signal=0.5, ...``), or ``config=SyntheticConfig(...)``.
+    """
+    cfg = _config(rows, dict(options))
+    return SyntheticGenerator(cfg).generate(), cfg.schema()
+
+
+def _split_sizes(rows: int, fractions: Sequence[float]) -> list[int]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"synthetic: fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+    n_train = int(round(rows * fractions[0]))
+    n_val = int(round(rows * fractions[1]))
+    sizes = [n_train, n_val, rows - n_train - n_val]
+    if min(sizes) <= 0:
+        raise ConfigError(f"synthetic: {rows} rows split {list(fractions)} leaves an empty split; use more rows")
+    return sizes
+
+
+def make_synthetic_splits(rows: int, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                          **options: Any) -> tuple[EncodedData, EncodedData, EncodedData, DataSchema]:
+    """Like :func:`make_synthetic`, split into train/val/test (consecutive rows; rows are i.i.d.,
+    so this is a random split). The same rows as :func:`write_synthetic` writes."""
+    cfg = _config(rows, dict(options))
+    n_train, n_val, _ = _split_sizes(rows, fractions)
+    gen = SyntheticGenerator(cfg)
+    return (gen.generate(0, n_train), gen.generate(n_train, n_train + n_val), gen.generate(n_train + n_val),
+            cfg.schema())
+
+
+SPLITS = ("train", "val", "test")
+
+
+def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                    chunk_rows: int = 1_000_000, overwrite: bool = False, progress: Any = None) -> Path:
+    """Write ``config`` as Parquet (``train/val/test.parquet``, row groups of ``chunk_rows``) plus
+    ``spec.yaml`` and ``synthetic.json`` (the config) into ``out_dir``; return the spec's path.
+
+    Memory stays bounded by one chunk whatever ``config.rows`` is. Raw ids are written as they
+    are generated (``1..vocab``, int64), the scenario as its name (``s0`` ...), labels as 0/1 int8.
+    ``progress`` (optional) is called with the number of rows written after each row group.
+
+    Raises:
+        ConfigError: ``out_dir`` already holds a dataset (unless ``overwrite``), or a bad option.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    if chunk_rows < 1:
+        raise ConfigError(f"synthetic: chunk_rows must be >= 1, got {chunk_rows}")
+    out = Path(out_dir)
+    sizes = _split_sizes(config.rows, fractions)
+    targets = [out / f"{s}.parquet" for s in SPLITS] + [out / "spec.yaml", out / "synthetic.json"]
+    existing = [p.name for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"synthetic: {out} already holds {', '.join(existing)}; choose another folder or pass "
+                          f"--overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    gen = SyntheticGenerator(config)
+    scen_names = np.array(config.scenario_names, dtype=object)
+    tasks = config.names_of_tasks
+    arrow_schema = pa.schema(
+        [(n, pa.int64()) for n in config.categorical_names]
+        + [(n, pa.float32()) for n in config.numeric_names]
+        + [("scenario", pa.string())]
+        + [(t, pa.int8()) for t in tasks])
+
+    def to_table(part: dict[str, np.ndarray]) -> pa.Table:
+        cat, num, lab = part["categorical"], part["numeric"], part["labels"].astype(np.int8)
+        cols = ([pa.array(cat[:, i]) for i in range(cat.shape[1])] + [pa.array(num[:, j]) for j in range(num.shape[1])]
+                + [pa.array(scen_names[part["scenario"]], type=pa.string())]
+                + [pa.array(lab[:, t]) for t in range(lab.shape[1])])
+        return pa.Table.from_arrays(cols, schema=arrow_schema)
+
+    written = 0
+    start = 0
+    for split, size in zip(SPLITS, sizes):
+        with pq.ParquetWriter(out / f"{split}.parquet", arrow_schema, compression="zstd") as writer:
+            pending: list[dict[str, np.ndarray]] = []
+            n_pending, unwritten = 0, size
+            for part in gen.blocks(start, start + size):
+                pending.append(part)
+                n_pending += len(part["scenario"])
+                # A full row group, or the split's tail once every row of it is pending.
+                if n_pending < chunk_rows and n_pending < unwritten:
+                    continue
+                merged = {k: np.concatenate([p[k] for p in pending]) for k in part}
+                offset = 0
+                while n_pending >= chunk_rows or (n_pending and n_pending == unwritten):
+                    n = min(chunk_rows, n_pending)
+                    writer.write_table(to_table({k: v[offset:offset + n] for k, v in merged.items()}),
+                                       row_group_size=n)
+                    offset += n
+                    n_pending -= n
+                    unwritten -= n
+                    written += n
+                    if progress is not None:
+                        progress(written)
+                pending = [{k: v[offset:] for k, v in merged.items()}]
+        start += size
+
+    (out / "spec.yaml").write_text(yaml.safe_dump(spec_dict(config), sort_keys=False))
+    (out / "synthetic.json").write_text(json.dumps({"config": config.to_dict(), "fractions": list(fractions),
+                                                    "rows": dict(zip(SPLITS, sizes))}, indent=2) + "\n")
+    return out / "spec.yaml"
+
+
+def spec_dict(config: SyntheticConfig) -> dict[str, Any]:
+    """The dataset spec (as plain data) of a dataset written by :func:`write_synthetic`."""
+    roles = config.task_roles
+    tasks = []
+    for t in config.names_of_tasks:
+        entry: dict[str, Any] = {"name": t, "column": t}
+        if t in roles:
+            entry["role"] = roles[t]
+        tasks.append(entry)
+    spec: dict[str, Any] = {
+        "name": f"synthetic-{config.rows}",
+        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
+        "scenario": {"column": "scenario", "mapping": {s: s for s in config.scenario_names}},
+        "tasks": tasks,
+        "categorical": list(config.categorical_names),
+        "numeric": list(config.numeric_names),
+    }
+    if config.with_user:
+        spec["user"] = "cat_0"
+        spec["prior_features"] = ["cat_0"]
+    return spec

@@ -43,7 +43,7 @@ class TrainConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     data: str = "womens-ecommerce"
     seed: int = 2024
-    batch_size: int = 2048
+    batch_size: int = 256
     eval_batch_size: int = 16384
     lr: float = 1e-3
     weight_decay: float = 0.0

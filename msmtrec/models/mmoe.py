@@ -32,7 +32,7 @@ class MMoE(MSMTModel):
     """
 
     def __init__(self, schema: DataSchema, embed_dim: int = 16, num_experts: int = 4,
-                 expert_dims: Sequence[int] = (256, 128), tower_dims: Sequence[int] = (64,), dropout: float = 0.0) -> None:
+                 expert_dims: Sequence[int] = (128, 64), tower_dims: Sequence[int] = (64,), dropout: float = 0.0) -> None:
         super().__init__(schema)
         self.embedding = self.make_embedding(schema, embed_dim)
         d = self.embedding.output_dim

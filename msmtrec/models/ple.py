@@ -38,7 +38,7 @@ class PLE(MSMTModel):
     """
 
     def __init__(self, schema: DataSchema, embed_dim: int = 16, num_levels: int = 2, specific_experts: int = 1,
-                 shared_experts: int = 2, expert_dims: Sequence[int] = (256, 128), tower_dims: Sequence[int] = (64,),
+                 shared_experts: int = 2, expert_dims: Sequence[int] = (128, 64), tower_dims: Sequence[int] = (64,),
                  dropout: float = 0.0) -> None:
         super().__init__(schema)
         if num_levels < 1:

@@ -129,9 +129,19 @@ class Trainer:
         return iterate_batches(self.train_data, self.config.batch_size, shuffle=True, generator=self.generator,
                                rank=self.rank, world_size=self.world_size)
 
-    def _run_stage(self, stage: Stage, best_overall: float) -> float:
+    def prepare_stage(self, stage: Stage) -> None:
+        """Make ``stage`` current and build its optimiser (the loop does this at each stage start)."""
         self.stage = stage
         self.optimizer = self._optimizer(stage)
+
+    def train_epoch(self, epoch: int = 0) -> tuple[dict[str, float], int]:
+        """One pass over the training batches of the current stage: ``(mean losses, samples seen)``."""
+        if self.stage is None:
+            self.prepare_stage((self.model.training_stages(self.config) or [Stage()])[0])
+        return self._train_epoch(self.stage, epoch, 1)
+
+    def _run_stage(self, stage: Stage, best_overall: float) -> float:
+        self.prepare_stage(stage)
         max_epochs = stage.max_epochs or self.config.max_epochs
         if stage.on_stage_start:
             stage.on_stage_start(self, self.model)

@@ -1,0 +1,208 @@
+"""Training and data-path throughput on synthetic data, against the peers' per-row pattern and a
+plain PyTorch loop, measured in the same run.
+
+    python benchmarks/throughput.py                      # defaults: 800k rows, batch 2048
+    python benchmarks/throughput.py --models ple --rows 200000 --peer-rows 100000
+
+Setting (DESIGN.md): 7 categorical fields × 16-dim embeddings, 3 scenarios × 2 tasks, batch 2048,
+Adam. Every model runs with its default hyperparameters. Figures are samples/s (higher is better).
+
+- "data path": one epoch of batches with no model — msmtrec's permutation slices gathered by
+  tensor indexing vs a per-row ``Dataset`` with default collate (``num_workers=0``), the pattern of
+  the research peers (landscape.md §8).
+- "train": one epoch of full training steps (forward, loss, backward, Adam) through msmtrec's
+  ``Trainer`` vs the same model fed by the per-row pattern.
+- "plain loop": a hand-written PyTorch SharedBottom with whole-tensor batching (the reference the
+  library must not fall behind).
+- "eval": AUC/logloss per (scenario, task) on ``--eval-rows`` rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from msmtrec.config import TrainConfig  # noqa: E402
+from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches  # noqa: E402
+from msmtrec.models import MODELS, build_model  # noqa: E402
+from msmtrec.train.evaluate import evaluate_model  # noqa: E402
+from msmtrec.train.trainer import Trainer  # noqa: E402
+
+
+def random_data(rows: int, fields: int = 7, vocab: int = 1000, scenarios: int = 3, tasks: int = 2, seed: int = 0
+                ) -> tuple[EncodedData, DataSchema]:
+    """Random tensors of the benchmark's shape (throughput does not depend on the labels' signal)."""
+    g = torch.Generator().manual_seed(seed)
+    schema = DataSchema(categorical=tuple((f"f{i}", vocab) for i in range(fields)), numeric=(),
+                        scenarios=tuple(f"s{i}" for i in range(scenarios)), tasks=tuple(f"t{i}" for i in range(tasks)))
+    data = EncodedData(
+        categorical=torch.randint(0, vocab, (rows, fields), generator=g),
+        numeric=torch.zeros(rows, 0),
+        scenario=torch.randint(0, scenarios, (rows,), generator=g),
+        labels=(torch.rand(rows, tasks, generator=g) < 0.3).float(),
+        label_mask=torch.ones(rows, tasks, dtype=torch.bool),
+    )
+    return data, schema
+
+
+class PerRowDataset(torch.utils.data.Dataset):
+    """The peers' pattern: numpy columns, one dict of tensors per row, default collate."""
+
+    def __init__(self, data: EncodedData) -> None:
+        self.cat = data.categorical.numpy()
+        self.num = data.numeric.numpy()
+        self.scenario = data.scenario.numpy()
+        self.labels = data.labels.numpy()
+        self.mask = data.label_mask.numpy()
+
+    def __len__(self) -> int:
+        return len(self.scenario)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"categorical": torch.as_tensor(self.cat[i]), "numeric": torch.as_tensor(self.num[i]),
+                "scenario": torch.as_tensor(self.scenario[i]), "labels": torch.as_tensor(self.labels[i]),
+                "label_mask": torch.as_tensor(self.mask[i])}
+
+
+def per_row_batches(data: EncodedData, batch_size: int, seed: int):
+    loader = torch.utils.data.DataLoader(PerRowDataset(data), batch_size=batch_size, shuffle=True, num_workers=0,
+                                         generator=torch.Generator().manual_seed(seed))
+    for b in loader:
+        yield EncodedData(**b)
+
+
+def time_data_path(data: EncodedData, batch_size: int, per_row: bool, seed: int = 0) -> float:
+    t0 = time.perf_counter()
+    n = 0
+    it = per_row_batches(data, batch_size, seed) if per_row else iterate_batches(
+        data, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    for b in it:
+        n += len(b)
+    return n / (time.perf_counter() - t0)
+
+
+def train_throughput(name: str, schema: DataSchema, data: EncodedData, batch_size: int, per_row: bool) -> float:
+    """Samples/s of one epoch of full training steps through the library's Trainer."""
+    torch.manual_seed(0)
+    model = build_model(name, schema, {})
+    config = TrainConfig(model=name, batch_size=batch_size, max_epochs=1)
+    warm = data.take(slice(0, batch_size * 2))
+    Trainer(model, config, warm, warm, schema, progress=False).train_epoch()  # prime allocator and kernels
+    batches = (lambda epoch: per_row_batches(data, batch_size, epoch)) if per_row else None
+    trainer = Trainer(model, config, None if per_row else data, warm, schema, progress=False, train_batches=batches)
+    t0 = time.perf_counter()
+    _, n = trainer.train_epoch()
+    return n / (time.perf_counter() - t0)
+
+
+class PlainSharedBottom(nn.Module):
+    """Reference: what a careful user writes by hand in plain PyTorch."""
+
+    def __init__(self, fields: int, vocab: int, dim: int, scenarios: int, tasks: int) -> None:
+        super().__init__()
+        self.emb = nn.ModuleList(nn.Embedding(vocab, dim) for _ in range(fields))
+        self.bottom = nn.Sequential(nn.Linear(fields * dim, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU())
+        self.towers = nn.ModuleList(nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 1))
+                                    for _ in range(scenarios * tasks))
+        self.s, self.t = scenarios, tasks
+
+    def forward(self, cat: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
+        h = self.bottom(torch.cat([e(cat[:, i]) for i, e in enumerate(self.emb)], 1))
+        out = torch.empty(cat.shape[0], self.t)
+        for s in range(self.s):
+            rows = scenario == s
+            hs = h[rows]
+            out[rows] = torch.cat([self.towers[s * self.t + t](hs) for t in range(self.t)], 1)
+        return out
+
+
+def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int) -> float:
+    torch.manual_seed(0)
+    model = PlainSharedBottom(schema.num_fields, schema.cardinalities[0], 16, schema.num_scenarios, schema.num_tasks)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    lossf = nn.BCEWithLogitsLoss()
+    g = torch.Generator().manual_seed(0)
+    n = len(data)
+    for phase in ("warm", "timed"):
+        perm = torch.randperm(n, generator=g)[: batch_size * 2 if phase == "warm" else n]
+        t0 = time.perf_counter()
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = lossf(model(data.categorical[idx], data.scenario[idx]), data.labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return len(perm) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=800_000)
+    ap.add_argument("--peer-rows", type=int, default=100_000, help="rows for the (slow) per-row pattern")
+    ap.add_argument("--batch-size", type=int, default=2048)
+    ap.add_argument("--models", default="shared_bottom,mmoe,ple", help="comma-separated, or 'all'")
+    ap.add_argument("--eval-rows", type=int, default=100_000)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
+    data, schema = random_data(args.rows)
+    peer = data.take(slice(0, min(args.peer_rows, args.rows)))
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"# throughput: {args.rows:,} rows, batch {args.batch_size}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {cpu}")
+    results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu}
+
+    ours = time_data_path(data, args.batch_size, per_row=False)
+    theirs = time_data_path(peer, args.batch_size, per_row=True)
+    print(f"data path     msmtrec {ours:>12,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:6.1f}x")
+    results["data_path"] = {"msmtrec": ours, "per_row": theirs, "ratio": ours / theirs}
+
+    plain = plain_loop_throughput(data, schema, args.batch_size)
+    print(f"plain PyTorch SharedBottom loop {plain:>10,.0f}/s (reference)")
+    results["plain_shared_bottom"] = plain
+
+    results["train"] = {}
+    for name in names:
+        ours = train_throughput(name, schema, data, args.batch_size, per_row=False)
+        theirs = train_throughput(name, schema, peer, args.batch_size, per_row=True)
+        n_params = build_model(name, schema, {}).num_parameters()
+        print(f"train {name:14s} msmtrec {ours:>10,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:5.2f}x"
+              f"   params {n_params:,}")
+        results["train"][name] = {"msmtrec": ours, "per_row": theirs, "ratio": ours / theirs, "params": n_params}
+        if name == "shared_bottom":
+            print(f"      shared_bottom / plain loop = {ours / plain:.2f}")
+
+    eval_data = data.take(slice(0, args.eval_rows))
+    model = build_model(names[0], schema, {})
+    t0 = time.perf_counter()
+    evaluate_model(model, eval_data, schema)
+    secs = time.perf_counter() - t0
+    print(f"eval {names[0]} on {len(eval_data):,} rows (inference + AUC/logloss per scenario × task): {secs:.3f} s")
+    results["eval_seconds"] = secs
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {rss:,.0f} MiB")
+    results["peak_rss_mib"] = rss
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Scoring a file with a trained run: the input's columns plus one probability column per task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from msmtrec.errors import DataError
+from msmtrec.train.api import load_run
+from msmtrec.train.evaluate import predict_proba
+
+
+def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
+                 unknown_scenario: str = "error", overwrite: bool = False) -> tuple[int, int]:
+    """Score ``input_path`` with the run's model and encoders and write ``output_path``.
+
+    The output has the input's columns and ``<task>_prob`` for every task: the probability for
+    the row's own scenario. Rows whose scenario the model does not know (or is missing) raise a
+    :class:`DataError` naming the values, or with ``unknown_scenario="skip"`` get null
+    probabilities and are counted. Returns ``(rows written, rows skipped)``.
+    """
+    from msmtrec.data.io import read_table
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.exists() and not overwrite:
+        raise DataError(f"output {output_path} already exists; pass --overwrite to replace it")
+    if output_path.resolve() == input_path.resolve():
+        raise DataError(f"output {output_path} is the input file; choose another path")
+    run = load_run(run_dir)
+    table = read_table(input_path)
+    if table.num_rows == 0:
+        raise DataError(f"input {input_path} has no rows")
+    if unknown_scenario == "error":
+        # Encoding with "error" names the unknown scenario values and the file.
+        data = run.encoders.transform(table, source=f"input {input_path}", require_labels=False)
+        kept = np.ones(table.num_rows, dtype=bool)
+    elif unknown_scenario == "skip":
+        data, kept = run.encoders.transform_for_prediction(table, source=f"input {input_path}")
+    else:
+        raise DataError(f"unknown_scenario must be 'error' or 'skip', got '{unknown_scenario}'")
+    probs = predict_proba(run.model, data, run.config.eval_batch_size)
+    out = table
+    for j, task in enumerate(run.schema.tasks):
+        col = np.full(table.num_rows, np.nan, dtype=np.float64)
+        col[kept] = probs[:, j]
+        name = f"{task}_prob"
+        arr = pa.array(col, mask=~kept)
+        if name in out.column_names:
+            out = out.set_column(out.column_names.index(name), name, arr)
+        else:
+            out = out.append_column(name, arr)
+    _write_table(out, output_path)
+    return table.num_rows, int((~kept).sum())
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    """Write CSV or Parquet by extension, through a temporary file so a failure leaves nothing half-written."""
+    import os
+    import tempfile
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"output {path}: unsupported extension '{suffix}', use .csv or .parquet")
+    if not path.parent.exists():
+        raise DataError(f"output folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if suffix == ".csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

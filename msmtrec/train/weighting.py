@@ -64,6 +64,174 @@ class FixedWeighting(TaskWeighting):
         return (self.initial.to(losses.device) * losses).sum()
 
 
+def _model_device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@register_weighting("gradnorm")
+class GradNormWeighting(TaskWeighting):
+    """GradNorm (Chen et al., ICML 2018; AEM²TL Eq. 26–29): loss weights ``w_i`` learned so that
+    every loss trains the shared layer ``W`` (``model.shared_layer()``) at a rate that matches how
+    far behind it is.
+
+    Each step, with ``L̃_i = L_i(t) / L_i(0)`` and ``r_i = L̃_i / mean_j L̃_j`` (the relative inverse
+    training rate: a loss that has come down less has a larger ``r_i``)::
+
+        G_i   = ‖∇_W w_i L_i‖₂ = w_i ‖∇_W L_i‖₂
+        L_grad = Σ_i | G_i − [mean_j G_j · r_i^α]_stopgrad |
+
+    ``L_grad`` updates only the weights (their own Adam optimiser, stepped in :meth:`after_step`),
+    which are then clamped positive and renormalised to ``Σ_i w_i = number of losses``. The model
+    is trained on ``Σ_i w_i L_i`` with the weights held constant.
+
+    Because ``∂G_i/∂w_i = ‖∇_W L_i‖₂`` exactly, the per-loss gradient norms are taken with
+    ``retain_graph`` but without ``create_graph`` (no second-order graph), and the weights' gradient
+    is formed explicitly — nothing is ever accumulated into the model's ``.grad``.
+
+    Args:
+        alpha: ``α``, the strength of the restoring force (1.5 default; the papers' range 0.1–2).
+        lr: learning rate of the weights' Adam optimiser.
+        update_every: update the weights every N training steps (1 = every step, as in the paper;
+            larger values save the per-loss backward passes).
+        min_weight: floor applied before renormalising, which keeps every weight positive.
+
+    Initial weights: the configured ``task_weights`` (default 1 each), renormalised to sum to the
+    number of losses. ``L_i(0)`` is the first training batch's loss (per loss, the first batch in
+    which it is non-zero).
+    """
+
+    def __init__(self, loss_names: list[str], model: torch.nn.Module, initial: dict[str, float] | None = None,
+                 alpha: float = 1.5, lr: float = 1e-3, update_every: int = 1, min_weight: float = 1e-3) -> None:
+        super().__init__(loss_names, model, initial)
+        if alpha < 0:
+            raise ConfigError(f"weighting gradnorm: alpha must be >= 0, got {alpha}")
+        if lr <= 0:
+            raise ConfigError(f"weighting gradnorm: lr must be > 0, got {lr}")
+        if update_every < 1:
+            raise ConfigError(f"weighting gradnorm: update_every must be >= 1, got {update_every}")
+        if not 0 < min_weight < 1:
+            raise ConfigError(f"weighting gradnorm: min_weight must be in (0, 1), got {min_weight}")
+        if (self.initial <= 0).any():
+            raise ConfigError("weighting gradnorm: task_weights must all be > 0")
+        shared = getattr(model, "shared_layer", lambda: None)()
+        if shared is None:
+            raise ConfigError(f"weighting gradnorm needs a shared layer to measure gradient norms on; model "
+                              f"'{getattr(model, 'name', type(model).__name__)}' has none (shared_layer() returned None)")
+        self.shared = shared
+        self.alpha, self.update_every, self.min_weight = float(alpha), int(update_every), float(min_weight)
+        n = len(self.loss_names)
+        w0 = self.initial * (n / self.initial.sum())
+        self.w = torch.nn.Parameter(w0.to(_model_device(model)))
+        self.optimizer = torch.optim.Adam([self.w], lr=lr)
+        self.initial_losses: torch.Tensor | None = None
+        self.steps = 0
+        self._pending = False
+
+    def combine(self, losses: torch.Tensor) -> torch.Tensor:
+        if losses.requires_grad and torch.is_grad_enabled() and self.steps % self.update_every == 0:
+            self._weight_gradient(losses)
+        if losses.requires_grad:
+            self.steps += 1
+        return (self.w.detach().to(losses.device) * losses).sum()
+
+    def _weight_gradient(self, losses: torch.Tensor) -> None:
+        norms = []
+        for loss in losses.unbind(0):
+            g = None
+            if loss.requires_grad:
+                (g,) = torch.autograd.grad(loss, self.shared, retain_graph=True, allow_unused=True)
+            norms.append(g.norm() if g is not None else torch.zeros((), device=losses.device))
+        norms = torch.stack(norms).detach().to(self.w.device)
+        current = losses.detach().to(self.w.device)
+        if self.initial_losses is None:
+            self.initial_losses = current.clone()
+        else:  # a loss with no observed label in the first batch(es) gets its L(0) later
+            self.initial_losses = torch.where(self.initial_losses > 0, self.initial_losses, current)
+        if not (self.initial_losses > 0).all():
+            return
+        ratio = current / self.initial_losses
+        r = ratio / ratio.mean()
+        g_w = self.w * norms  # G_i; differentiable in w only
+        target = (g_w.mean() * r ** self.alpha).detach()
+        l_grad = (g_w - target).abs().sum()
+        (self.w.grad,) = torch.autograd.grad(l_grad, self.w)
+        self._pending = True
+
+    def after_step(self) -> None:
+        if not self._pending:
+            return
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.w.clamp_(min=self.min_weight)
+            self.w.mul_(len(self.loss_names) / self.w.sum())
+        self._pending = False
+
+    def weights(self) -> dict[str, float]:
+        return {n: float(w) for n, w in zip(self.loss_names, self.w.detach().cpu())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"w": self.w.detach().cpu().clone(), "initial_losses": self.initial_losses, "steps": self.steps,
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.w.copy_(state["w"])
+        self.initial_losses = None if state.get("initial_losses") is None else state["initial_losses"].to(self.w.device)
+        self.steps = int(state.get("steps", 0))
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+@register_weighting("uncertainty")
+class UncertaintyWeighting(TaskWeighting):
+    """Homoscedastic-uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018), classification form:
+    with a learned log-variance ``s_i = log σ_i²`` per loss, ``total = Σ_i exp(−s_i) L_i + s_i / 2``.
+
+    A loss the model cannot bring down gets a large ``σ_i`` and so a small weight ``exp(−s_i)``;
+    the ``s_i / 2`` term stops every ``σ`` from growing without bound. The ``s_i`` receive their
+    gradient from the same backward pass as the model and are stepped by their own Adam optimiser
+    in :meth:`after_step`. :meth:`weights` reports ``exp(−s_i)``.
+
+    Args:
+        lr: learning rate of the log-variances' optimiser.
+
+    Initial weights: the configured ``task_weights`` (``s_i = −log w_i``; default 1, i.e. ``s_i = 0``).
+    """
+
+    def __init__(self, loss_names: list[str], model: torch.nn.Module, initial: dict[str, float] | None = None,
+                 lr: float = 1e-3) -> None:
+        super().__init__(loss_names, model, initial)
+        if lr <= 0:
+            raise ConfigError(f"weighting uncertainty: lr must be > 0, got {lr}")
+        if (self.initial <= 0).any():
+            raise ConfigError("weighting uncertainty: task_weights must all be > 0")
+        self.log_var = torch.nn.Parameter((-torch.log(self.initial)).to(_model_device(model)))
+        self.optimizer = torch.optim.Adam([self.log_var], lr=lr)
+
+    def combine(self, losses: torch.Tensor) -> torch.Tensor:
+        s = self.log_var.to(losses.device)
+        return (torch.exp(-s) * losses + 0.5 * s).sum()
+
+    def after_step(self) -> None:
+        if self.log_var.grad is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def weights(self) -> dict[str, float]:
+        return {n: float(w) for n, w in zip(self.loss_names, torch.exp(-self.log_var.detach()).cpu())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_var": self.log_var.detach().cpu().clone(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.log_var.copy_(state["log_var"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
 def build_weighting(name: str, loss_names: list[str], model: torch.nn.Module, initial: dict[str, float] | None,
                     params: dict[str, Any] | None) -> TaskWeighting:
     try:

@@ -1,0 +1,350 @@
+"""What every public-dataset recipe shares: finding the raw files, checksums, a fixed split,
+Parquet output written in row groups, the spec and the manifest.
+
+A recipe turns a folder of downloaded files into a ready dataset folder::
+
+    OUT/train.parquet  OUT/val.parquet  OUT/test.parquet   the fixed split
+    OUT/spec.yaml                                          `msmtrec train --data OUT/spec.yaml`
+    OUT/manifest.json                                      inputs (name, bytes, sha256), options,
+                                                           rows and positives per split, outputs' sha256
+
+Outputs are written under temporary names and renamed at the end, so an interrupted run never
+leaves a folder that looks complete. Nothing already in ``OUT`` is replaced unless asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import yaml
+
+from msmtrec.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+OUTPUT_FILES = tuple(f"{s}.parquet" for s in SPLITS) + ("spec.yaml", "manifest.json")
+ROW_GROUP_ROWS = 262_144
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A registered dataset recipe.
+
+    Attributes:
+        name: the name given to ``msmtrec prepare``.
+        title: one line describing the dataset and its framing.
+        expected: the raw files, as a human would list them (used in "missing files" errors).
+        build: ``fn(raw_dir, writer, options) -> (spec dict, inputs)`` writing rows with
+            ``writer`` and returning the spec and the raw files it read.
+        options: option name → ``(default, help)``.
+        source: where a user downloads the raw files.
+    """
+
+    name: str
+    title: str
+    expected: str
+    build: Callable[[Path, "SplitWriter", dict[str, Any]], tuple[dict[str, Any], list[Path]]]
+    options: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    source: str = ""
+
+    def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "(none)"
+            raise ConfigError(f"recipe {self.name}: unknown option(s) {', '.join(unknown)}; its options are: {known}")
+        return {k: given.get(k, default) for k, (default, _) in self.options.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Finding inputs
+# --------------------------------------------------------------------------------------------
+
+
+def find_file(raw: Path, names: Sequence[str]) -> Path | None:
+    """The first of ``names`` found in ``raw`` or any folder below it (archives often unpack into
+    a subfolder such as ``ml-1m/`` or ``KuaiRand-Pure/data/``)."""
+    for name in names:
+        direct = raw / name
+        if direct.is_file():
+            return direct
+    for name in names:
+        hits = sorted(p for p in raw.rglob(name) if p.is_file())
+        if hits:
+            return hits[0]
+    return None
+
+
+def require_files(recipe: str, raw: Path, wanted: dict[str, Sequence[str]], expected: str) -> dict[str, Path]:
+    """Locate every entry of ``wanted`` (key → accepted file names) or fail naming what is missing."""
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for key, names in wanted.items():
+        p = find_file(raw, names)
+        if p is None:
+            missing.append(" or ".join(names))
+        else:
+            found[key] = p
+    if missing:
+        raise DataError(f"{recipe}: {raw} is missing {', '.join(missing)} (expected {expected})")
+    return found
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def csv_batches(path: Path, *, column_types: dict[str, pa.DataType] | None = None,
+                include: Sequence[str] | None = None, delimiter: str = ",",
+                block_size: int = 1 << 26) -> Iterator[pa.RecordBatch]:
+    """Stream a CSV in record batches (memory bounded by ``block_size``), with fixed column types.
+
+    Raises:
+        DataError: the file lacks a requested column or a value does not parse as its type.
+    """
+    header = csv_header(path, delimiter)
+    wanted = list(include) if include is not None else header
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path.name} has no column(s) {', '.join(missing)}; its columns are: "
+                        f"{', '.join(header[:20])}{' ...' if len(header) > 20 else ''}")
+    types = {c: t for c, t in (column_types or {}).items() if c in wanted}
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size),
+                                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                                convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types,
+                                                                     strings_can_be_null=True))
+        for batch in reader:
+            yield batch
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(f"cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
+
+
+def csv_header(path: Path, delimiter: str) -> list[str]:
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        first = f.readline().rstrip("\r\n")
+    if not first:
+        raise DataError(f"{path.name} is empty")
+    return [c.strip().strip('"') for c in first.split(delimiter)]
+
+
+class Lookup:
+    """A left join that keeps the order of the left rows: built once on a side table with a unique
+    integer key, then :meth:`take` fetches the side columns for any batch of keys (null when a key
+    is absent). Sorted keys + ``searchsorted``, so a large side table (KuaiRand-1K's 4M videos)
+    is indexed once, not once per batch."""
+
+    def __init__(self, table: pa.Table, key: str, source: str) -> None:
+        keys = pc.cast(table.column(key), pa.int64()).to_numpy(zero_copy_only=False)
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        if len(self.keys) > 1 and (self.keys[1:] == self.keys[:-1]).any():
+            dup = self.keys[1:][self.keys[1:] == self.keys[:-1]][0]
+            raise DataError(f"{source}: key '{key}' is not unique (value {dup} appears more than once)")
+        self.table = table.take(pa.array(order))
+
+    def take(self, keys: pa.ChunkedArray | pa.Array, columns: Sequence[str]) -> dict[str, pa.Array]:
+        k = pc.cast(keys, pa.int64()).to_numpy(zero_copy_only=False)
+        pos = np.minimum(np.searchsorted(self.keys, k), max(len(self.keys) - 1, 0))
+        hit = (self.keys[pos] == k) if len(self.keys) else np.zeros(len(k), dtype=bool)
+        idx = pa.array(pos, mask=~hit, type=pa.int64())
+        return {c: self.table.column(c).take(idx) for c in columns}
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting
+# --------------------------------------------------------------------------------------------
+
+
+def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) of rows ``first_row .. first_row+n-1``.
+
+    A seeded hash of the row number (splitmix64), so a file of any size is split in one streaming
+    pass, independently of how it is chunked; the parts have the given fractions in expectation.
+    """
+    x = np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+    cuts = np.cumsum(fractions)[:-1]
+    return np.searchsorted(cuts, u, side="right").astype(np.int8)
+
+
+def count_without_click(table: pa.Table, click: str, conversion: str) -> int:
+    """Rows with ``conversion = 1`` and ``click = 0`` (0 in data where conversion ⊂ click)."""
+    both = pc.and_(pc.equal(table.column(conversion), 1), pc.equal(table.column(click), 0))
+    return int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
+
+
+def require_binary(table: pa.Table, columns: Sequence[str], source: str) -> None:
+    """Fail (one line, naming the file and column) when a label column holds anything but 0/1."""
+    for c in columns:
+        col = table.column(c)
+        bad = pc.sum(pc.cast(pc.invert(pc.is_in(col, pa.array([0, 1], col.type))), pa.int64())).as_py()
+        if bad:
+            raise DataError(f"{source} column '{c}' has {bad} value(s) other than 0/1")
+
+
+def check_fractions(fractions: Sequence[float], parts: int, option: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} must be a list of {parts} numbers, got {fractions!r}") from None
+    if len(values) != parts or any(v <= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise ConfigError(f"{option} must be {parts} positive numbers summing to 1, got {list(values)}")
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+class SplitWriter:
+    """Writes rows to ``train/val/test.parquet`` (temporary names until :meth:`commit`), counting
+    rows, positives per label column and rows per scenario value."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.labels: list[str] = []
+        self.scenario: str | None = None
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._schema: pa.Schema | None = None
+        self.rows = {s: 0 for s in SPLITS}
+        self.positives: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
+        self.scenario_rows: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
+        self.notes: dict[str, Any] = {}  # recipe findings copied into the manifest
+
+    def track(self, *, labels: Sequence[str] = (), scenario: str | None = None) -> None:
+        """Count positives of these 0/1 ``labels`` columns and rows per ``scenario`` value."""
+        self.labels = list(labels)
+        self.scenario = scenario
+        self.positives = {s: {c: 0 for c in self.labels} for s in SPLITS}
+
+    def _tmp(self, split: str) -> Path:
+        return self.out / f".{split}.parquet.partial"
+
+    def write(self, split: str, table: pa.Table) -> None:
+        """Append ``table`` to ``split`` (every call must have the same columns and types)."""
+        if table.num_rows == 0:
+            return
+        if self._schema is None:
+            self._schema = table.schema
+        elif table.schema != self._schema:
+            table = table.cast(self._schema)
+        if split not in self._writers:
+            self._writers[split] = pq.ParquetWriter(self._tmp(split), self._schema, compression="zstd")
+        self._writers[split].write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.rows[split] += table.num_rows
+        for c in self.labels:
+            self.positives[split][c] += int(pc.sum(pc.cast(table.column(c), pa.int64())).as_py() or 0)
+        if self.scenario is not None:
+            counts = pc.value_counts(table.column(self.scenario))
+            for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()):
+                key = str(v)
+                self.scenario_rows[split][key] = self.scenario_rows[split].get(key, 0) + n
+
+    def write_assigned(self, table: pa.Table, assignment: np.ndarray) -> None:
+        """Write each row of ``table`` to the split ``assignment`` gives it (0/1/2)."""
+        for i, split in enumerate(SPLITS):
+            rows = np.flatnonzero(assignment == i)
+            if len(rows) == len(assignment):
+                self.write(split, table)
+            elif len(rows):
+                self.write(split, table.take(pa.array(rows)))
+
+    def commit(self) -> list[Path]:
+        empty = [s for s in SPLITS if self.rows[s] == 0]
+        if empty:
+            self.abort()
+            raise DataError(f"split(s) {', '.join(empty)} received no rows; the raw files are too small for the "
+                            f"split fractions")
+        paths = []
+        for split in SPLITS:
+            self._writers.pop(split).close()
+            final = self.out / f"{split}.parquet"
+            os.replace(self._tmp(split), final)
+            paths.append(final)
+        return paths
+
+    def abort(self) -> None:
+        for split, w in list(self._writers.items()):
+            w.close()
+            self._tmp(split).unlink(missing_ok=True)
+        self._writers.clear()
+
+
+def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False,
+                 options: dict[str, Any] | None = None, echo: Callable[[str], None] | None = None) -> Path:
+    """Run ``recipe`` on ``raw_dir`` into ``out_dir``; return the written spec's path."""
+    echo = echo or (lambda _m: None)
+    raw, out = Path(raw_dir), Path(out_dir)
+    opts = recipe.resolve_options(options or {})
+    if not raw.is_dir():
+        raise DataError(f"{recipe.name}: raw folder {raw} does not exist (expected {recipe.expected})")
+    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"{out} already holds {', '.join(existing)}; choose another --out folder or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() == raw.resolve():
+        raise ConfigError(f"--out must differ from --raw ({raw})")
+    t0 = time.time()
+    writer = SplitWriter(out)
+    try:
+        spec, inputs = recipe.build(raw, writer, opts)
+        outputs = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    echo(f"{recipe.name}: wrote " + ", ".join(f"{s} {writer.rows[s]:,}" for s in SPLITS) + " rows")
+    echo(f"{recipe.name}: checksumming {len(inputs)} input file(s)")
+    manifest = {
+        "recipe": recipe.name,
+        "title": recipe.title,
+        "source": recipe.source,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - t0, 1),
+        "options": opts,
+        "inputs": [{"file": str(p.relative_to(raw)), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                   for p in inputs],
+        "rows": writer.rows,
+        "positives": writer.positives,
+        "scenario_rows": writer.scenario_rows,
+        "notes": writer.notes,
+        "outputs": [{"file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in outputs],
+    }
+    header = (f"# {recipe.title}\n# Written by `msmtrec prepare {recipe.name}`; the split is fixed by the "
+              f"files below. See manifest.json for the inputs' sha256.\n")
+    _atomic_write(out / "spec.yaml", header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return out / "spec.yaml"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

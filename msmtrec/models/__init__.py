@@ -8,5 +8,8 @@ from msmtrec.models import mmoe  # noqa: E402,F401
 from msmtrec.models import ple  # noqa: E402,F401
 from msmtrec.models import esmm  # noqa: E402,F401
 from msmtrec.models import aem2tl  # noqa: E402,F401
+from msmtrec.models import star  # noqa: E402,F401
+from msmtrec.models import pepnet  # noqa: E402,F401
+from msmtrec.models import hinet  # noqa: E402,F401
 
 __all__ = ["MODELS", "MSMTModel", "build_model", "get_model_class", "model_hyperparameters", "register_model"]

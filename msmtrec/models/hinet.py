@@ -1,0 +1,186 @@
+"""HiNet: Hierarchical information extraction Network (Zhou et al., Meituan, ICDE 2023,
+arXiv 2303.06095; official TF code ``mrchor/HiNet``). Spec: ``docs/models.md`` §2 (shared docs).
+
+Coarse to fine: a *scenario extraction layer* separates what is shared by all scenarios from what
+is specific to each and adds what the other scenarios know (SAN); a *task extraction layer* (CGC)
+then separates the tasks. Shapes for B samples, F fields, d-dim embeddings (+D numeric), M
+scenarios, T tasks, K sub-experts, at the defaults (hidden widths 128 → 64):
+
+    embedding                 x = [B, F·d (+D)]           (optionally BatchNorm, as the code does)
+    scenario-shared SEI       G   = Σ_k w_k(x) Q_k(x)                    → [B, 64]
+    scenario-specific SEIs    S_j = SEI_j(x) for every scenario j        → [B, M, 64]
+                              (all (M+1)·K sub-experts in one batched matmul per layer; every
+                              sample runs every scenario's SEI because SAN needs them)
+    SAN                       a_i = softmax(MLP(e_i)) over the M scenarios, own weight set to 0
+                              A_i = Σ_{j≠i} a_{i,j} S_j                  → [B, 64]
+    scenario representation   C_i = [A_i ; S_i ; G]                      → [B, 192]
+    task extraction (CGC)     the sample's scenario's T heads only (batch grouped by scenario):
+                              head h mixes its own experts and the shared ones with
+                              g_h = softmax(φ(W_h C_i + b_h))            → [B, T, 64]
+    towers                    one per (scenario, task) head, 128 → 64 → 1 → logits [B, T]
+
+SEI and gate equations: ``G = Σ_k softmax(φ(W x + b))_k Q_k(x)`` (spec §2.3 items 1–2); SAN:
+§2.3 item 3; ``C_i``: item 4; CGC and towers: the task extraction layer; loss: §2.4.
+
+Task layouts (``task_layout``):
+
+- ``pair`` (official code): every (scenario, task) pair is a CGC head with its own experts; the
+  task-shared experts are shared by all ``M·T`` heads.
+- ``scenario``: one CGC per scenario (the paper's figure; AEM²TL's Task-CGC), its task-shared
+  experts shared by that scenario's tasks only.
+
+Loss: by default a sample trains only its own scenario's heads (masked BCE per task). With
+``loss_on_all_heads=True`` every head ``(m, t)`` is trained on every sample whose label of task
+``t`` is observed, as the released code does (it sums the BCE of all heads over every sample);
+only in that mode are all ``M·T`` heads computed for every sample, and the output is a
+:class:`HiNetOutput`.
+
+Input: the released code feeds the raw numeric features of its sample schema through BatchNorm
+(its ``embedding_size`` flag is unused); here categorical fields are embedded (``embed_dim``,
+default 16) and concatenated with the numeric ones, and the BatchNorm is an option.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msmtrec.data.encoded import DataSchema, EncodedData
+from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.nn import CGC, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn.san import ScenarioAttention
+from msmtrec.nn.scenario_cgc import ScenarioCGC
+
+TASK_LAYOUTS = ("pair", "scenario")
+
+
+class HiNetOutput(NamedTuple):
+    """Output with ``loss_on_all_heads``: ``logits [B, T]`` of the sample's own scenario and
+    ``all_logits [B, M, T]`` of every scenario's heads."""
+
+    logits: torch.Tensor
+    all_logits: torch.Tensor
+
+
+@register_model("hinet")
+class HiNet(MSMTModel):
+    """Args (defaults from the official code, ``models.md`` §2.5, unless marked):
+        embed_dim: embedding dimension per categorical field (16; the code feeds raw features).
+        input_batch_norm: BatchNorm on the concatenated input, as in the code (default off).
+        sub_experts: sub-experts ``K`` in every SEI (shared and per scenario): 5.
+        sub_expert_dims: widths of each sub-expert MLP: ``128, 64``.
+        sei_dropout: dropout after every sub-expert layer in training: 0.5 (keep-prob 0.5 in code).
+        gate_activation: ``identity`` (linear → softmax; library default) or ``relu`` (the code's
+            ReLU before the softmax), for the SEI and CGC gates.
+        scenario_embed_dim: width of the scenario-indicator embedding that drives SAN: 64.
+        san_gate_dims: hidden widths of SAN's gate MLP (a linear ``M``-wide layer follows):
+            ``128, 64`` (the code has ``128, 64, 1`` and a ReLU output, see ``san_gate_activation``).
+        san_gate_activation: ``identity`` (default) or ``relu`` on SAN's gate logits (code).
+        san_mask: ``after_softmax`` (code: own weight zeroed after the softmax) or
+            ``before_softmax`` (weights of the other scenarios renormalised to sum to 1).
+        task_layout: ``pair`` (code) or ``scenario`` (see the module docstring).
+        specific_experts: task-specific experts per head: 2.
+        shared_experts: task-shared experts (per model in ``pair``, per scenario in ``scenario``): 2.
+        expert_dims: widths of each task expert MLP: ``128, 64``.
+        expert_dropout: dropout inside the task experts: 0 (the code has none).
+        tower_dims: hidden widths of each (scenario, task) tower, then a logit: ``128, 64``.
+        tower_dropout: dropout in the towers: 0 (the code's flag is never used).
+        loss_on_all_heads: train every scenario's heads on every sample (code) instead of the
+            sample's own scenario's heads only (default).
+    """
+
+    def __init__(self, schema: DataSchema, embed_dim: int = 16, input_batch_norm: bool = False,
+                 sub_experts: int = 5, sub_expert_dims: Sequence[int] = (128, 64), sei_dropout: float = 0.5,
+                 gate_activation: str = "identity", scenario_embed_dim: int = 64,
+                 san_gate_dims: Sequence[int] = (128, 64), san_gate_activation: str = "identity",
+                 san_mask: str = "after_softmax", task_layout: str = "pair", specific_experts: int = 2,
+                 shared_experts: int = 2, expert_dims: Sequence[int] = (128, 64), expert_dropout: float = 0.0,
+                 tower_dims: Sequence[int] = (128, 64), tower_dropout: float = 0.0,
+                 loss_on_all_heads: bool = False) -> None:
+        super().__init__(schema)
+        if task_layout not in TASK_LAYOUTS:
+            raise ValueError(f"task_layout must be one of {', '.join(TASK_LAYOUTS)}, got '{task_layout}'")
+        if sub_experts < 1:
+            raise ValueError(f"sub_experts must be >= 1, got {sub_experts}")
+        for name, p in (("sei_dropout", sei_dropout), ("expert_dropout", expert_dropout),
+                        ("tower_dropout", tower_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        m, t = self.num_scenarios, self.num_tasks
+        self.task_layout = task_layout
+        self.loss_on_all_heads = bool(loss_on_all_heads)
+
+        self.embedding = self.make_embedding(schema, embed_dim)
+        d = self.embedding.output_dim
+        self.input_norm = nn.BatchNorm1d(d) if input_batch_norm else nn.Identity()
+
+        # Scenario extraction layer. SEI 0 is the scenario-shared expert, SEI 1 + j scenario j's
+        # specific expert: one bank, so all (M+1)·K sub-experts run as one matmul per layer.
+        self.scenario_experts = SEIBank(m + 1, d, sub_experts, sub_expert_dims, gate_activation=gate_activation,
+                                        dropout=sei_dropout)
+        self.san = ScenarioAttention(m, scenario_embed_dim, san_gate_dims, mask=san_mask,
+                                     output_activation=san_gate_activation)
+        rep = 3 * self.scenario_experts.output_dim  # [A ; S ; G]
+
+        # Task extraction layer.
+        if task_layout == "pair":
+            self.task_experts = CGC(m * t, rep, specific_experts, shared_experts, expert_dims,
+                                    gate_activation=gate_activation, dropout=expert_dropout)
+        else:
+            self.task_experts = ScenarioCGC(m, t, rep, specific_experts, shared_experts, expert_dims,
+                                            gate_activation=gate_activation, dropout=expert_dropout)
+        self.towers = TowerBank(m * t, self.task_experts.output_dim, tower_dims, 1, dropout=tower_dropout)
+
+    # -- stages ---------------------------------------------------------------------------------
+    def scenario_representation(self, x: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
+        """``C = [A ; S_own ; G]`` ``[B, 3·64]`` from the (normalised) input ``x [B, in]``."""
+        seis = self.scenario_experts(x)  # [B, 1+M, 64]
+        shared, specific = seis[:, 0], seis[:, 1:]
+        own = specific[torch.arange(x.shape[0], device=x.device), scenario]
+        transfer = self.san(specific, scenario)
+        return torch.cat([transfer, own, shared], dim=1)
+
+    def heads(self, c: torch.Tensor, scenarios: slice) -> torch.Tensor:
+        """Task extraction and towers of the scenarios in ``scenarios`` → logits ``[b, n·T]``."""
+        start, stop, _ = scenarios.indices(self.num_scenarios)
+        t = self.num_tasks
+        heads = slice(start * t, stop * t)
+        if self.task_layout == "pair":
+            h, _ = self.task_experts(c, None, heads)
+        else:
+            h = self.task_experts(c, scenarios)
+        return self.towers(h, heads).squeeze(-1)
+
+    def forward(self, batch: EncodedData) -> torch.Tensor | HiNetOutput:
+        x = self.input_norm(self.embedding(batch.categorical, batch.numeric))
+        c = self.scenario_representation(x, batch.scenario)
+        if self.loss_on_all_heads:
+            all_logits = self.heads(c, slice(None)).view(-1, self.num_scenarios, self.num_tasks)
+            own = all_logits[torch.arange(c.shape[0], device=c.device), batch.scenario]
+            return HiNetOutput(own, all_logits)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        return groups.apply(lambda s, cs: self.heads(cs, slice(s, s + 1)), c)
+
+    # -- contract -------------------------------------------------------------------------------
+    def probabilities(self, output: torch.Tensor | HiNetOutput) -> torch.Tensor:
+        return torch.sigmoid(output.logits if isinstance(output, HiNetOutput) else output)
+
+    def task_losses(self, output: torch.Tensor | HiNetOutput, batch: EncodedData) -> torch.Tensor:
+        if not isinstance(output, HiNetOutput):
+            return super().task_losses(output, batch)
+        # Head (m, t): mean BCE over the samples with task t observed, whatever their scenario;
+        # task t's loss sums its M heads (the code sums every head's loss).
+        logits = output.all_logits
+        labels = batch.labels.unsqueeze(1).expand_as(logits)
+        mask = batch.label_mask.unsqueeze(1).expand_as(logits).to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        per_head = (loss * mask).sum(0) / mask.sum(0).clamp_min(1.0)  # [M, T]
+        return per_head.sum(0)
+
+    def shared_layer(self) -> torch.Tensor:
+        """Last layer of the sub-experts (the scenario-shared SEI is the first bank entry; the
+        weight tensor is the whole bank, which every task's loss reaches)."""
+        return self.scenario_experts.experts.weights[-1]

@@ -1,0 +1,216 @@
+"""Defining properties of HiNet (models.md §2): SEI/CGC gates, SAN, both task layouts, the loss
+variants, no leakage across the batch, and that it can learn."""
+
+import pytest
+import torch
+
+from msmtrec.errors import ConfigError
+from msmtrec.models import build_model
+from msmtrec.models.hinet import HiNetOutput
+from tests.conftest import make_batch, make_schema
+
+TINY = {"embed_dim": 4, "sub_experts": 3, "sub_expert_dims": [8, 6], "scenario_embed_dim": 4, "san_gate_dims": [8],
+        "specific_experts": 2, "shared_experts": 1, "expert_dims": [8, 5], "tower_dims": [6]}
+LAYOUTS = ["pair", "scenario"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread avoids thread hand-off overhead on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def hinet(schema, **kw):
+    return build_model("hinet", schema, {**TINY, **kw})
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_output_shape_and_probabilities(layout):
+    schema = make_schema(scenarios=3, tasks=2)
+    model = hinet(schema, task_layout=layout)
+    batch = make_batch(schema, 33)
+    out = model(batch)
+    assert out.shape == (33, 2)
+    p = model.probabilities(out)
+    assert ((p > 0) & (p < 1)).all()
+    assert model.task_losses(out, batch).shape == (2,)
+
+
+@pytest.mark.parametrize("gate_activation", ["identity", "relu"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gate_weights_sum_to_one(gate_activation, layout):
+    schema = make_schema(scenarios=3, tasks=2)
+    model = hinet(schema, task_layout=layout, gate_activation=gate_activation)
+    batch = make_batch(schema, 16)
+    x = model.embedding(batch.categorical, batch.numeric)
+    sei = model.scenario_experts.gate_weights(x)  # shared SEI + one per scenario, K entries each
+    assert sei.shape == (16, 4, 3)
+    torch.testing.assert_close(sei.sum(-1), torch.ones(16, 4))
+    assert (sei >= 0).all() and sei.std() > 0
+    c = model.scenario_representation(x, batch.scenario)
+    task = model.task_experts.gate_weights(c)  # every head's gate over its own + shared experts
+    assert task.shape == (16, 6, 3)
+    torch.testing.assert_close(task.sum(-1), torch.ones(16, 6))
+
+
+def test_sei_output_is_the_gate_weighted_sum_of_its_sub_experts():
+    schema = make_schema(scenarios=2, tasks=1)
+    model = hinet(schema).eval()
+    x = torch.randn(5, model.embedding.output_dim)
+    bank = model.scenario_experts
+    sub = bank.experts(x).view(5, 3, 3, -1)  # [B, 1+M, K, d]
+    expected = (bank.gate_weights(x).unsqueeze(-1) * sub).sum(2)
+    torch.testing.assert_close(bank(x), expected)
+
+
+@pytest.mark.parametrize("mask", ["after_softmax", "before_softmax"])
+def test_san_transfer_excludes_own_scenario(mask):
+    """The transfer part A of C = [A ; S ; G] does not depend on the sample's own SEI."""
+    schema = make_schema(scenarios=3, tasks=1)
+    model = hinet(schema, san_mask=mask).eval()
+    assert torch.equal(torch.diagonal(model.san.weights()), torch.zeros(3))
+    batch = make_batch(schema, 12)
+    batch.scenario[:] = 1
+    x = model.embedding(batch.categorical, batch.numeric)
+    before = model.scenario_representation(x, batch.scenario)
+    with torch.no_grad():  # change only scenario 1's specific SEI (bank entry 1 + 1)
+        model.scenario_experts.gates.bias[2] += torch.tensor([5.0, -5.0, 0.0])
+    after = model.scenario_representation(x, batch.scenario)
+    torch.testing.assert_close(after[:, :6], before[:, :6])  # A: the other scenarios only
+    assert (after[:, 6:12] - before[:, 6:12]).abs().sum(-1).min() > 0  # S: the own scenario's SEI
+    torch.testing.assert_close(after[:, 12:], before[:, 12:])  # G: the shared SEI
+    with torch.no_grad():  # scenario 2's SEI, by contrast, reaches A
+        model.scenario_experts.gates.bias[3] += torch.tensor([5.0, -5.0, 0.0])
+    assert (model.scenario_representation(x, batch.scenario)[:, :6] - after[:, :6]).abs().sum(-1).min() > 0
+
+
+def test_single_scenario_san_contributes_zeros():
+    schema = make_schema(scenarios=1, tasks=2)
+    model = hinet(schema)
+    batch = make_batch(schema, 10)
+    x = model.embedding(batch.categorical, batch.numeric)
+    c = model.scenario_representation(x, batch.scenario)
+    assert torch.equal(c[:, :6], torch.zeros(10, 6)) and c[:, 6:].abs().sum() > 0
+    assert model(batch).shape == (10, 2)
+
+
+@pytest.mark.parametrize("kw", [{"task_layout": "pair"}, {"task_layout": "scenario"}, {"loss_on_all_heads": True},
+                                {"input_batch_norm": True}])
+def test_prediction_depends_only_on_own_row(kw):
+    schema = make_schema(scenarios=3, tasks=2)
+    model = hinet(schema, **kw)
+    model.train()
+    for _ in range(2):  # move the BatchNorm statistics away from their initial values
+        model(make_batch(schema, 64, seed=5))
+    model.eval()
+    batch = make_batch(schema, 40, seed=1)
+    ref = model.probabilities(model(batch))[0]
+    other = make_batch(schema, 40, seed=2)
+    other.categorical[0], other.numeric[0], other.scenario[0] = batch.categorical[0], batch.numeric[0], batch.scenario[0]
+    other.scenario[1:] = (batch.scenario[0] + 1) % 3  # every other sample in another scenario
+    torch.testing.assert_close(model.probabilities(model(other))[0], ref)
+    torch.testing.assert_close(model.probabilities(model(batch.take(slice(0, 1))))[0], ref)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gradient_reaches_every_scenarios_experts_through_san(layout):
+    schema = make_schema(scenarios=3, tasks=2)
+    model = hinet(schema, task_layout=layout, sei_dropout=0.0)
+    batch = make_batch(schema, 64)
+    batch.scenario[:] = 0  # only scenario 0 in the batch
+    model.task_losses(model(batch), batch).sum().backward()
+    k = 3
+    first = model.scenario_experts.experts.weights[0].grad.abs().sum((1, 2)).view(4, k)  # [1+M, K]
+    assert (first > 0).all(), "every SEI (shared and every scenario's) must get gradient"
+    towers = model.towers.weights[0].grad.abs().sum((1, 2))  # [M*T]
+    assert (towers[:2] > 0).all() and towers[2:].sum() == 0  # own-scenario heads only
+
+
+def test_san_gradient_disappears_without_san_path():
+    """Control for the test above: a scenario's SEI gets gradient from scenario-0 rows only via SAN,
+    so zeroing SAN's weights on it removes that gradient."""
+    schema = make_schema(scenarios=3, tasks=2)
+    model = hinet(schema, sei_dropout=0.0)
+    model.san.weights = lambda: torch.zeros(3, 3)  # SAN transfers nothing
+    batch = make_batch(schema, 64)
+    batch.scenario[:] = 0
+    model.task_losses(model(batch), batch).sum().backward()
+    first = model.scenario_experts.experts.weights[0].grad.abs().sum((1, 2)).view(4, 3)
+    assert (first[:2] > 0).all() and first[2:].sum() == 0
+
+
+def test_loss_on_all_heads_trains_every_head_on_every_observed_label():
+    schema = make_schema(scenarios=3, tasks=2)
+    torch.manual_seed(0)
+    model = hinet(schema, loss_on_all_heads=True, sei_dropout=0.0)
+    own_only = hinet(schema, sei_dropout=0.0)
+    own_only.load_state_dict(model.state_dict())
+    batch = make_batch(schema, 50, mask_prob=0.3)
+    out = model(batch)
+    assert isinstance(out, HiNetOutput) and out.all_logits.shape == (50, 3, 2)
+    torch.testing.assert_close(out.logits, own_only(batch))  # same own-scenario predictions
+    # explicit loss: head (m, t) on every sample with task t observed, summed over m
+    expected = torch.zeros(2)
+    for t in range(2):
+        m_obs = batch.label_mask[:, t]
+        for m in range(3):
+            z, y = out.all_logits[m_obs, m, t], batch.labels[m_obs, t]
+            expected[t] += torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+    torch.testing.assert_close(model.task_losses(out, batch), expected)
+    batch.scenario[:] = 0
+    model.task_losses(model(batch), batch).sum().backward()
+    assert (model.towers.weights[0].grad.abs().sum((1, 2)) > 0).all()  # every scenario's heads learn
+
+
+def test_a_missing_label_is_masked_not_zero():
+    schema = make_schema(scenarios=2, tasks=2)
+    model = hinet(schema)
+    batch = make_batch(schema, 20)
+    batch.label_mask[:, 1] = False
+    out = model(batch)
+    l1 = model.task_losses(out, batch)
+    batch.labels[:, 1] = 1 - batch.labels[:, 1]
+    l2 = model.task_losses(out, batch)
+    assert l1[1] == 0 and l2[1] == 0 and l1[0] == l2[0]
+
+
+@pytest.mark.parametrize("kw", [{"task_layout": "pair"}, {"task_layout": "scenario", "san_mask": "before_softmax"},
+                                {"loss_on_all_heads": True, "gate_activation": "relu"}])
+def test_overfits_a_tiny_batch(kw):
+    torch.manual_seed(0)
+    schema = make_schema(scenarios=3, tasks=2, vocab=50)
+    model = hinet(schema, sei_dropout=0.0, **kw)
+    batch = make_batch(schema, 48, seed=3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = model.task_losses(model(batch), batch).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    p = model.probabilities(model(batch))
+    assert ((p > 0.5).float() == batch.labels).all()
+
+
+def test_defaults_follow_the_official_code():
+    schema = make_schema(scenarios=6, tasks=2)
+    model = build_model("hinet", schema)
+    bank = model.scenario_experts
+    assert bank.num_seis == 7 and bank.k == 5
+    assert [w.shape[-1] for w in bank.experts.weights] == [128, 64]
+    assert model.san.scenario_embedding.embedding_dim == 64
+    assert model.task_experts.specific.num_experts == 12 * 2 and model.task_experts.shared.num_experts == 2
+    assert [w.shape[1:] for w in model.task_experts.shared.weights] == [(192, 128), (128, 64)]
+    assert [w.shape[1:] for w in model.towers.weights] == [(64, 128), (128, 64), (64, 1)]
+    assert model.towers.num_heads == 12
+
+
+@pytest.mark.parametrize("params, word", [({"task_layout": "tree"}, "task_layout"), ({"san_mask": "x"}, "san_mask"),
+                                          ({"gate_activation": "tanh"}, "activation"), ({"sei_dropout": 1.0}, "sei_dropout"),
+                                          ({"sub_experts": 0}, "sub_experts"), ({"experts": 3}, "experts")])
+def test_bad_options_raise_config_error(params, word):
+    with pytest.raises(ConfigError, match=word):
+        build_model("hinet", make_schema(), params)

@@ -1,0 +1,148 @@
+"""Reading CSV/Parquet (exact int64 ids, clear errors) and splitting tables."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from msmtrec.data.io import detect_format, read_table, split_indices, split_table
+from msmtrec.errors import DataError
+from tests.data.conftest import FIXTURES
+
+BIG = 2**40 + 1
+HUGE = 2**53 + 1  # the first integer a float64 cannot hold
+
+
+def test_reads_requested_columns_in_order():
+    t = read_table(FIXTURES / "ali_ccp_train_sample.csv", ["purchase", "301", "D508"])
+    assert t.column_names == ["purchase", "301", "D508"]
+    assert t.num_rows == 100
+    assert t.schema.field("301").type == pa.int64()
+    with open(FIXTURES / "ali_ccp_train_sample.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert t.column("301").to_pylist() == [int(r["301"]) for r in rows]
+    assert t.column("D508").to_pylist() == pytest.approx([float(r["D508"]) for r in rows])
+
+
+def test_large_ids_stay_exact_int64(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text(f"user,item,x\n{BIG},{HUGE},1.5\n{BIG - 1},{HUGE - 1},2\n,{2**62},\n")
+    t = read_table(path, id_columns=["user", "item"])
+    assert t.schema.field("user").type == pa.int64() and t.schema.field("item").type == pa.int64()
+    assert t.column("user").to_pylist() == [BIG, BIG - 1, None]
+    assert t.column("item").to_pylist() == [HUGE, HUGE - 1, 2**62]  # distinct, not merged via float
+    # Even without the hint, an integer column is read as int64 (never float).
+    assert read_table(path).schema.field("item").type == pa.int64()
+
+
+def test_ids_beyond_int64_or_with_text_stay_text(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text(f"a,b\n{2**64 - 1},x7\n5,12\n")
+    t = read_table(path, id_columns=["a", "b"])
+    # pyarrow alone would read column a as float64 and lose the value; as text it is exact.
+    assert t.column("a").to_pylist() == [str(2**64 - 1), "5"]
+    assert t.column("b").to_pylist() == ["x7", "12"]
+
+
+def test_empty_fields_are_null_also_in_text_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("s,n\nTops,1\n,2\nNA,\n")
+    t = read_table(path)
+    assert t.column("s").to_pylist() == ["Tops", None, None]
+    assert t.column("n").to_pylist() == [1, 2, None]
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(DataError, match=r"^data file not found: .*nowhere\.csv$"):
+        read_table(tmp_path / "nowhere.csv")
+
+
+def test_missing_columns_name_file_columns_and_alternatives():
+    with pytest.raises(DataError) as err:
+        read_table(FIXTURES / "kuairand_sample.csv", ["user_id", "is_clik", "tabs"])
+    msg = str(err.value)
+    assert msg.startswith("kuairand_sample.csv is missing column(s) 'is_clik', 'tabs'")
+    assert "available: 'user_id', 'video_id', 'is_click'" in msg and "(34 more)" in msg
+    assert "'is_clik' → 'is_click'?" in msg and "\n" not in msg
+
+
+def test_missing_columns_in_parquet(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1], "b": [2]}), path)
+    with pytest.raises(DataError, match=r"t.parquet is missing column\(s\) 'c' \(available: 'a', 'b'\)"):
+        read_table(path, ["a", "c"])
+
+
+def test_parquet_and_row_limit(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": pa.array([HUGE, 1, 2, 3], pa.int64()), "v": [0.5, 1.5, 2.5, 3.5]}), path,
+                   row_group_size=2)
+    assert read_table(path, ["id"]).column("id").to_pylist() == [HUGE, 1, 2, 3]
+    assert read_table(path, ["v", "id"], row_limit=3).to_pydict() == {"v": [0.5, 1.5, 2.5], "id": [HUGE, 1, 2]}
+    assert read_table(FIXTURES / "kuairand_sample.csv", ["user_id"], row_limit=7).num_rows == 7
+    assert read_table(FIXTURES / "kuairand_sample.csv", ["user_id"], row_limit=10_000).num_rows == 200
+
+
+def test_format_detection(tmp_path):
+    assert detect_format("a/b.csv") == "csv" and detect_format("x.CSV.gz") == "csv"
+    assert detect_format("x.parquet") == "parquet" and detect_format("x.data", "parquet") == "parquet"
+    with pytest.raises(DataError, match="cannot tell the format of x.data from its extension; set files.format"):
+        detect_format("x.data")
+    gz = tmp_path / "t.csv.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write("a,b\n1,2\n")
+    assert read_table(gz).to_pydict() == {"a": [1], "b": [2]}
+
+
+def test_unparsable_file_is_data_error(tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_text("not parquet")
+    with pytest.raises(DataError, match="cannot read bad.parquet as Parquet"):
+        read_table(path)
+
+
+# ---- splitting --------------------------------------------------------------------------------
+
+
+def test_random_split_is_seeded_disjoint_and_covering():
+    parts = split_indices(1001, (0.8, 0.1, 0.1), seed=7)
+    assert [len(p) for p in parts] == [801, 100, 100]
+    joined = np.concatenate(parts)
+    assert len(np.unique(joined)) == 1001 and set(joined.tolist()) == set(range(1001))
+    again = split_indices(1001, (0.8, 0.1, 0.1), seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    other = split_indices(1001, (0.8, 0.1, 0.1), seed=8)
+    assert not np.array_equal(parts[1], other[1])
+    # Rows keep file order within a part; the batcher shuffles.
+    assert all(np.all(np.diff(p) > 0) for p in parts)
+
+
+def test_split_table_keeps_rows_intact():
+    t = pa.table({"id": list(range(50)), "v": [i * 10 for i in range(50)]})
+    parts = split_table(t, (0.6, 0.2, 0.2), seed=1)
+    assert [p.num_rows for p in parts] == [30, 10, 10]
+    for p in parts:
+        assert [v // 10 for v in p.column("v").to_pylist()] == p.column("id").to_pylist()
+    assert sorted(sum((p.column("id").to_pylist() for p in parts), [])) == list(range(50))
+
+
+def test_time_split_respects_order():
+    rng = np.random.default_rng(0)
+    ts = rng.permutation(200)
+    t = pa.table({"ts": ts, "row": np.arange(200)})
+    train, val, test = split_table(t, (0.7, 0.2, 0.1), method="time", column="ts")
+    assert (train.num_rows, val.num_rows, test.num_rows) == (140, 40, 20)
+    assert max(train.column("ts").to_pylist()) < min(val.column("ts").to_pylist())
+    assert max(val.column("ts").to_pylist()) < min(test.column("ts").to_pylist())
+    assert sorted(test.column("ts").to_pylist()) == list(range(180, 200))
+
+
+def test_time_split_rejects_missing_times():
+    t = pa.table({"ts": [1, None, 3]})
+    with pytest.raises(DataError, match="time column 'ts' of data.csv has 1 missing value"):
+        split_table(t, (0.5, 0.25, 0.25), method="time", column="ts", source="data.csv")

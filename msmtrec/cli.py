@@ -57,9 +57,12 @@ def _parse_value(text: str) -> Any:
 @click.option("--runs-root", help="Parent folder of run directories (default: runs).")
 @click.option("--set", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="Model hyperparameter, repeatable: -p embed_dim=32 -p tower_dims=[128,64].")
+@click.option("--stream", "streaming", is_flag=True, default=None,
+              help="Stream the train split from disk through a shuffle buffer (data larger than memory).")
+@click.option("--shuffle-buffer", type=int, help="Rows in the streaming shuffle buffer (default 262144).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
 def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
-          row_limit, run_dir, runs_root, params, quiet) -> None:
+          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
@@ -69,7 +72,8 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
     config = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
     overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
-                 "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root}
+                 "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
+                 "streaming": streaming, "shuffle_buffer": shuffle_buffer}
     changes = {k: v for k, v in overrides.items() if v is not None}
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}
@@ -151,6 +155,134 @@ def datasets() -> None:
         click.echo(f"  scenarios ({len(info['scenarios'])}): {', '.join(info['scenarios'])}")
         click.echo(f"  tasks ({len(info['tasks'])}): {', '.join(info['tasks'])}")
         click.echo(f"  spec: {spec_path}")
+
+
+def _key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
+    from msmtrec.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{option} expects KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--raw", "raw_dir", type=click.Path(), help="Folder with the downloaded files.")
+@click.option("--out", "out_dir", type=click.Path(), help="Folder to write the dataset to.")
+@click.option("--set", "-p", "options", multiple=True, metavar="KEY=VALUE", help="Recipe option, repeatable.")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in OUT.")
+@click.option("--list", "list_recipes", is_flag=True, help="List the recipes, their files and options.")
+def prepare(name, raw_dir, out_dir, options, overwrite, list_recipes) -> None:
+    """Turn a downloaded public dataset (ml-1m, kuairand, ali-ccp, aliexpress) into a ready dataset:
+    Parquet train/val/test, spec.yaml and manifest.json with the inputs' sha256."""
+    from msmtrec.data.recipes import RECIPES, prepare as run_prepare
+    from msmtrec.errors import ConfigError
+
+    if list_recipes or not name:
+        for r in RECIPES.values():
+            click.echo(f"{r.name}: {r.title}")
+            click.echo(f"  files: {r.expected}")
+            click.echo(f"  source: {r.source}")
+            for k, (default, text) in r.options.items():
+                click.echo(f"  -p {k}=...  {text} (default {default})")
+        return
+    if not raw_dir or not out_dir:
+        raise ConfigError("prepare needs --raw DIR (the downloaded files) and --out DIR")
+    spec = run_prepare(name, raw_dir, out_dir, overwrite=overwrite, options=_key_values(options, "--set"),
+                       echo=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {spec}; train with: msmtrec train --data {spec}")
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder to write the dataset to.")
+@click.option("--rows", type=int, default=100_000, show_default=True)
+@click.option("--fields", "num_fields", type=int, default=7, show_default=True, help="Categorical fields.")
+@click.option("--vocab", type=int, default=1000, show_default=True, help="Ids per categorical field.")
+@click.option("--numeric", "num_numeric", type=int, default=0, show_default=True, help="Numeric features.")
+@click.option("--scenarios", type=int, default=3, show_default=True)
+@click.option("--tasks", type=int, default=2, show_default=True)
+@click.option("--scenario-signal", type=float, default=0.5, show_default=True,
+              help="Share of the label signal that is scenario specific (0: labels ignore the scenario).")
+@click.option("--task-correlation", type=float, default=0.5, show_default=True)
+@click.option("--structure", type=click.Choice(["nested", "independent"]), default="nested", show_default=True,
+              help="nested: click → post-click tasks (entire-space roles); independent: unrelated tasks.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--chunk-rows", type=int, default=1_000_000, show_default=True, help="Rows per Parquet row group.")
+@click.option("--set", "-p", "options", multiple=True, metavar="KEY=VALUE",
+              help="Any other SyntheticConfig field, e.g. -p base_rates=[0.1,0.05] -p with_user=true.")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in OUT.")
+def synth(out_dir, rows, num_fields, vocab, num_numeric, scenarios, tasks, scenario_signal, task_correlation,
+          structure, seed, chunk_rows, options, overwrite) -> None:
+    """Write a synthetic MSMT dataset with known structure (Parquet in row groups + spec.yaml)."""
+    from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
+
+    fields = {"rows": rows, "num_fields": num_fields, "vocab": vocab, "num_numeric": num_numeric,
+              "scenarios": scenarios, "tasks": tasks, "scenario_signal": scenario_signal,
+              "task_correlation": task_correlation, "structure": structure, "seed": seed}
+    config = SyntheticConfig.from_dict({**fields, **_key_values(options, "--set")})
+    spec = write_synthetic(out_dir, config, chunk_rows=chunk_rows, overwrite=overwrite,
+                           progress=lambda n: click.echo(f"  {n:,} / {config.rows:,} rows", err=True))
+    click.echo(f"wrote {spec}; train with: msmtrec train --data {spec}")
+
+
+@main.command()
+@click.option("--models", "-m", required=True, help="Comma-separated model names, e.g. shared_bottom,mmoe,ple.")
+@click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
+@click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds; one run per model × seed.")
+@click.option("--baseline", help="Model for the RelaImpr column (default: the first model).")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for bench.md/csv/json and the plot.")
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config with the common training settings (TrainConfig keys).")
+@click.option("--epochs", type=int, help="Maximum epochs (per stage).")
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--patience", type=int)
+@click.option("--threads", type=int)
+@click.option("--row-limit", type=int, help="Use only the first N rows of the data.")
+@click.option("--stream", "streaming", is_flag=True, default=None, help="Stream the train split from disk.")
+@click.option("--set", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
+              help="A model's hyperparameter, repeatable: -p ple.num_levels=1.")
+@click.option("--keep-runs", is_flag=True, help="Also write every run's directory under OUT/runs.")
+@click.option("--overwrite", is_flag=True, help="Replace bench files already in OUT.")
+def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_size, lr, patience, threads, row_limit,
+          streaming, params, keep_runs, overwrite) -> None:
+    """Compare models × seeds on one dataset: mean ± std of AUC/logloss per scenario × task,
+    RelaImpr, parameters, time, samples/s (Markdown, CSV, JSON, plot)."""
+    from pathlib import Path as _Path
+
+    from msmtrec.bench import OUTPUT_FILES, run_bench, write_bench
+    from msmtrec.config import TrainConfig
+    from msmtrec.errors import ConfigError
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got '{seeds}'") from None
+    per_model: dict[str, dict[str, Any]] = {}
+    for key, value in _key_values(params, "--set").items():
+        if "." not in key:
+            raise ConfigError(f"--set expects MODEL.KEY=VALUE, got '{key}'")
+        m, k = key.split(".", 1)
+        per_model.setdefault(m, {})[k] = value
+    base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
+    changes = {k: v for k, v in {"max_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
+                                  "threads": threads, "row_limit": row_limit, "streaming": streaming,
+                                  "data": data}.items() if v is not None}
+    base = TrainConfig.from_dict({**base.to_dict(), **changes, "model_params": {}}, source="command line")
+    out = _Path(out_dir)
+    existing = [n for n in OUTPUT_FILES if (out / n).exists()]
+    if existing and not overwrite:  # fail before hours of training, not after
+        raise ConfigError(f"bench: {out} already holds {', '.join(existing)}; choose another --out or pass --overwrite")
+    result = run_bench(names, base.data, seed_list, base=base, baseline=baseline or names[0], model_params=per_model,
+                       echo=lambda m: click.echo(m, err=True), runs_root=out / "runs" if keep_runs else None)
+    paths = write_bench(result, out, overwrite=True)
+    click.echo(paths["markdown"].read_text())
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,6 +37,9 @@ class TrainConfig:
         run_dir: explicit run directory (must not exist yet).
         row_limit: use only the first N rows of the data (quick experiments).
         deterministic: ask PyTorch for deterministic algorithms.
+        streaming: stream the train split from disk through a shuffle buffer instead of holding
+            it in memory (:mod:`msmtrec.data.stream`); validation and test stay in memory.
+        shuffle_buffer: rows in the streaming shuffle buffer.
     """
 
     model: str = "shared_bottom"
@@ -58,6 +61,8 @@ class TrainConfig:
     run_dir: str | None = None
     row_limit: int | None = None
     deterministic: bool = False
+    streaming: bool = False
+    shuffle_buffer: int = 262_144
 
     def __post_init__(self) -> None:
         checks = [
@@ -68,6 +73,7 @@ class TrainConfig:
             (self.max_epochs >= 1, "max_epochs must be >= 1"),
             (self.patience >= 1, "patience must be >= 1"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+            (self.shuffle_buffer >= 1, "shuffle_buffer must be >= 1"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -68,19 +68,33 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     resolved config, schema, encoders, the best checkpoint (atomically, at every improvement),
     per-epoch logs, ``metrics.json`` and ``results.md``.
 
-    ``dataset`` may be a ready :class:`msmtrec.data.PreparedDataset` (skips loading).
+    ``dataset`` may be a ready :class:`msmtrec.data.PreparedDataset` (skips loading) or a
+    :class:`msmtrec.data.stream.StreamingDataset`; ``config.streaming`` opens the latter.
     """
     from msmtrec.data import load_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or (lambda _m: None)
     configure_torch(config)
     seed_everything(config.seed)
-    data = dataset if dataset is not None else load_dataset(config.data, row_limit=config.row_limit)
+    if dataset is not None:
+        data = dataset
+    elif config.streaming:
+        from msmtrec.data.stream import open_streaming
+
+        data = open_streaming(config.data, batch_size=config.batch_size, shuffle_buffer=config.shuffle_buffer,
+                              seed=config.seed, row_limit=config.row_limit)
+    else:
+        data = load_dataset(config.data, row_limit=config.row_limit)
     model = build_model(config.model, data.schema, config.model_params)
     seed_everything(config.seed)  # the same init whatever loading consumed from the RNGs
     device = torch.device(config.device)
     model.to(device)
-    train_split, val_split, test_split = (data.train.to(device), data.val.to(device), data.test.to(device))
+    # A streaming dataset has no train tensors, only train_batches(epoch) (msmtrec.data.stream).
+    streamed = getattr(data, "train", None) is None
+    train_split = None if streamed else data.train.to(device)
+    val_split, test_split = data.val.to(device), data.test.to(device)
+    n_train = data.report["rows"]["train"] if streamed else len(data.train)
+    train_batches = (lambda epoch: (b.to(device) for b in data.train_batches(epoch))) if streamed else None
 
     run_dir = None
     on_improvement = None
@@ -98,12 +112,12 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
                             schema=data.schema.to_dict(), state_dict=m.state_dict(), extra={"best": record})
 
         on_improvement = save_best
-    echo(f"{config.model} on {config.data}: {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test rows, "
+    echo(f"{config.model} on {config.data}: {n_train:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
          f"{data.schema.num_scenarios} scenarios × {data.schema.num_tasks} tasks, {model.num_parameters():,} parameters"
          + (f"; run directory {run_dir}" if run_dir else ""))
 
     trainer = Trainer(model, config, train_split, val_split, data.schema, echo=echo, progress=progress,
-                      on_improvement=on_improvement)
+                      on_improvement=on_improvement, train_batches=train_batches)
     fit = trainer.fit()
     validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size)
     test = evaluate_model(model, test_split, data.schema, config.eval_batch_size)  # once, with the best weights

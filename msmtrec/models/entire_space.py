@@ -31,7 +31,7 @@ and ``purchase``):
 ==========================  =========================  ==============================================
  ``click``                   p_ctr                      all impressions / click
  ``purchase(ctcvr)``         p_ctcvr                    all impressions / click ∧ purchase
- ``purchase(cvr|click)``     p_cvr (post-click)         clicked impressions only / purchase
+ ``purchase(cvr@click)``     p_cvr (post-click)         clicked impressions only / purchase
  ``purchase(xcvr)``          p_xcvr                     all impressions / purchase — only when the
                                                         data has ``conversion_without_click``
  ``<action>(ctavr)``         p_ctavr                    all impressions / click ∧ action
@@ -191,7 +191,7 @@ class EntireSpaceModel(MSMTModel):
         if r.conversion is not None:
             conv = tasks[r.conversion]
             out[f"{conv}(ctcvr)"] = (output["ctcvr"], *labels["ctcvr"])
-            out[f"{conv}(cvr|click)"] = (output["cvr"], *labels["cvr"])
+            out[f"{conv}(cvr@click)"] = (output["cvr"], *labels["cvr"])
             if r.conversion_without_click:
                 out[f"{conv}(xcvr)"] = (output["xcvr"], *labels["xcvr"])
         if r.action is not None:

@@ -74,13 +74,13 @@ def test_cvr_target_uses_clicked_rows_only():
     model = build_model("esmm", make_schema(tasks=2, task_roles=CLICK_CONV), {"tower_dims": [4]})
     batch = _rows([1, 0, 1, 0, 1], [1, 0, 0, 0, 0], click_mask=[1, 1, 1, 1, 0])
     targets = model.eval_targets(model(batch), batch)
-    assert set(targets) == {"t0", "t1(ctcvr)", "t1(cvr|click)"}
-    _, y, m = targets["t1(cvr|click)"]
+    assert set(targets) == {"t0", "t1(ctcvr)", "t1(cvr@click)"}
+    _, y, m = targets["t1(cvr@click)"]
     assert m.tolist() == [True, False, True, False, False]  # clicked and observed
     _, _, m_ctcvr = targets["t1(ctcvr)"]
     assert m_ctcvr.all()  # CTCVR over every impression
     out = model(batch)
-    torch.testing.assert_close(targets["t1(cvr|click)"][0], out["cvr"])
+    torch.testing.assert_close(targets["t1(cvr@click)"][0], out["cvr"])
     torch.testing.assert_close(targets["t1(ctcvr)"][0], out["ctcvr"])
 
 

@@ -75,8 +75,8 @@ class _Source:
     """The chunks of one split file (or folder of Parquet files), read with the spec's columns.
 
     Parquet is read row group by row group (``read_rows`` at a time inside a big group); CSV in
-    blocks. Identifier columns of a CSV are kept as text, the same in every chunk, so that chunks
-    concatenate and compare alike.
+    blocks, its identifier columns parsed as text and made int64 exactly when they are integers
+    (never through a float), as the in-memory reader does.
     """
 
     def __init__(self, path: Path, fmt: str, columns: list[str], id_columns: list[str], read_rows: int,
@@ -148,9 +148,31 @@ class _Source:
                                                                              column_types=types,
                                                                              strings_can_be_null=True))
                 for batch in reader:
-                    yield pa.Table.from_batches([batch])
+                    yield _exact_int_ids(pa.Table.from_batches([batch]), self.id_columns)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"cannot read {piece.path.name}: {str(exc).splitlines()[0]}") from None
+
+
+def _exact_int_ids(table: pa.Table, id_columns: list[str]) -> pa.Table:
+    """Text ids → int64 when every value of the chunk is an integer literal (as the in-memory CSV
+    reader does for the whole column); a chunk with a non-integer id keeps the column as text, and
+    :func:`_unify` / the vocabulary merge make all chunks text then."""
+    for c in id_columns:
+        if c in table.column_names and pa.types.is_string(table.schema.field(c).type):
+            try:
+                table = table.set_column(table.schema.get_field_index(c), c, pc.cast(table.column(c), pa.int64()))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+    return table
+
+
+def _unify(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate chunks whose id columns may be int64 in some and text in others (→ text)."""
+    if len({t.schema for t in tables}) > 1:
+        text = {f.name for t in tables for f in t.schema if pa.types.is_string(f.type)}
+        tables = [t.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in text else f for f in t.schema]))
+                  for t in tables]
+    return pa.concat_tables(tables)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,7 +439,7 @@ class StreamingDataset:
         def encode_whole(tables: list[pa.Table], what: str) -> EncodedData:
             if not tables:
                 raise DataError(f"{spec.where}: split '{what}' is empty")
-            return self.encoders.encode(pa.concat_tables(tables), source=what).data
+            return self.encoders.encode(_unify(tables), source=what).data
 
         splits: dict[str, EncodedData] = {}
         for split in ("val", "test"):

@@ -244,3 +244,22 @@ def test_hash_split_is_chunk_independent_and_near_its_fractions():
     share = np.bincount(whole, minlength=3) / len(whole)
     assert np.allclose(share, [0.8, 0.1, 0.1], atol=0.015)
     assert not np.array_equal(whole, hash_split(0, 20000, [0.8, 0.1, 0.1], seed=6))
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+
+def test_cli_prepare(tmp_path):
+    from click.testing import CliRunner
+
+    from msmtrec.cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["prepare", "ml-1m", "--raw", str(RAW / "ml-1m"), "--out", str(tmp_path / "o"),
+                              "-p", "seed=5"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["options"]["seed"] == 5
+    missing = runner.invoke(main, ["prepare", "ml-1m", "--raw", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert missing.exit_code == 2 and "missing ratings.dat" in missing.output and "Traceback" not in missing.output
+    listing = runner.invoke(main, ["prepare", "--list"])
+    assert listing.exit_code == 0 and all(name in listing.output for name in RECIPES)

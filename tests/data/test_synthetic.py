@@ -179,3 +179,21 @@ def test_write_refuses_to_overwrite(tmp_path):
 def test_bad_options_name_the_option(options, key):
     with pytest.raises(ConfigError, match=key):
         make_synthetic(100, **options)
+
+
+def test_cli_synth(tmp_path):
+    from click.testing import CliRunner
+
+    from msmtrec.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["synth", "--out", str(tmp_path / "s"), "--rows", "2000", "--scenarios", "2",
+                               "--scenario-signal", "0", "-p", "with_user=true", "--chunk-rows", "500"])
+    assert res.exit_code == 0, res.output
+    spec = yaml.safe_load((tmp_path / "s" / "spec.yaml").read_text())
+    assert spec["user"] == "cat_0" and list(spec["scenario"]["mapping"]) == ["s0", "s1"]
+    expected, _ = make_synthetic(2000, scenarios=2, scenario_signal=0.0, with_user=True)
+    got = pq.read_table(tmp_path / "s" / "train.parquet")
+    np.testing.assert_array_equal(got.column("cat_0").to_numpy(), expected.categorical[:1600, 0].numpy())
+    bad = runner.invoke(main, ["synth", "--out", str(tmp_path / "t"), "--scenario-signal", "2"])
+    assert bad.exit_code == 2 and "scenario_signal" in bad.output

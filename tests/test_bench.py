@@ -1,0 +1,106 @@
+"""msmtrec bench: aggregation over seeds, RelaImpr, output files, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from msmtrec.bench import run_bench, write_bench
+from msmtrec.cli import main
+from msmtrec.config import TrainConfig
+from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
+from msmtrec.errors import ConfigError
+from msmtrec.metrics import relative_improvement
+
+TINY = {"shared_bottom": {"embed_dim": 4, "bottom_dims": [16], "tower_dims": [8]},
+        "mmoe": {"embed_dim": 4, "num_experts": 2, "expert_dims": [8], "tower_dims": [8]}}
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_data")
+    return str(write_synthetic(out, SyntheticConfig(rows=3000, num_fields=3, vocab=30, scenarios=2, seed=1)))
+
+
+@pytest.fixture(scope="module")
+def result(spec):
+    base = TrainConfig(max_epochs=1, batch_size=256)
+    return run_bench(["shared_bottom", "mmoe"], spec, [1, 2], base=base, baseline="shared_bottom", model_params=TINY)
+
+
+def test_runs_and_aggregates_over_seeds(result):
+    assert [(r["model"], r["seed"]) for r in result.runs] == [("shared_bottom", 1), ("shared_bottom", 2),
+                                                               ("mmoe", 1), ("mmoe", 2)]
+    assert result.scenarios == ["s0", "s1"] and result.targets == ["click", "conversion"]
+    aucs = [r["test"]["mean_auc"] for r in result.runs if r["model"] == "mmoe"]
+    mean, std, n = result.overall("mmoe", "auc")
+    assert n == 2 and mean == pytest.approx(np.mean(aucs)) and std == pytest.approx(np.std(aucs, ddof=1))
+    cell = [r["test"]["per_scenario"]["s1"]["click"]["auc"] for r in result.runs if r["model"] == "shared_bottom"]
+    assert result.cell("shared_bottom", "s1", "click", "auc")[0] == pytest.approx(np.mean(cell))
+    # Different seeds are different runs.
+    assert result.runs[0]["test"]["mean_auc"] != result.runs[1]["test"]["mean_auc"]
+    assert result.runs[0]["num_parameters"] != result.runs[2]["num_parameters"]
+
+
+def test_relative_improvement_against_the_baseline(result):
+    assert result.rela_impr("shared_bottom") == pytest.approx(0.0)
+    expected = relative_improvement(result.overall("mmoe", "auc")[0], result.overall("shared_bottom", "auc")[0])
+    assert result.rela_impr("mmoe") == pytest.approx(expected)
+    per_cell = relative_improvement(result.cell("mmoe", "s0", "click", "auc")[0],
+                                    result.cell("shared_bottom", "s0", "click", "auc")[0])
+    assert result.rela_impr("mmoe", "s0", "click") == pytest.approx(per_cell)
+
+
+def test_written_files(result, tmp_path):
+    paths = write_bench(result, tmp_path)
+    md = paths["markdown"].read_text()
+    assert "| shared_bottom |" in md and "RelaImpr vs shared_bottom" in md and "### Test AUC — click" in md
+    rows = list(csv.DictReader(open(paths["csv"])))
+    got = {(r["model"], r["scenario"], r["target"], r["metric"]): r for r in rows}
+    m = got[("mmoe", "s0", "conversion", "auc")]
+    assert float(m["mean"]) == pytest.approx(result.cell("mmoe", "s0", "conversion", "auc")[0]) and m["n"] == "2"
+    assert ("mmoe", "(mean over pairs)", "(all)", "relaimpr_vs_shared_bottom") in got
+    assert len(list(csv.DictReader(open(paths["runs"])))) == 4
+    payload = json.loads(paths["json"].read_text())
+    assert payload["baseline"] == "shared_bottom" and len(payload["runs"]) == 4
+    assert paths["plot"].stat().st_size > 1000
+    with pytest.raises(ConfigError, match="already holds"):
+        write_bench(result, tmp_path)
+
+
+def test_plot_is_skipped_with_a_note_without_matplotlib(result, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
+    paths = write_bench(result, tmp_path)
+    assert "plot" not in paths and not (tmp_path / "bench_auc.png").exists()
+    assert "matplotlib is not installed" in paths["markdown"].read_text()
+
+
+@pytest.mark.parametrize("models, kwargs, match", [
+    (["shared_bottom", "no_such_model"], {}, "no_such_model"),
+    (["shared_bottom"], {"baseline": "mmoe"}, "baseline 'mmoe'"),
+    (["shared_bottom"], {"model_params": {"ple": {}}}, "ple"),
+    ([], {}, "at least one model"),
+])
+def test_bad_requests_fail_before_training(spec, models, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        run_bench(models, spec, [1], **kwargs)
+
+
+def test_cli_bench(spec, tmp_path):
+    out = tmp_path / "b"
+    args = ["bench", "-m", "shared_bottom,mmoe", "--data", spec, "--seeds", "3", "--epochs", "1", "--out", str(out)]
+    for model, params in TINY.items():
+        for k, v in params.items():
+            args += ["-p", f"{model}.{k}={json.dumps(v)}"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "bench.md").is_file() and (out / "bench.csv").is_file()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "already holds" in again.output
+    bad = CliRunner().invoke(main, ["bench", "-m", "shared_bottom", "--seeds", "x", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "--seeds" in bad.output

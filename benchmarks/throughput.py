@@ -3,6 +3,7 @@ plain PyTorch loop, measured in the same run.
 
     python benchmarks/throughput.py                      # defaults: 800k rows, batch 2048
     python benchmarks/throughput.py --models ple --rows 200000 --peer-rows 100000
+    python benchmarks/throughput.py --stream --rows 1000000 --models shared_bottom   # streaming path
 
 Setting (DESIGN.md): 7 categorical fields × 16-dim embeddings, 3 scenarios × 2 tasks, batch 2048,
 Adam. Every model runs with its default hyperparameters. Figures are samples/s (higher is better).
@@ -146,6 +147,57 @@ def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int
     return len(perm) / (time.perf_counter() - t0)
 
 
+def stream_main(args: argparse.Namespace, names: list[str]) -> None:
+    """``--stream``: the same measurements through the streaming path (msmtrec.data.stream) on a
+    synthetic Parquet dataset of ``--rows`` rows of the same shape (7 fields, vocab 1000, 3
+    scenarios × 2 tasks), written once to ``--stream-dir`` and reused. Run it in its own process
+    to compare peak RSS with the in-memory path."""
+    from msmtrec.data.stream import open_streaming
+    from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
+
+    folder = args.stream_dir or Path(f"/tmp/msmtrec-synth-{args.rows}")
+    meta = folder / "synthetic.json"
+    # The train split is 80 % of the written rows, so write rows/0.8 to stream --rows train rows.
+    total = int(round(args.rows / 0.8))
+    t0 = time.perf_counter()
+    if not meta.is_file() or json.loads(meta.read_text())["config"]["rows"] != total:
+        write_synthetic(folder, SyntheticConfig(rows=total, num_fields=7, vocab=1000, scenarios=3, tasks=2, seed=0),
+                        chunk_rows=args.read_rows * 4, overwrite=True)
+        print(f"wrote {total:,} synthetic rows to {folder} in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    st = open_streaming(folder / "spec.yaml", batch_size=args.batch_size, shuffle_buffer=args.shuffle_buffer,
+                        read_rows=args.read_rows, seed=0)
+    fit = time.perf_counter() - t0
+    print(f"# streaming: {len(st):,} train rows from {folder}, shuffle buffer {args.shuffle_buffer:,}, "
+          f"read {args.read_rows:,} rows at a time; batch {args.batch_size}, {torch.get_num_threads()} threads")
+    print(f"encoder fit pass over train + val/test load: {fit:.1f} s")
+    results: dict = {"mode": "stream", "rows": len(st), "batch_size": args.batch_size,
+                     "threads": torch.get_num_threads(), "fit_seconds": fit, "shuffle_buffer": args.shuffle_buffer}
+    t0 = time.perf_counter()
+    n = sum(len(b) for b in st.train_batches(0))
+    rate = n / (time.perf_counter() - t0)
+    print(f"data path     streaming {rate:>12,.0f}/s  (read + encode + shuffle buffer, no model)")
+    results["data_path"] = rate
+    results["train"] = {}
+    for name in names:
+        torch.manual_seed(0)
+        model = build_model(name, st.schema, {})
+        config = TrainConfig(model=name, batch_size=args.batch_size, max_epochs=1)
+        warm = st.val.take(slice(0, args.batch_size * 2))
+        Trainer(model, config, warm, warm, st.schema, progress=False).train_epoch()
+        trainer = Trainer(model, config, None, warm, st.schema, progress=False, train_batches=st.train_batches)
+        t0 = time.perf_counter()
+        _, n = trainer.train_epoch()
+        rate = n / (time.perf_counter() - t0)
+        print(f"train {name:14s} streaming {rate:>10,.0f}/s   params {model.num_parameters():,}")
+        results["train"][name] = rate
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {rss:,.0f} MiB")
+    results["peak_rss_mib"] = rss
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=800_000)
@@ -155,10 +207,17 @@ def main() -> None:
     ap.add_argument("--eval-rows", type=int, default=100_000)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--stream", action="store_true", help="measure the streaming path instead (see stream_main)")
+    ap.add_argument("--stream-dir", type=Path, help="synthetic Parquet folder for --stream (written if absent)")
+    ap.add_argument("--shuffle-buffer", type=int, default=262_144, help="--stream: shuffle buffer rows")
+    ap.add_argument("--read-rows", type=int, default=65_536, help="--stream: rows per chunk read from disk")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.stream:
+        stream_main(args, names)
+        return
     data, schema = random_data(args.rows)
     peer = data.take(slice(0, min(args.peer_rows, args.rows)))
     cpu = platform.processor() or platform.machine()

@@ -495,13 +495,13 @@ class StreamingDataset:
             perm = torch.randperm(held, generator=gen)
             n_out = (held - reserve) // bs * bs
             for start in range(0, n_out, bs):
-                yield data.take(perm[start:start + bs])
-            buffer, held = [data.take(perm[n_out:])], held - n_out
+                yield _gather(data, perm[start:start + bs])
+            buffer, held = [_gather(data, perm[n_out:])], held - n_out
         if held:
             data = EncodedData.concat(buffer)
             perm = torch.randperm(held, generator=gen)
             for start in range(0, held, bs):
-                yield data.take(perm[start:start + bs])
+                yield _gather(data, perm[start:start + bs])
 
     def train_batches(self, epoch: int = 0) -> Iterator[EncodedData]:
         """Shuffled training batches of one epoch (a different order every epoch, deterministic
@@ -509,6 +509,15 @@ class StreamingDataset:
         if self.prefetch == 0:
             return self._batches(epoch)
         return _prefetched(self._batches(epoch), self.prefetch * max(1, self.shuffle_buffer // self.batch_size))
+
+
+def _gather(data: EncodedData, index: torch.Tensor) -> EncodedData:
+    """Rows ``index`` of every tensor with ``index_select``: the same result as
+    :meth:`EncodedData.take`, but ``tensor[index]`` on a 2-D CPU tensor enters an OpenMP parallel
+    region that costs ~20 ms per call when the cores are busy (measured with torch 2.13 on a
+    loaded 2-core machine), while ``index_select`` stays at tens of microseconds."""
+    return EncodedData(**{f: (None if getattr(data, f) is None else getattr(data, f).index_select(0, index))
+                          for f in ("categorical", "numeric", "scenario", "labels", "label_mask", "user")})
 
 
 def _hash_parts(first: int, n: int, fractions: tuple[float, ...], seed: int) -> np.ndarray:

@@ -51,6 +51,7 @@ from torch import nn
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
 from msmtrec.nn import CGC, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn.dropout import use_bit_dropout
 from msmtrec.nn.san import ScenarioAttention
 from msmtrec.nn.scenario_cgc import ScenarioCGC
 
@@ -133,6 +134,7 @@ class HiNet(MSMTModel):
             self.task_experts = ScenarioCGC(m, t, rep, specific_experts, shared_experts, expert_dims,
                                             gate_activation=gate_activation, dropout=expert_dropout)
         self.towers = TowerBank(m * t, self.task_experts.output_dim, tower_dims, 1, dropout=tower_dropout)
+        use_bit_dropout(self)  # nn.Dropout's per-element Bernoulli draws dominated the step (nn/dropout.py)
 
     # -- stages ---------------------------------------------------------------------------------
     def scenario_representation(self, x: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:

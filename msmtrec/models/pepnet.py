@@ -44,7 +44,8 @@ class PEPNet(MSMTModel):
         embed_dim: embedding dimension per categorical field.
         scenario_embed_dim: width of the scenario-indicator embedding (EPNet's domain input).
         tower_dims: hidden widths of each task tower (a logit layer follows).
-        gate_hidden: hidden width of every Gate NU (None: the width of the vector it scales).
+        gate_hidden: hidden width of every Gate NU (None: the width of the vector it scales — the
+            embedding width for EPNet, the layer width of one task's tower for PPNet's layer gates).
         gamma: Gate NU scale γ (2 in the paper: gates lie in (0, 2) and start at 1).
         dropout: dropout after each hidden tower layer.
         stop_gradient: stop the gradient of the embeddings fed to the gates, as the paper does
@@ -74,7 +75,7 @@ class PEPNet(MSMTModel):
         self.epnet_gate = GateNU(scenario_embed_dim + d, d, gate_hidden, gamma=gamma)
         prior_dim = len(schema.prior_fields) * embed_dim
         t = self.num_tasks
-        self.ppnet_gates = nn.ModuleList(GateNU(prior_dim + d, t * w, gate_hidden, gamma=gamma) for w in tower_dims)
+        self.ppnet_gates = nn.ModuleList(GateNU(prior_dim + d, t * w, gate_hidden or w, gamma=gamma) for w in tower_dims)
         self.towers = TowerBank(t, d, tower_dims, 1, dropout=dropout)
 
     def _sg(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,10 @@ import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 
+# Test tensors are tiny: one intra-op thread is faster than two, and it keeps the suite from
+# collapsing when the machine is busy (OpenMP threads spin-wait under oversubscription).
+torch.set_num_threads(1)
+
 
 def make_schema(scenarios: int = 3, tasks: int = 2, fields: int = 3, vocab: int = 20, numeric: int = 2,
                 **kwargs) -> DataSchema:

@@ -50,8 +50,9 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
-from msmtrec.nn import CGC, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn import CGC, ScenarioGroups, TowerBank
 from msmtrec.nn.dropout import use_bit_dropout
+from msmtrec.nn.fused_sei import FusedSEIBank
 from msmtrec.nn.san import ScenarioAttention
 from msmtrec.nn.scenario_cgc import ScenarioCGC
 
@@ -119,8 +120,9 @@ class HiNet(MSMTModel):
         self.input_norm = nn.BatchNorm1d(d) if input_batch_norm else nn.Identity()
 
         # Scenario extraction layer. SEI 0 is the scenario-shared expert, SEI 1 + j scenario j's
-        # specific expert: one bank, so all (M+1)·K sub-experts run as one matmul per layer.
-        self.scenario_experts = SEIBank(m + 1, d, sub_experts, sub_expert_dims, gate_activation=gate_activation,
+        # specific expert: one bank, so all (M+1)·K sub-experts run as one matmul per layer
+        # (FusedSEIBank: SEIBank's parameters and results with fewer passes over the activations).
+        self.scenario_experts = FusedSEIBank(m + 1, d, sub_experts, sub_expert_dims, gate_activation=gate_activation,
                                         dropout=sei_dropout)
         self.san = ScenarioAttention(m, scenario_embed_dim, san_gate_dims, mask=san_mask,
                                      output_activation=san_gate_activation)

@@ -14,15 +14,6 @@ TINY = {"embed_dim": 4, "sub_experts": 3, "sub_expert_dims": [8, 6], "scenario_e
 LAYOUTS = ["pair", "scenario"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids thread hand-off overhead on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def hinet(schema, **kw):
     return build_model("hinet", schema, {**TINY, **kw})
 

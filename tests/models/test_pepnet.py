@@ -11,14 +11,6 @@ from tests.conftest import make_batch, make_schema
 TINY = {"embed_dim": 4, "scenario_embed_dim": 3, "tower_dims": [8, 6]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def pepnet(schema, **kw):
     return build_model("pepnet", schema, {**TINY, **kw})
 

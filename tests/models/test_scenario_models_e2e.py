@@ -4,7 +4,6 @@ through the Python API on the Ali-CCP sample spec (1 epoch, tiny sizes)."""
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from msmtrec.cli import main
@@ -18,14 +17,6 @@ TINY = {
     "pepnet": {"embed_dim": 4, "tower_dims": [16, 8]},
 }
 ALI_CCP = Path(__file__).resolve().parents[1] / "fixtures" / "ali_ccp.yaml"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _flags(params: dict) -> list[str]:

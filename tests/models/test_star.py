@@ -11,14 +11,6 @@ from tests.conftest import make_batch, make_schema
 TINY = {"embed_dim": 4, "star_dims": [8, 6], "aux_dims": [5], "scenario_embed_dim": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def star(schema, **kw):
     model = build_model("star", schema, {**TINY, **kw})
     g = torch.Generator().manual_seed(1)

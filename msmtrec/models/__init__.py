@@ -8,6 +8,7 @@ from msmtrec.models import mmoe  # noqa: E402,F401
 from msmtrec.models import ple  # noqa: E402,F401
 from msmtrec.models import esmm  # noqa: E402,F401
 from msmtrec.models import aem2tl  # noqa: E402,F401
+from msmtrec.models import autoifs  # noqa: E402,F401
 from msmtrec.models import star  # noqa: E402,F401
 from msmtrec.models import pepnet  # noqa: E402,F401
 from msmtrec.models import hinet  # noqa: E402,F401

@@ -16,7 +16,8 @@ instead of the trainer growing a special case:
 - ``eval_targets(output, batch)`` → what to evaluate: name → ``(prediction, label, mask)``;
 - ``training_stages(config)`` → a multi-stage schedule, or ``None`` for the trainer's default;
 - ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on;
-- ``extra_report(data, run_dir)`` → model-specific findings for ``metrics.json``;
+- ``extra_report(data, run_dir)`` → model-specific findings for ``metrics.json`` (a ``summary`` string in
+  it is printed after training instead of stored);
 - ``notes`` (attribute, optional) → lines the trainer logs at the start (e.g. disabled branches).
 """
 

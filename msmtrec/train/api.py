@@ -123,6 +123,8 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     test = evaluate_model(model, test_split, data.schema, config.eval_batch_size)  # once, with the best weights
     result = TrainResult(config, model, data.schema, fit, validation, test, run_dir, model.num_parameters())
     extra = model.extra_report(test_split, run_dir)
+    if isinstance(extra.get("summary"), str):  # the model's findings in words (AutoIFS: flow selection)
+        echo(extra.pop("summary"))
 
     if run_dir is not None:
         with open(log_path, "w") as f:

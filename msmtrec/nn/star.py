@@ -94,8 +94,8 @@ class PartitionedNorm(nn.Module):
                 n = x.shape[0]
                 self.running_mean[s].lerp_(mean, self.momentum)
                 self.running_var[s].lerp_(var * (n / (n - 1)), self.momentum)
-        else:
-            mean, var = self.running_mean[s], self.running_var[s]
+        else:  # copies: other scenarios' updates bump the buffers' version counter before backward
+            mean, var = self.running_mean[s].clone(), self.running_var[s].clone()
         scale = self.shared_scale * self.scenario_scale[s] * torch.rsqrt(var + self.eps)
         shift = self.shared_shift + self.scenario_shift[s] - mean * scale
         return torch.addcmul(shift, x, scale)

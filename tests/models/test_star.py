@@ -64,6 +64,20 @@ def test_partitioned_norm_statistics_move_only_for_scenarios_in_the_batch():
     assert not torch.equal(model.norm.running_mean[2], mean0[2])
 
 
+def test_a_scenario_with_a_single_row_in_a_training_batch():
+    """One row has no batch variance: PN uses that scenario's moving statistics (and leaves them),
+    while the other scenarios' updates in the same forward must not break backward."""
+    schema = make_schema(scenarios=3, tasks=2)
+    model = star(schema).train()
+    batch = make_batch(schema, 20)
+    batch.scenario[:] = 2
+    batch.scenario[0] = 0
+    mean0 = model.norm.running_mean[0].clone()
+    model.task_losses(model(batch), batch).sum().backward()
+    assert torch.equal(model.norm.running_mean[0], mean0)
+    assert model.norm.scenario_shift.grad[0].abs().sum() > 0
+
+
 def test_each_scenario_trains_only_its_own_star_weights():
     schema = make_schema(scenarios=3, tasks=2)
     model = star(schema)

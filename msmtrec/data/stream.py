@@ -464,11 +464,11 @@ class StreamingDataset:
         return self.train_rows
 
     # -- epochs -------------------------------------------------------------------------------
-    def _encoded_chunks(self, epoch: int) -> Iterator[EncodedData]:
+    def _encoded_chunks(self, epoch: int, seed: int) -> Iterator[EncodedData]:
         src = self._train_src
         order = None
         if src.kind == "parquet" and len(src.pieces) > 1:
-            order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(src.pieces))
+            order = np.random.default_rng([seed, epoch, 1]).permutation(len(src.pieces))
         name = src.path.name
         for first, table in src.chunks(order):
             if self._hash is not None:
@@ -478,13 +478,13 @@ class StreamingDataset:
                 table = table.take(pa.array(rows))
             yield self.encoders.encode(table, source=f"train ({name})", allow_empty=True).data
 
-    def _batches(self, epoch: int) -> Iterator[EncodedData]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+    def _batches(self, epoch: int, seed: int) -> Iterator[EncodedData]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         bs, cap = self.batch_size, self.shuffle_buffer
         reserve = cap // 2
         buffer: list[EncodedData] = []
         held = 0
-        for chunk in self._encoded_chunks(epoch):
+        for chunk in self._encoded_chunks(epoch, seed):
             if len(chunk) == 0:
                 continue
             buffer.append(chunk)
@@ -503,12 +503,14 @@ class StreamingDataset:
             for start in range(0, held, bs):
                 yield _gather(data, perm[start:start + bs])
 
-    def train_batches(self, epoch: int = 0) -> Iterator[EncodedData]:
+    def train_batches(self, epoch: int = 0, seed: int | None = None) -> Iterator[EncodedData]:
         """Shuffled training batches of one epoch (a different order every epoch, deterministic
-        given the seed), read ahead by a background thread when ``prefetch`` > 0."""
+        given the seed: ``seed``, else the dataset's), read ahead by a background thread when
+        ``prefetch`` > 0. The hash split does not depend on ``seed``."""
+        seed = self.seed if seed is None else int(seed)
         if self.prefetch == 0:
-            return self._batches(epoch)
-        return _prefetched(self._batches(epoch), self.prefetch * max(1, self.shuffle_buffer // self.batch_size))
+            return self._batches(epoch, seed)
+        return _prefetched(self._batches(epoch, seed), self.prefetch * max(1, self.shuffle_buffer // self.batch_size))
 
 
 def _gather(data: EncodedData, index: torch.Tensor) -> EncodedData:

@@ -94,7 +94,8 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     train_split = None if streamed else data.train.to(device)
     val_split, test_split = data.val.to(device), data.test.to(device)
     n_train = data.report["rows"]["train"] if streamed else len(data.train)
-    train_batches = (lambda epoch: (b.to(device) for b in data.train_batches(epoch))) if streamed else None
+    train_batches = ((lambda epoch: (b.to(device) for b in data.train_batches(epoch, seed=config.seed)))
+                     if streamed else None)
 
     run_dir = None
     on_improvement = None

@@ -105,7 +105,7 @@ class AutoIFS(MSMTModel):
 
     def __init__(self, schema: DataSchema, embed_dim: int = 16, mlp_dims: Sequence[int] = (1024, 512, 256),
                  lora_rank: int = 2, selector_dims: Sequence[int] | None = None, dropout: float = 0.0,
-                 batch_norm: bool = False, decomposition: str = "code", scenario_routing: str = "gather",
+                 batch_norm: bool = False, decomposition: str = "code", scenario_routing: str = "group",
                  search_epochs: int = 10, final_temp: float = 100.0, rewind_epoch: int | None = None,
                  search_lr: float = 3e-4, search_weight_decay: float = 3e-5, gate_lr_scale: float = 0.01,
                  retrain_lr: float = 1e-4, retrain_weight_decay: float = 3e-4, retrain_epochs: int | None = None,

@@ -16,15 +16,6 @@ from tests.conftest import make_batch, make_schema
 SMALL = {"embed_dim": 4, "mlp_dims": [16, 12, 8]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second intra-op thread only adds contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(schema, **params):
     return build_model("autoifs", schema, {**SMALL, **params})
 

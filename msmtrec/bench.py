@@ -5,12 +5,13 @@ trainer, validation-based model selection, one test evaluation with the best wei
 dataset loaded once and shared by all runs. The comparison is written as:
 
 - ``bench.md`` — overall table (mean ± std over seeds of the test mean AUC and logloss over
-  (scenario, task) pairs, RelaImpr against the baseline, parameters, training time, samples/s),
+  (scenario, task) pairs — entire-space models scored on their all-impressions target of each
+  task —, RelaImpr against the baseline, parameters, training time, samples/s),
   then per target: AUC and logloss per scenario (rows) and model (columns), and RelaImpr;
 - ``bench.csv`` — the same figures in long form (model, scenario, target, metric, mean, std, n);
 - ``runs.csv`` — one line per (model, seed) run;
 - ``bench.json`` — everything, including each run's configuration;
-- ``bench_auc.png`` — per-scenario test AUC per model (one panel per target, error bars = std);
+- ``bench_auc.png`` — per-scenario test AUC per model (one panel per task, error bars = std);
   needs matplotlib (``pip install msmtrec[plot]``), skipped with a note otherwise.
 
 RelaImpr (Yan et al., as in AEM²TL): ``((AUC_model − 0.5) / (AUC_base − 0.5) − 1) × 100``, on the
@@ -48,6 +49,7 @@ class BenchResult:
         baseline: the RelaImpr reference model (None: no RelaImpr).
         runs: one dict per (model, seed): summary figures and the test metrics.
         scenarios / targets: row and column order of the per-(scenario, target) tables.
+        tasks: the schema's tasks (what :meth:`overall` averages over, see there).
     """
 
     data: str
@@ -57,6 +59,7 @@ class BenchResult:
     runs: list[dict[str, Any]] = field(default_factory=list)
     scenarios: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     started: str = ""
 
@@ -80,7 +83,38 @@ class BenchResult:
             return None if m is None else m.get(metric)
         return self.stat(model, get)
 
+    @staticmethod
+    def task_target(run: dict[str, Any], task: str) -> str | None:
+        """The evaluation target of ``run`` that scores ``task`` on the same rows and labels as
+        the other models: the task itself, or for an entire-space model its all-impressions
+        target (``task(xcvr)``, else ``task(ctcvr)`` / ``task(ctavr)``, which equal the task's
+        label when conversions and actions follow clicks)."""
+        per_target = run["test"]["per_target"]
+        for name in (task, f"{task}(xcvr)", f"{task}(ctcvr)", f"{task}(ctavr)"):
+            if name in per_target:
+                return name
+        return None
+
+    def _task_mean(self, run: dict[str, Any], metric: str) -> float | None:
+        vals = []
+        for task in self.tasks:
+            target = self.task_target(run, task)
+            if target is None:
+                continue
+            for s in self.scenarios:
+                v = run["test"]["per_scenario"].get(s, {}).get(target, {}).get(metric)
+                if v is not None and not math.isnan(v):
+                    vals.append(v)
+        return float(np.mean(vals)) if vals else None
+
     def overall(self, model: str, metric: str) -> tuple[float | None, float | None, int]:
+        """Mean over (scenario, task) pairs of the schema's tasks (entire-space models scored on
+        their all-impressions target, see :meth:`task_target`), then mean ± std over seeds. This is
+        the comparable figure; ``own_targets`` averages every target a model reports instead."""
+        return self.stat(model, lambda r: self._task_mean(r, metric))
+
+    def own_targets(self, model: str, metric: str) -> tuple[float | None, float | None, int]:
+        """The run's own ``mean_<metric>`` (over all its targets, e.g. also CVR on clicks)."""
         return self.stat(model, lambda r: r["test"].get(f"mean_{metric}"))
 
     def rela_impr(self, model: str, scenario: str | None = None, target: str | None = None) -> float | None:
@@ -102,8 +136,11 @@ class BenchResult:
         for model in self.models:
             for metric in ("auc", "logloss"):
                 mean, std, n = self.overall(model, metric)
-                out.append({"model": model, "scenario": "(mean over pairs)", "target": "(all)", "metric": metric,
+                out.append({"model": model, "scenario": "(mean over pairs)", "target": "(tasks)", "metric": metric,
                             "mean": mean, "std": std, "n": n})
+                mean, std, n = self.own_targets(model, metric)
+                out.append({"model": model, "scenario": "(mean over pairs)", "target": "(own targets)",
+                            "metric": metric, "mean": mean, "std": std, "n": n})
             for key, name in (("num_parameters", "parameters"), ("train_seconds", "train_seconds"),
                               ("samples_per_second", "samples_per_second"), ("epochs", "epochs")):
                 mean, std, n = self.stat(model, lambda r, k=key: r[k])
@@ -111,7 +148,7 @@ class BenchResult:
                             "n": n})
             ri = self.rela_impr(model)
             if ri is not None:
-                out.append({"model": model, "scenario": "(mean over pairs)", "target": "(all)",
+                out.append({"model": model, "scenario": "(mean over pairs)", "target": "(tasks)",
                             "metric": f"relaimpr_vs_{self.baseline}", "mean": ri, "std": None, "n": None})
             for scenario in self.scenarios + [None]:
                 for target in self.targets:
@@ -133,18 +170,25 @@ class BenchResult:
                  f"Test split, mean ± std over seeds {seeds} (each run: model selection on validation, best weights "
                  f"restored, test evaluated once). Started {self.started}.", ""]
         ri_head = f" | RelaImpr vs {self.baseline} (%)" if self.baseline else ""
-        lines += [f"| model | mean AUC | mean logloss{ri_head} | parameters | train time (s) | samples/s | epochs |",
-                  "|---|---|---" + ("|---" if self.baseline else "") + "|---|---|---|---|"]
+        lines += [f"| model | mean AUC | mean logloss{ri_head} | mean AUC, own targets | parameters | train time (s) "
+                  f"| samples/s | epochs |",
+                  "|---|---|---" + ("|---" if self.baseline else "") + "|---|---|---|---|---|"]
         for model in self.models:
             ri = self.rela_impr(model)
             ri_cell = f" | {_num(ri, 2, signed=True)}" if self.baseline else ""
             lines.append(f"| {model} | {_pm(self.overall(model, 'auc'))} | {_pm(self.overall(model, 'logloss'))}{ri_cell}"
+                         f" | {_pm(self.own_targets(model, 'auc'))}"
                          f" | {_int(self.stat(model, lambda r: r['num_parameters'])[0])}"
                          f" | {_pm(self.stat(model, lambda r: r['train_seconds']), 1)}"
                          f" | {_int(self.stat(model, lambda r: r['samples_per_second'])[0])}"
                          f" | {_pm(self.stat(model, lambda r: r['epochs']), 1)} |")
         lines.append("")
-        lines.append("Mean AUC / logloss: averaged over the (scenario, target) pairs of a run, then over seeds.")
+        lines.append("Mean AUC / logloss: averaged over the (scenario, task) pairs of a run, then over seeds; "
+                     "entire-space models are scored on their all-impressions target of each task (CTCVR for a "
+                     "conversion), the same rows and labels as the others. \"Own targets\" averages every target a "
+                     "model reports (for ESMM/AEM²TL also CVR on clicked rows), so it is not comparable across "
+                     "model families. A small scenario weighs as much as a large one in these means; the pooled "
+                     "rows of the tables below do not have that noise.")
         lines.append("")
         for target in self.targets:
             for metric, title in (("auc", "AUC"), ("logloss", "logloss")):
@@ -241,7 +285,8 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
 
             dataset = load_dataset(base.data, row_limit=base.row_limit)
     result = BenchResult(data=str(data), models=models, seeds=seeds, baseline=baseline,
-                         scenarios=list(dataset.schema.scenarios), config=base.to_dict(),
+                         scenarios=list(dataset.schema.scenarios), tasks=list(dataset.schema.tasks),
+                         config=base.to_dict(),
                          started=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     targets: list[str] = []
     total = len(models) * len(seeds)
@@ -275,8 +320,9 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
 
 
 def plot_auc(result: BenchResult, path: Path) -> str | None:
-    """Per-scenario AUC per model (grouped bars, one panel per target). Returns a note when
-    matplotlib is missing (the plot is then skipped), else None."""
+    """Per-scenario test AUC per model: one panel per task (entire-space models on their
+    all-impressions target, as in the tables' comparable means), grouped bars by scenario, error
+    bars = std over seeds. Returns a note when matplotlib is missing (the plot is then skipped)."""
     try:
         import matplotlib
 
@@ -284,30 +330,36 @@ def plot_auc(result: BenchResult, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "Plot skipped: matplotlib is not installed (`pip install msmtrec[plot]`)."
-    targets, scenarios, models = result.targets, result.scenarios, result.models
-    panel = max(5.0, 0.3 * len(scenarios) * len(models) + 2.0)
-    fig, axes = plt.subplots(1, len(targets), figsize=(panel * len(targets), 4.2), squeeze=False)
+    tasks = result.tasks or result.targets
+    scenarios, models = result.scenarios, result.models
+    width_in = min(16.0, max(6.0, 0.22 * len(scenarios) * len(models) + 2.5))
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(width_in, 3.2 * len(tasks)), squeeze=False)
     width = 0.8 / max(1, len(models))
     x = np.arange(len(scenarios))
-    for ax, target in zip(axes[0], targets):
+    for ax, task in zip(axes[:, 0], tasks):
         lows = []
         for k, model in enumerate(models):
-            stats = [result.cell(model, s, target, "auc") for s in scenarios]
-            means = np.array([np.nan if m is None else m for m, _, _ in stats])
-            stds = np.array([0.0 if s is None else s for _, s, _ in stats])
+            runs = result._runs_of(model)
+            means, stds = [], []
+            for s in scenarios:
+                vals = [r["test"]["per_scenario"].get(s, {}).get(result.task_target(r, task) or "", {}).get("auc")
+                        for r in runs]
+                vals = [v for v in vals if v is not None]
+                means.append(float(np.mean(vals)) if vals else np.nan)
+                stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
             ax.bar(x + (k - (len(models) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=model)
-            lows += [m - s for m, s in zip(means, stds) if not np.isnan(m)]
+            lows += [m - sd for m, sd in zip(means, stds) if not np.isnan(m)]
         ax.set_xticks(x)
-        ax.set_xticklabels(scenarios, rotation=30, ha="right")
-        ax.set_title(f"test AUC — {target}")
+        ax.set_xticklabels(scenarios)
+        ax.set_ylabel(f"{task} AUC")
         if lows:
             ax.set_ylim(max(0.0, min(lows) - 0.02), None)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("AUC (mean ± std over seeds)")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{result.data}: per-scenario AUC", fontsize=10)
+    axes[0, 0].legend(fontsize=8, ncol=min(len(models), 8), loc="lower left", bbox_to_anchor=(0, 1.02))
+    fig.suptitle(f"{Path(result.data).name if '/' in result.data else result.data}: test AUC per scenario "
+                 f"(mean ± std over seeds {', '.join(map(str, result.seeds))})", fontsize=10, y=1.0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return None
 
@@ -344,6 +396,7 @@ def write_bench(result: BenchResult, out_dir: str | Path, *, overwrite: bool = F
     paths["runs"] = out / "runs.csv"
     payload = {"data": result.data, "models": result.models, "seeds": result.seeds, "baseline": result.baseline,
                "started": result.started, "config": result.config, "scenarios": result.scenarios,
+               "tasks": result.tasks,
                "targets": result.targets, "runs": result.runs, "aggregates": result.rows()}
     (out / "bench.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     paths["json"] = out / "bench.json"

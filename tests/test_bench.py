@@ -47,6 +47,29 @@ def test_runs_and_aggregates_over_seeds(result):
     assert result.runs[0]["num_parameters"] != result.runs[2]["num_parameters"]
 
 
+def test_entire_space_models_are_compared_on_their_all_impressions_targets():
+    """ESMM-style runs report click, conversion(ctcvr) and conversion(cvr@click); the comparable
+    mean uses click and ctcvr (same rows/labels as the others' conversion), not cvr@click."""
+    from msmtrec.bench import BenchResult
+
+    def run(model, aucs):
+        per_s = {s: {t: {"auc": a, "logloss": 0.5} for t, a in aucs[s].items()} for s in aucs}
+        targets = {t for s in aucs for t in aucs[s]}
+        return {"model": model, "seed": 1, "test": {"per_scenario": per_s,
+                                                    "per_target": {t: {"auc": 0.0} for t in targets},
+                                                    "mean_auc": 0.0, "mean_logloss": 0.0}}
+
+    res = BenchResult(data="d", models=["sb", "esmm"], seeds=[1], baseline="sb", scenarios=["a", "b"],
+                      tasks=["click", "conversion"],
+                      runs=[run("sb", {"a": {"click": 0.7, "conversion": 0.8}, "b": {"click": 0.6, "conversion": 0.9}}),
+                            run("esmm", {"a": {"click": 0.7, "conversion(ctcvr)": 0.9, "conversion(cvr@click)": 0.55},
+                                         "b": {"click": 0.6, "conversion(ctcvr)": 0.8,
+                                               "conversion(cvr@click)": 0.51}})])
+    assert res.overall("esmm", "auc")[0] == pytest.approx((0.7 + 0.9 + 0.6 + 0.8) / 4)
+    assert res.overall("sb", "auc")[0] == pytest.approx((0.7 + 0.8 + 0.6 + 0.9) / 4)
+    assert res.rela_impr("esmm") == pytest.approx(0.0)
+
+
 def test_relative_improvement_against_the_baseline(result):
     assert result.rela_impr("shared_bottom") == pytest.approx(0.0)
     expected = relative_improvement(result.overall("mmoe", "auc")[0], result.overall("shared_bottom", "auc")[0])
@@ -64,7 +87,7 @@ def test_written_files(result, tmp_path):
     got = {(r["model"], r["scenario"], r["target"], r["metric"]): r for r in rows}
     m = got[("mmoe", "s0", "conversion", "auc")]
     assert float(m["mean"]) == pytest.approx(result.cell("mmoe", "s0", "conversion", "auc")[0]) and m["n"] == "2"
-    assert ("mmoe", "(mean over pairs)", "(all)", "relaimpr_vs_shared_bottom") in got
+    assert ("mmoe", "(mean over pairs)", "(tasks)", "relaimpr_vs_shared_bottom") in got
     assert len(list(csv.DictReader(open(paths["runs"])))) == 4
     payload = json.loads(paths["json"].read_text())
     assert payload["baseline"] == "shared_bottom" and len(payload["runs"]) == 4

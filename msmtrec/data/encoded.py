@@ -119,7 +119,13 @@ class EncodedData:
         return int(self.scenario.shape[0])
 
     def take(self, index: torch.Tensor | slice) -> "EncodedData":
-        """Rows ``index`` (a LongTensor or a slice) of every tensor, as a new EncodedData."""
+        """Rows ``index`` (a LongTensor or a slice) of every tensor, as a new EncodedData.
+
+        A tensor index goes through ``index_select``: advanced indexing (``t[idx]``) is far slower
+        on CPU for this gather (measured 20 ms vs 0.04 ms per 2048-row batch with 2 busy threads)."""
+        if isinstance(index, torch.Tensor):
+            return EncodedData(**{f.name: (None if getattr(self, f.name) is None
+                                           else getattr(self, f.name).index_select(0, index)) for f in fields(self)})
         return EncodedData(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index])
                               for f in fields(self)})
 

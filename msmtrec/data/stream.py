@@ -46,7 +46,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
-from msmtrec.data.encode import Encoders, NumericStats, ScenarioCoder, Vocabulary, check_no_label_leak
+from msmtrec.data.encode import Encoders, NumericStats, ScenarioCoder, Vocabulary, _as_ids, check_no_label_leak
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.data.io import detect_format
 from msmtrec.data.spec import DatasetSpec
@@ -189,7 +189,7 @@ class _CategoryCounts:
         self.text: dict[str, int] = {}
 
     def add(self, col: pa.ChunkedArray) -> None:
-        col = _ids(col)
+        col = _as_ids(col)
         if pa.types.is_null(col.type):
             return
         if col.type == pa.int64():
@@ -257,24 +257,6 @@ class _Sample:
         return np.concatenate(self.values) if self.values else np.zeros(0)
 
 
-def _ids(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Like the in-memory encoder: dictionary columns decoded, integral numbers as int64,
-    everything else as text."""
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    t = col.type
-    if pa.types.is_floating(t):
-        col = pc.if_else(pc.is_nan(col), pa.scalar(None, t), col)
-    if pa.types.is_null(t) or t == pa.int64() or t == pa.string():
-        return col
-    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t):
-        try:
-            return pc.cast(col, pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    return pc.cast(col, pa.string())
-
-
 def _fit_streaming(spec: DatasetSpec, chunks: Callable[[], Iterator[pa.Table]], source: str, *,
                    quantile_sample: int, seed: int) -> tuple[Encoders, dict[str, Any]]:
     """One pass over the train chunks → :class:`Encoders` and a small report."""
@@ -291,7 +273,7 @@ def _fit_streaming(spec: DatasetSpec, chunks: Callable[[], Iterator[pa.Table]], 
     for table in chunks():
         rows += table.num_rows
         if scen_col is not None:
-            raw = _ids(table.column(scen_col))
+            raw = _as_ids(table.column(scen_col))
             vc = pc.value_counts(raw)
             for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
                 key = "\0null" if v is None else str(v)

@@ -3,6 +3,7 @@ metrics the literature mixes up, and AEM²TL's ablations in the shape of the pap
 
     python benchmarks/entire_space.py --data DIR/spec.yaml --out OUT --table main
     python benchmarks/entire_space.py --data DIR/spec.yaml --out OUT --table ablation
+    python benchmarks/entire_space.py --out OUT --table throughput [--rows 200000]
 
 The data must declare a click task and a conversion task (``role:`` in the spec), e.g. the
 synthetic nested data of ``msmtrec synth``. Every model is evaluated with the same protocol on the
@@ -13,6 +14,11 @@ test split (best validation weights), per scenario and pooled ("overall"):
   the others: their conversion output, which they learn from the same label);
 - CVR AUC: conversion among *clicked* impressions only (entire-space models: the post-click p_cvr;
   the others: their conversion output ranked within the clicked rows — the ESMM paper's protocol).
+
+``--table throughput`` times one training epoch through the Trainer in the DESIGN.md setting
+(7 fields × 16-dim embeddings, 3 scenarios × click/conversion, batch 2048, random labels):
+shared_bottom and esmm as references, AEM²TL with fixed weights, with GradNorm every step and every
+10 steps, and a reduced AEM²TL.
 
 Runs are appended to ``OUT/runs.jsonl`` as they finish, so an interrupted benchmark resumes where
 it stopped; ``OUT/<table>.md`` is rewritten after every run with mean ± std over the seeds.
@@ -78,6 +84,51 @@ def entire_space_metrics(model, data: EncodedData, schema, batch_size: int = 163
     return out
 
 
+THROUGHPUT = {  # label → (model, params, weighting, weighting_params)
+    "shared_bottom": ("shared_bottom", {}, "fixed", {}),
+    "esmm": ("esmm", {}, "fixed", {}),
+    "aem2tl (fixed)": ("aem2tl", {}, "fixed", {}),
+    "aem2tl (gradnorm)": ("aem2tl", {}, "gradnorm", {}),
+    "aem2tl (gradnorm, update_every=10)": ("aem2tl", {}, "gradnorm", {"update_every": 10}),
+    "aem2tl small (fixed)": ("aem2tl", {"scenario_shared_experts": 2, "scenario_specific_experts": 2,
+                                        "scenario_expert_dims": [128, 64], "task_expert_dims": [64, 32],
+                                        "tower_dims": [16]}, "fixed", {}),
+}
+
+
+def throughput(args) -> None:
+    from msmtrec.data.encoded import DataSchema
+    from msmtrec.models import build_model
+    from msmtrec.train.trainer import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    schema = DataSchema(categorical=tuple((f"f{i}", 1000) for i in range(7)), numeric=(), scenarios=("s0", "s1", "s2"),
+                        tasks=("click", "conversion"), task_roles={"click": "click", "conversion": "conversion"})
+    n = args.rows
+    click = (torch.rand(n, generator=g) < 0.2).float()
+    data = EncodedData(categorical=torch.randint(0, 1000, (n, 7), generator=g), numeric=torch.zeros(n, 0),
+                       scenario=torch.randint(0, 3, (n,), generator=g),
+                       labels=torch.stack([click, click * (torch.rand(n, generator=g) < 0.1).float()], 1),
+                       label_mask=torch.ones(n, 2, dtype=torch.bool))
+    lines = [f"throughput: {n:,} rows, batch {args.batch_size}, {torch.get_num_threads()} thread(s), one epoch through "
+             f"Trainer.train_epoch after a 2-batch warm-up", "", "| model | params | samples/s |", "|---|---|---|"]
+    print(lines[0], flush=True)
+    for label, (name, params, weighting, wparams) in THROUGHPUT.items():
+        torch.manual_seed(0)
+        model = build_model(name, schema, params)
+        config = TrainConfig(model=name, batch_size=args.batch_size, max_epochs=1, weighting=weighting,
+                             weighting_params=wparams)
+        warm = data.take(slice(0, 2 * args.batch_size))
+        Trainer(model, config, warm, warm, schema, progress=False).train_epoch()
+        trainer = Trainer(model, config, data, warm, schema, progress=False)
+        t0 = time.perf_counter()
+        _, seen = trainer.train_epoch()
+        sps = seen / (time.perf_counter() - t0)
+        print(f"{label:38s} {model.num_parameters():>10,} params {sps:>10,.0f} samples/s", flush=True)
+        lines.append(f"| {label} | {model.num_parameters():,} | {sps:,.0f} |")
+    (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
+
+
 def variants(table: str) -> dict[str, tuple[str, dict, str | None]]:
     if table == "main":
         return {name: (name, {}, None) for name in MAIN if name in MODELS}
@@ -128,9 +179,10 @@ def render(table: str, runs: list[dict], scenarios: list[str], header: str) -> s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="dataset spec YAML with click and conversion roles")
+    ap.add_argument("--data", help="dataset spec YAML with click and conversion roles (main / ablation)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--table", choices=("main", "ablation"), default="main")
+    ap.add_argument("--table", choices=("main", "ablation", "throughput"), default="main")
+    ap.add_argument("--rows", type=int, default=200_000, help="rows for --table throughput")
     ap.add_argument("--only", default="", help="comma-separated variants to run (default: all of the table)")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--epochs", type=int, default=4)
@@ -141,6 +193,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.table == "throughput":
+        return throughput(args)
+    if not args.data:
+        ap.error("--data is required for the main and ablation tables")
     log = args.out / "runs.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     data = load_dataset(args.data)

@@ -139,6 +139,8 @@ def masked_bce_with_logits(logits: torch.Tensor, labels: torch.Tensor, mask: tor
     """Per-task mean BCE over observed labels only: ``[B, T]`` → ``[T]``.
 
     A task with no observed label in the batch contributes 0 (and no gradient)."""
+    # The label under a False mask is meaningless (possibly NaN): zero it so 0·NaN never leaks in.
+    labels = torch.where(mask, labels, torch.zeros_like(labels))
     loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
     m = mask.to(loss.dtype)
     return (loss * m).sum(0) / m.sum(0).clamp_min(1.0)
@@ -148,6 +150,7 @@ def masked_bce(probs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, ep
     """Like :func:`masked_bce_with_logits` for probabilities composed in probability space
     (entire-space models): clamps to ``[eps, 1 - eps]`` before the log."""
     p = probs.clamp(eps, 1 - eps)
+    labels = torch.where(mask, labels, torch.zeros_like(labels))
     loss = -(labels * torch.log(p) + (1 - labels) * torch.log1p(-p))
     m = mask.to(loss.dtype)
     return (loss * m).sum(0) / m.sum(0).clamp_min(1.0)

@@ -94,6 +94,14 @@ def test_masked_labels_do_not_contribute():
     l1, l2 = model.task_losses(out, batch), model.task_losses(out, flipped)
     assert l1[1] == 0 and l2[1] == 0
     torch.testing.assert_close(l1[0], l2[0])
+    # a NaN under a False mask must not leak into the loss or its gradient
+    nan = batch.take(slice(None))
+    nan.labels = batch.labels.clone()
+    nan.labels[:, 1] = float("nan")
+    l3 = model.task_losses(out, nan)
+    assert torch.isfinite(l3).all()
+    l3.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_registry_and_option_errors():

@@ -91,12 +91,22 @@ class TowerBank(nn.Module):
 
     def forward(self, x: torch.Tensor, heads: slice = slice(None), gates: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         n_layers = len(self.weights)
+        # Work in a [heads, B, d] layout so that every layer after the first is one bmm without
+        # copies; a shared [B, in] input makes the first layer a single GEMM over all heads.
+        shared_input = x.dim() == 2
+        if not shared_input:
+            x = x.transpose(0, 1)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w, b = w[heads], b[heads]
-            x = torch.einsum("bi,hio->bho" if x.dim() == 2 else "bhi,hio->bho", x, w) + b
+            if shared_input and i == 0:
+                h, d_in, d_out = w.shape
+                x = (x @ w.transpose(0, 1).reshape(d_in, h * d_out)).view(-1, h, d_out).transpose(0, 1)
+            else:
+                x = torch.bmm(x, w)
+            x = x + b.unsqueeze(1)
             last = i == n_layers - 1 and self.has_output
             if not last:
                 x = self.dropout(self.act(x))
                 if gates is not None and i < len(gates):
-                    x = x * gates[i]
-        return x
+                    x = x * gates[i].transpose(0, 1)
+        return x.transpose(0, 1)

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = Path("/work/shared/data/womens-ecommerce-reviews/womens_clothing_reviews.csv")
+DEFAULT_SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "womens-ecommerce-reviews" / "womens_clothing_reviews.csv"
 DEFAULT_OUT = ROOT / "msmtrec" / "data" / "builtin" / "womens_ecommerce.parquet"
 
 # Column → stored type. Integers are parsed as int64 (never via float); text with empty fields

@@ -17,7 +17,7 @@ import torch
 from msmtrec.data import builtin_datasets, describe_dataset, iterate_batches, load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_CSV = Path("/work/shared/data/womens-ecommerce-reviews/womens_clothing_reviews.csv")
+SHARED_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "womens-ecommerce-reviews" / "womens_clothing_reviews.csv"
 COLUMNS = ["review_id", "Clothing ID", "Age", "Rating", "Recommended IND", "Positive Feedback Count",
            "Division Name", "Department Name", "Class Name"]
 

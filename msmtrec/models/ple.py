@@ -58,15 +58,24 @@ class PLE(MSMTModel):
         x = self.embedding(batch.categorical, batch.numeric)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         t = self.num_tasks
-
-        def scenario_heads(s: int, xs: torch.Tensor) -> torch.Tensor:
-            heads = slice(s * t, (s + 1) * t)
-            h_heads, h_shared = xs, xs
-            for level in self.levels:
-                h_heads, h_shared = level(h_heads, h_shared, heads)
-            return self.towers(h_heads, heads).squeeze(-1)
-
-        return groups.apply(scenario_heads, x)
+        # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.
+        # Shared experts serve every scenario, so each level runs them once on the whole batch.
+        present = [s for s, n in enumerate(groups.counts) if n]
+        x_sorted = x[groups.order]
+        heads_in = dict(zip(range(self.num_scenarios), x_sorted.split(groups.counts)))
+        shared_in = x_sorted
+        for level in self.levels:
+            shared_experts = level.shared(shared_in).split(groups.counts) if level.shared is not None else None
+            shared_in_chunks = shared_in.split(groups.counts)
+            shared_out = []
+            for s in present:
+                heads_in[s], sh = level(heads_in[s], shared_in_chunks[s], slice(s * t, (s + 1) * t),
+                                        shared_experts=None if shared_experts is None else shared_experts[s])
+                shared_out.append(sh)
+            if shared_out and shared_out[0] is not None:
+                shared_in = torch.cat(shared_out)
+        logits = [self.towers(heads_in[s], slice(s * t, (s + 1) * t)).squeeze(-1) for s in present]
+        return groups.merge(logits)
 
     def shared_layer(self) -> torch.Tensor:
         return self.levels[0].shared.weights[-1] if self.levels[0].shared is not None else self.embedding.table.weight

@@ -124,8 +124,11 @@ class CGC(nn.Module):
     def gate_weights(self, x_heads: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
         return self.gates(x_heads, heads)
 
-    def forward(self, x_heads: torch.Tensor, x_shared: torch.Tensor | None = None, heads: slice = slice(None)
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x_heads: torch.Tensor, x_shared: torch.Tensor | None = None, heads: slice = slice(None),
+                shared_experts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``shared_experts`` (optional ``[B, m, d]``) are this level's shared-expert outputs for
+        these rows, computed by the caller (e.g. once for a whole batch before it is split by
+        scenario); by default they are computed here from ``x_shared``."""
         if x_shared is None:
             if x_heads.dim() != 2:
                 raise ValueError("x_shared is required when heads have separate inputs")
@@ -139,7 +142,9 @@ class CGC(nn.Module):
             xin = x_heads if x_heads.dim() == 2 else x_heads.repeat_interleave(self.n_specific, dim=1)
             spec = self.specific(xin, slice(start * self.n_specific, stop * self.n_specific))  # [B, h*n, d]
             parts.append(spec.view(b, h, self.n_specific, -1))
-        shared = self.shared(x_shared) if self.shared is not None else None  # [B, m, d]
+        shared = shared_experts
+        if shared is None and self.shared is not None:
+            shared = self.shared(x_shared)  # [B, m, d]
         if shared is not None:
             parts.append(shared.unsqueeze(1).expand(b, h, self.n_shared, shared.shape[-1]))
         experts = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]

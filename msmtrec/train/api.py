@@ -100,7 +100,8 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     run_dir = None
     on_improvement = None
     if write_run:
-        run_dir = create_run_dir(config.runs_root, config.model, Path(str(config.data)).stem, config.run_dir)
+        run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
+                                 config.run_dir)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         write_json(run_dir / "schema.json", data.schema.to_dict())
         data.encoders.save(run_dir)

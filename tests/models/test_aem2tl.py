@@ -7,14 +7,6 @@ from msmtrec.models import build_model
 from tests.conftest import make_batch, make_schema
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine the thread
-    pool's spin-waiting makes these tests 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 FULL_ROLES = {"t0": "click", "t1": "action", "t2": "conversion"}
 SMALL = {"scenario_shared_experts": 2, "scenario_specific_experts": 2, "scenario_expert_dims": [12],

@@ -12,14 +12,6 @@ from msmtrec.train.weighting import GradNormWeighting, UncertaintyWeighting, bui
 from tests.conftest import make_batch, make_schema
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine the thread
-    pool's spin-waiting makes these tests 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class TwoTaskRegression(nn.Module):

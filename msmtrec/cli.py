@@ -85,10 +85,7 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
         changes["model_params"] = mp
     elif model and model != config.model:
         changes["model_params"] = {}  # a config's hyperparameters belong to its own model
-    try:
-        config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
-    except ConfigError:
-        raise
+    config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     result = run_train(config, echo=echo)
     click.echo(results_table(result.test, title=f"{config.model} on {config.data} — test split"))

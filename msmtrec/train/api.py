@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import os
+import json
 import random
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -98,7 +96,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
                      if streamed else None)
 
     run_dir = None
-    on_improvement = None
+    on_epoch = on_improvement = None
     if write_run:
         run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
                                  config.run_dir)
@@ -107,19 +105,24 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
         data.encoders.save(run_dir)
         write_json(run_dir / "data_report.json", data.report)
         log_path = run_dir / "log.jsonl"
-        inner_echo = echo
+        log_path.touch()
 
-        def save_best(m: MSMTModel, record: dict) -> None:
+        def save(state_dict: dict, best: dict) -> None:
             save_checkpoint(run_dir / "checkpoint.pt", model_name=config.model, model_params=config.model_params,
-                            schema=data.schema.to_dict(), state_dict=m.state_dict(), extra={"best": record})
+                            schema=data.schema.to_dict(), state_dict=state_dict, extra={"best": best})
 
-        on_improvement = save_best
+        def append_log(record: dict) -> None:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        on_epoch = append_log
+        on_improvement = lambda m, record: save(m.state_dict(), record)  # noqa: E731
     echo(f"{config.model} on {config.data}: {n_train:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
          f"{data.schema.num_scenarios} scenarios × {data.schema.num_tasks} tasks, {model.num_parameters():,} parameters"
          + (f"; run directory {run_dir}" if run_dir else ""))
 
     trainer = Trainer(model, config, train_split, val_split, data.schema, echo=echo, progress=progress,
-                      on_improvement=on_improvement, train_batches=train_batches)
+                      on_epoch=on_epoch, on_improvement=on_improvement, train_batches=train_batches)
     fit = trainer.fit()
     validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size)
     test = evaluate_model(model, test_split, data.schema, config.eval_batch_size)  # once, with the best weights
@@ -129,13 +132,8 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
         echo(extra.pop("summary"))
 
     if run_dir is not None:
-        with open(log_path, "w") as f:
-            import json
-            for rec in fit.history:
-                f.write(json.dumps(rec) + "\n")
         # The final weights (restored best of the last selecting stage) are the deliverable.
-        save_checkpoint(run_dir / "checkpoint.pt", model_name=config.model, model_params=config.model_params,
-                        schema=data.schema.to_dict(), state_dict=model.state_dict(), extra={"best": fit.best})
+        save(model.state_dict(), fit.best)
         summary = result.summary()
         summary["data"] = data.report
         if extra:

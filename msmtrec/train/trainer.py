@@ -67,6 +67,8 @@ class Trainer:
         schema: the data schema (scenario and task names for metrics).
         echo: where one-line epoch summaries go (None: silent).
         progress: show a per-epoch progress bar (None: only when stderr is a terminal).
+        on_epoch: ``fn(record)`` called with every epoch's log record as soon as it exists (the
+            run appends it to ``log.jsonl``, so a crashed run keeps its history).
         on_improvement: ``fn(model, record)`` called when a selecting stage reaches a new best
             validation score (the run writes its checkpoint there).
         train_batches: optional ``fn(epoch) -> iterable of EncodedData`` replacing the in-memory
@@ -76,6 +78,7 @@ class Trainer:
 
     def __init__(self, model: MSMTModel, config: TrainConfig, train: EncodedData | None, val: EncodedData,
                  schema: DataSchema, *, echo: Callable[[str], None] | None = None, progress: bool | None = None,
+                 on_epoch: Callable[[dict], None] | None = None,
                  on_improvement: Callable[[MSMTModel, dict], None] | None = None,
                  train_batches: Callable[[int], Iterable[EncodedData]] | None = None,
                  rank: int = 0, world_size: int = 1) -> None:
@@ -84,6 +87,7 @@ class Trainer:
         self.model, self.config, self.train_data, self.val_data, self.schema = model, config, train, val, schema
         self.echo = echo or (lambda _msg: None)
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.on_epoch = on_epoch
         self.on_improvement = on_improvement
         self.train_batches = train_batches
         self.rank, self.world_size = rank, world_size
@@ -169,6 +173,8 @@ class Trainer:
                 if isinstance(extra, dict):
                     record.update(extra)
             self.result.history.append(record)
+            if self.on_epoch:
+                self.on_epoch(record)
             self.global_epoch += 1
             self.log(self._epoch_line(record, max_epochs))
             if improved:

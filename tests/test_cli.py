@@ -68,8 +68,10 @@ def test_predict_writes_one_probability_per_task(trained, tmp_path):
     (["train", "--config", "/nonexistent.yaml"], "does not exist"),
     (["evaluate", "/nonexistent/run"], "does not exist"),
 ])
-def test_errors_are_one_or_two_lines_without_traceback(args, needle):
+def test_errors_are_one_or_two_lines_without_traceback(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, args)
+    assert list(tmp_path.iterdir()) == []  # a refused run leaves no run directory behind
     assert res.exit_code == 2
     assert needle in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2

@@ -95,8 +95,10 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     train_batches = ((lambda epoch: (b.to(device) for b in data.train_batches(epoch, seed=config.seed)))
                      if streamed else None)
 
+    # Built before the run directory, so a bad option (e.g. an unknown weighting) leaves nothing on disk.
+    trainer = Trainer(model, config, train_split, val_split, data.schema, echo=echo, progress=progress,
+                      train_batches=train_batches)
     run_dir = None
-    on_epoch = on_improvement = None
     if write_run:
         run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
                                  config.run_dir)
@@ -115,14 +117,12 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-        on_epoch = append_log
-        on_improvement = lambda m, record: save(m.state_dict(), record)  # noqa: E731
+        trainer.on_epoch = append_log
+        trainer.on_improvement = lambda m, record: save(m.state_dict(), record)
     echo(f"{config.model} on {config.data}: {n_train:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
          f"{data.schema.num_scenarios} scenarios × {data.schema.num_tasks} tasks, {model.num_parameters():,} parameters"
          + (f"; run directory {run_dir}" if run_dir else ""))
 
-    trainer = Trainer(model, config, train_split, val_split, data.schema, echo=echo, progress=progress,
-                      on_epoch=on_epoch, on_improvement=on_improvement, train_batches=train_batches)
     fit = trainer.fit()
     validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size)
     test = evaluate_model(model, test_split, data.schema, config.eval_batch_size)  # once, with the best weights

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from msmtrec.data import InMemoryDataset  # noqa: E402
 from msmtrec.config import TrainConfig  # noqa: E402
 from msmtrec.data.encoded import DataSchema, EncodedData  # noqa: E402
 from msmtrec.models import build_model  # noqa: E402
@@ -58,13 +59,13 @@ def throughput(name: str, params: dict, stage_index: int, data: EncodedData, sch
     model = build_model(name, schema, params)
     config = TrainConfig(model=name, batch_size=batch_size)
     stages = model.training_stages(config)
-    trainer = Trainer(model, config, data, data.take(slice(0, batch_size)), schema, progress=False)
+    trainer = Trainer(model, config, InMemoryDataset(data, data.take(slice(0, batch_size)), data.take(slice(0, batch_size)), schema), progress=False)
     if stages:
         if stage_index == 1:
             model.draw_ticket()
             model.start_retrain()
         trainer.prepare_stage(stages[stage_index])
-    warm = Trainer(model, config, data.take(slice(0, 2 * batch_size)), data.take(slice(0, batch_size)), schema,
+    warm = Trainer(model, config, InMemoryDataset(data.take(slice(0, 2 * batch_size)), data.take(slice(0, batch_size)), data.take(slice(0, batch_size)), schema),
                    progress=False)
     warm.stage, warm.optimizer = trainer.stage, trainer.optimizer
     warm.train_epoch()  # allocator and kernels primed

@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from msmtrec.data import InMemoryDataset  # noqa: E402
 from msmtrec.config import TrainConfig  # noqa: E402
 from msmtrec.data import load_dataset  # noqa: E402
 from msmtrec.data.encoded import EncodedData, iterate_batches  # noqa: E402
@@ -119,8 +120,8 @@ def throughput(args) -> None:
         config = TrainConfig(model=name, batch_size=args.batch_size, max_epochs=1, weighting=weighting,
                              weighting_params=wparams)
         warm = data.take(slice(0, 2 * args.batch_size))
-        Trainer(model, config, warm, warm, schema, progress=False).train_epoch()
-        trainer = Trainer(model, config, data, warm, schema, progress=False)
+        Trainer(model, config, InMemoryDataset(warm, warm, warm, schema), progress=False).train_epoch()
+        trainer = Trainer(model, config, InMemoryDataset(data, warm, warm, schema), progress=False)
         t0 = time.perf_counter()
         _, seen = trainer.train_epoch()
         sps = seen / (time.perf_counter() - t0)

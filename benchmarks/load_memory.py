@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from msmtrec.data import load_dataset  # noqa: E402
-from msmtrec.data.stream import open_streaming  # noqa: E402
+from msmtrec.data import load_dataset, open_streaming  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ plain PyTorch loop, measured in the same run.
 
     python benchmarks/throughput.py                      # defaults: 800k rows, batch 2048
     python benchmarks/throughput.py --models ple --rows 200000 --peer-rows 100000
-    python benchmarks/throughput.py --stream --rows 1000000 --models shared_bottom   # streaming path
+    python benchmarks/throughput.py --stream --models shared_bottom,ple   # + the streamed path, same run
 
 Setting (DESIGN.md): 7 categorical fields × 16-dim embeddings, 3 scenarios × 2 tasks, batch 2048,
 Adam. Every model runs with its default hyperparameters. Figures are samples/s (higher is better).
@@ -15,6 +15,8 @@ Adam. Every model runs with its default hyperparameters. Figures are samples/s (
   ``Trainer`` vs the same model fed by the per-row pattern.
 - "plain loop": a hand-written PyTorch SharedBottom with whole-tensor batching (the reference the
   library must not fall behind).
+- "streamed" (``--stream``): the same training epoch with the train split streamed from a synthetic
+  Parquet file of the same shape (``--rows`` train rows, written once to ``--stream-dir``).
 - "eval": AUC/logloss per (scenario, task) on ``--eval-rows`` rows.
 """
 
@@ -28,13 +30,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from msmtrec.config import TrainConfig  # noqa: E402
+from msmtrec.data import Dataset, InMemoryDataset, open_streaming  # noqa: E402
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches  # noqa: E402
 from msmtrec.models import MODELS, build_model  # noqa: E402
 from msmtrec.train.evaluate import evaluate_model  # noqa: E402
@@ -95,15 +97,21 @@ def time_data_path(data: EncodedData, batch_size: int, per_row: bool, seed: int 
     return n / (time.perf_counter() - t0)
 
 
-def train_throughput(name: str, schema: DataSchema, data: EncodedData, batch_size: int, per_row: bool) -> float:
+class PerRowFeed(InMemoryDataset):
+    """The same dataset, its epochs fed the peers' way (per-row ``Dataset`` + default collate)."""
+
+    def train_batches(self, epoch, *, rank=0, world_size=1, batch_size=None, seed=None):
+        return per_row_batches(self.train, batch_size or self.batch_size, epoch)
+
+
+def train_throughput(name: str, data: Dataset, batch_size: int) -> float:
     """Samples/s of one epoch of full training steps through the library's Trainer."""
     torch.manual_seed(0)
-    model = build_model(name, schema, {})
+    model = build_model(name, data.schema, {})
     config = TrainConfig(model=name, batch_size=batch_size, max_epochs=1)
-    warm = data.take(slice(0, batch_size * 2))
-    Trainer(model, config, warm, warm, schema, progress=False).train_epoch()  # prime allocator and kernels
-    batches = (lambda epoch: per_row_batches(data, batch_size, epoch)) if per_row else None
-    trainer = Trainer(model, config, None if per_row else data, warm, schema, progress=False, train_batches=batches)
+    warm = data.val.take(slice(0, batch_size * 2))
+    Trainer(model, config, InMemoryDataset(warm, warm, warm, data.schema), progress=False).train_epoch()  # prime
+    trainer = Trainer(model, config, data, progress=False)
     t0 = time.perf_counter()
     _, n = trainer.train_epoch()
     return n / (time.perf_counter() - t0)
@@ -149,18 +157,14 @@ def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int
     return len(perm) / (time.perf_counter() - t0)
 
 
-def stream_main(args: argparse.Namespace, names: list[str]) -> None:
-    """``--stream``: the same measurements through the streaming path (msmtrec.data.stream) on a
-    synthetic Parquet dataset of ``--rows`` rows of the same shape (7 fields, vocab 1000, 3
-    scenarios × 2 tasks), written once to ``--stream-dir`` and reused. Run it in its own process
-    to compare peak RSS with the in-memory path."""
-    from msmtrec.data.stream import open_streaming
+def streamed_dataset(args: argparse.Namespace) -> Dataset:
+    """A synthetic Parquet dataset of the benchmark's shape (7 fields, vocab 1000, 3 scenarios × 2
+    tasks) with ``--rows`` train rows, written once to ``--stream-dir``, opened streamed."""
     from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
 
     folder = args.stream_dir or Path(f"/tmp/msmtrec-synth-{args.rows}")
     meta = folder / "synthetic.json"
-    # The train split is 80 % of the written rows, so write rows/0.8 to stream --rows train rows.
-    total = int(round(args.rows / 0.8))
+    total = int(round(args.rows / 0.8))  # train is 80 % of the written rows
     t0 = time.perf_counter()
     if not meta.is_file() or json.loads(meta.read_text())["config"]["rows"] != total:
         write_synthetic(folder, SyntheticConfig(rows=total, num_fields=7, vocab=1000, scenarios=3, tasks=2, seed=0),
@@ -169,35 +173,9 @@ def stream_main(args: argparse.Namespace, names: list[str]) -> None:
     t0 = time.perf_counter()
     st = open_streaming(folder / "spec.yaml", batch_size=args.batch_size, shuffle_buffer=args.shuffle_buffer,
                         read_rows=args.read_rows, seed=0)
-    fit = time.perf_counter() - t0
-    print(f"# streaming: {len(st):,} train rows from {folder}, shuffle buffer {args.shuffle_buffer:,}, "
-          f"read {args.read_rows:,} rows at a time; batch {args.batch_size}, {torch.get_num_threads()} threads")
-    print(f"encoder fit pass over train + val/test load: {fit:.1f} s")
-    results: dict = {"mode": "stream", "rows": len(st), "batch_size": args.batch_size,
-                     "threads": torch.get_num_threads(), "fit_seconds": fit, "shuffle_buffer": args.shuffle_buffer}
-    t0 = time.perf_counter()
-    n = sum(len(b) for b in st.train_batches(0))
-    rate = n / (time.perf_counter() - t0)
-    print(f"data path     streaming {rate:>12,.0f}/s  (read + encode + shuffle buffer, no model)")
-    results["data_path"] = rate
-    results["train"] = {}
-    for name in names:
-        torch.manual_seed(0)
-        model = build_model(name, st.schema, {})
-        config = TrainConfig(model=name, batch_size=args.batch_size, max_epochs=1)
-        warm = st.val.take(slice(0, args.batch_size * 2))
-        Trainer(model, config, warm, warm, st.schema, progress=False).train_epoch()
-        trainer = Trainer(model, config, None, warm, st.schema, progress=False, train_batches=st.train_batches)
-        t0 = time.perf_counter()
-        _, n = trainer.train_epoch()
-        rate = n / (time.perf_counter() - t0)
-        print(f"train {name:14s} streaming {rate:>10,.0f}/s   params {model.num_parameters():,}")
-        results["train"][name] = rate
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {rss:,.0f} MiB")
-    results["peak_rss_mib"] = rss
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    print(f"# streamed: {st.num_train_rows:,} train rows from {folder}, shuffle buffer {args.shuffle_buffer:,}, "
+          f"read {args.read_rows:,} rows at a time; fit pass + val/test load {time.perf_counter() - t0:.1f} s")
+    return st
 
 
 def main() -> None:
@@ -209,7 +187,7 @@ def main() -> None:
     ap.add_argument("--eval-rows", type=int, default=100_000)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--stream", action="store_true", help="measure the streaming path instead (see stream_main)")
+    ap.add_argument("--stream", action="store_true", help="also train through the streamed path (same run)")
     ap.add_argument("--stream-dir", type=Path, help="synthetic Parquet folder for --stream (written if absent)")
     ap.add_argument("--shuffle-buffer", type=int, default=262_144, help="--stream: shuffle buffer rows")
     ap.add_argument("--read-rows", type=int, default=65_536, help="--stream: rows per chunk read from disk")
@@ -217,11 +195,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    if args.stream:
-        stream_main(args, names)
-        return
     data, schema = random_data(args.rows)
     peer = data.take(slice(0, min(args.peer_rows, args.rows)))
+    warm = data.take(slice(0, 2 * args.batch_size))
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -230,24 +206,37 @@ def main() -> None:
     print(f"# throughput: {args.rows:,} rows, batch {args.batch_size}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}")
     results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu}
+    streamed = streamed_dataset(args) if args.stream else None
 
     ours = time_data_path(data, args.batch_size, per_row=False)
     theirs = time_data_path(peer, args.batch_size, per_row=True)
     print(f"data path     msmtrec {ours:>12,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:6.1f}x")
     results["data_path"] = {"msmtrec": ours, "per_row": theirs, "ratio": ours / theirs}
+    if streamed is not None:
+        t0 = time.perf_counter()
+        n = sum(len(b) for b in streamed.train_batches(0))
+        results["data_path"]["streamed"] = rate = n / (time.perf_counter() - t0)
+        print(f"data path     streamed {rate:>11,.0f}/s   (read + encode + shuffle buffer, no model)")
 
     plain = plain_loop_throughput(data, schema, args.batch_size)
     print(f"plain PyTorch SharedBottom loop {plain:>10,.0f}/s (reference)")
     results["plain_shared_bottom"] = plain
 
     results["train"] = {}
+    memory = InMemoryDataset(data, warm, warm, schema, batch_size=args.batch_size)
+    per_row = PerRowFeed(peer, warm, warm, schema, batch_size=args.batch_size)
     for name in names:
-        ours = train_throughput(name, schema, data, args.batch_size, per_row=False)
-        theirs = train_throughput(name, schema, peer, args.batch_size, per_row=True)
+        ours = train_throughput(name, memory, args.batch_size)
+        theirs = train_throughput(name, per_row, args.batch_size)
         n_params = build_model(name, schema, {}).num_parameters()
-        print(f"train {name:14s} msmtrec {ours:>10,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:5.2f}x"
-              f"   params {n_params:,}")
+        line = (f"train {name:14s} msmtrec {ours:>10,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:5.2f}x"
+                f"   params {n_params:,}")
         results["train"][name] = {"msmtrec": ours, "per_row": theirs, "ratio": ours / theirs, "params": n_params}
+        if streamed is not None:
+            rate = train_throughput(name, streamed, args.batch_size)
+            line += f"   streamed {rate:>10,.0f}/s"
+            results["train"][name]["streamed"] = rate
+        print(line)
         if name == "shared_bottom":
             print(f"      shared_bottom / plain loop = {ours / plain:.2f}")
 

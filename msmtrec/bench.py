@@ -275,15 +275,9 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
     base = base or TrainConfig()
     base = base.replace(data=str(data))
     if dataset is None:
-        if base.streaming:
-            from msmtrec.data.stream import open_streaming
+        from msmtrec.data import open_dataset
 
-            dataset = open_streaming(base.data, batch_size=base.batch_size, shuffle_buffer=base.shuffle_buffer,
-                                     seed=base.seed, row_limit=base.row_limit)
-        else:
-            from msmtrec.data import load_dataset
-
-            dataset = load_dataset(base.data, row_limit=base.row_limit)
+        dataset = open_dataset(base)
     result = BenchResult(data=str(data), models=models, seeds=seeds, baseline=baseline,
                          scenarios=list(dataset.schema.scenarios), tasks=list(dataset.schema.tasks),
                          config=base.to_dict(),

@@ -4,7 +4,6 @@ and exit with status 2."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -99,14 +98,14 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 def evaluate(run_dir, data, split) -> None:
     """Evaluate a trained run on its test split (or another dataset, encoded with the run's encoders)."""
-    from msmtrec.data import load_dataset
+    from msmtrec.data import open_dataset
     from msmtrec.report import results_table
     from msmtrec.train import evaluate_model, load_run
 
     run = load_run(run_dir)
-    prepared = load_dataset(data or run.config.data, row_limit=None if data else run.config.row_limit,
-                            encoders=run.encoders)
-    metrics = evaluate_model(run.model, getattr(prepared, split), run.schema, run.config.eval_batch_size)
+    config = run.config.replace(data=data, row_limit=None) if data else run.config
+    dataset = open_dataset(config, encoders=run.encoders)
+    metrics = evaluate_model(run.model, dataset.split(split), run.schema, run.config.eval_batch_size)
     click.echo(results_table(metrics, title=f"{run.config.model} ({run_dir}) on {data or run.config.data} — {split} split"))
 
 

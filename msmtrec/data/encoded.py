@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterator
 
+import numpy as np
 import torch
 
 
@@ -141,6 +142,44 @@ class EncodedData:
         for f in fields(EncodedData):
             vals = [getattr(p, f.name) for p in parts]
             out[f.name] = None if any(v is None for v in vals) else torch.cat(vals)
+        return EncodedData(**out)
+
+
+class EncodedBuilder:
+    """Appends encoded chunks into contiguous arrays: preallocated for ``capacity`` rows, grown in
+    place (``realloc``) when a chunk does not fit, trimmed in place by :meth:`finish` — so a split
+    is built chunk by chunk with its final tensors as the only large allocation.
+
+    Args:
+        template: an :class:`EncodedData` with the right columns (any number of rows).
+        capacity: rows to preallocate (a good guess saves reallocations; it is not a limit).
+    """
+
+    def __init__(self, template: EncodedData, capacity: int = 0) -> None:
+        self._names = [f.name for f in fields(EncodedData) if getattr(template, f.name) is not None]
+        self._arrays = {n: np.empty((max(capacity, 0), *getattr(template, n).shape[1:]),
+                                    dtype=getattr(template, n).numpy().dtype) for n in self._names}
+        self.rows = 0
+
+    def append(self, part: EncodedData) -> None:
+        n = len(part)
+        need = self.rows + n
+        for name in self._names:
+            arr = self._arrays[name]
+            if need > arr.shape[0]:
+                arr.resize((max(need, 2 * arr.shape[0]), *arr.shape[1:]), refcheck=False)
+            arr[self.rows:need] = getattr(part, name).numpy()
+        self.rows = need
+
+    def finish(self) -> EncodedData:
+        """The appended rows as tensors sharing the builder's memory (the builder is spent)."""
+        out = {}
+        for name in self._names:
+            arr = self._arrays[name]
+            if arr.shape[0] != self.rows:
+                arr.resize((self.rows, *arr.shape[1:]), refcheck=False)
+            out[name] = torch.from_numpy(arr)
+        self._arrays = {}
         return EncodedData(**out)
 
 

@@ -1,19 +1,28 @@
-"""Reading raw tables (CSV or Parquet) into :class:`pyarrow.Table`, columnar and typed, and
-dividing one table into splits.
+"""The one reader of raw files, and the one way rows are divided into splits.
 
-Identifier columns are the reason this module exists: a CSV reader that guesses types (pandas, or
-pyarrow on a column whose first block looks numeric) may turn ``1099511627777`` into a float, and
-float32 or float64 silently merge distinct ids above 2**24 or 2**53. Columns named in
-``id_columns`` are therefore parsed as text and converted to ``int64`` exactly when every value is
-an integer; otherwise they stay text. No id ever passes through a float.
+:class:`DataFile` reads a CSV (optionally compressed) or Parquet file, or a folder of Parquet
+files, in record batches — Parquet row group by row group, CSV block by block — each batch with
+the position of its first row in the file, so that a row keeps its number however it is read.
+Loading, streaming, ``predict`` and the recipes all read through it.
+
+Identifier columns are why this module exists: a CSV reader that guesses types may turn
+``1099511627777`` into a float, and a float silently merges distinct ids above 2**53. Columns
+named in ``id_columns`` are parsed as text and become ``int64`` exactly when every value of the
+batch is an integer; otherwise they stay text. No id ever passes through a float.
+
+Splits: a random split (:class:`RandomSplit`) gives exact part sizes from ``(rows, fractions,
+seed)`` and tells the part of any row range without holding a permutation of the file, so the
+in-memory and the streamed paths split a file identically; a time split sorts the time column.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +32,20 @@ import pyarrow.parquet as pq
 
 from msmtrec.errors import DataError
 
-__all__ = ["detect_format", "read_table", "split_indices", "split_table"]
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "SPLITS", "CsvOptions", "DataFile",
+           "RandomSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes", "split_table",
+           "time_parts"]
+
+#: Split names, in order.
+SPLITS = ("train", "val", "test")
+#: Fractions of a single file divided into train/val/test.
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+#: Fractions of a train file divided into train/val (when no val file is given).
+DEFAULT_VAL_FRACTIONS = (0.9, 0.1)
+#: Seed of a random split when the spec gives none.
+DEFAULT_SPLIT_SEED = 2024
+#: Rows per record batch read from disk.
+READ_ROWS = 65_536
 
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -31,15 +53,8 @@ _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:
-    """The format of ``path``: ``fmt`` itself unless it is ``"auto"``, else from the extension.
-
-    A directory is read as a Parquet dataset. Compressed CSVs (``.csv.gz``, ...) are CSV.
-
-    Raises
-    ------
-    DataError
-        ``fmt`` is unknown, or ``"auto"`` cannot tell the format from the name.
-    """
+    """``fmt`` itself unless it is ``"auto"``, else the format from the extension (a folder is
+    Parquet; ``.csv.gz`` is CSV)."""
     if fmt in ("csv", "parquet"):
         return fmt
     if fmt != "auto":
@@ -58,149 +73,196 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
     raise DataError(f"cannot tell the format of {p.name} from its extension; set files.format to csv or parquet")
 
 
+@dataclass(frozen=True)
+class CsvOptions:
+    """How a CSV file is parsed. ``delimiter`` None: tab for ``.tsv``, else comma."""
+
+    delimiter: str | None = None
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A readable unit: one Parquet row group (``group`` ≥ 0) or a whole CSV (``group`` -1)."""
+
+    path: Path
+    group: int
+    first_row: int
+    rows: int | None
+
+
+class DataFile:
+    """One CSV or Parquet file (or folder of Parquet files), read in record batches.
+
+    Args:
+        path: the file or folder.
+        fmt: ``auto`` (from the extension), ``csv`` or ``parquet``.
+        id_columns: identifier columns (CSV: exact int64 or text, never float).
+        csv: CSV parsing options.
+        column_types: CSV only: fixed Arrow types of some columns.
+        read_rows: rows per batch.
+    """
+
+    def __init__(self, path: str | Path, fmt: str = "auto", *, id_columns: Iterable[str] = (),
+                 csv: CsvOptions = CsvOptions(), column_types: dict[str, pa.DataType] | None = None,
+                 read_rows: int = READ_ROWS) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"data file not found: {self.path}")
+        self.kind = detect_format(self.path, fmt)
+        self.id_columns, self.csv, self.read_rows = set(id_columns), csv, read_rows
+        self.column_types = dict(column_types or {})
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -- layout ---------------------------------------------------------------------------------
+    @functools.cached_property
+    def columns(self) -> list[str]:
+        """Column names (CSV: from the first block; Parquet: from the schema)."""
+        try:
+            if self.kind == "parquet":
+                return list(pq.read_schema(self._parquet_files[0]).names)
+            reader = pacsv.open_csv(self.path, parse_options=self._parse,
+                                    read_options=pacsv.ReadOptions(block_size=1 << 16))
+            return list(reader.schema.names)
+        except (pa.ArrowException, OSError) as exc:
+            what = "Parquet" if self.kind == "parquet" else "CSV"
+            verb = "read" if self.kind == "parquet" else "parse"
+            raise DataError(f"cannot {verb} {self.name} as {what}: {_first_line(exc)}") from None
+
+    def require(self, columns: Sequence[str]) -> None:
+        """Raise a :class:`DataError` naming the missing columns, some available ones and close matches."""
+        have = self.columns
+        missing = [c for c in columns if c not in set(have)]
+        if not missing:
+            return
+        hints = [f"'{c}' → '{m[0]}'?" for c in missing if (m := difflib.get_close_matches(c, have, n=1))]
+        more = f", ... ({len(have) - 8} more)" if len(have) > 8 else ""
+        hint = f"; did you mean {', '.join(hints)}" if hints else ""
+        raise DataError(f"{self.name} is missing column(s) {', '.join(repr(c) for c in missing)} "
+                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}")
+
+    @functools.cached_property
+    def _parquet_files(self) -> list[Path]:
+        files = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
+        if not files:
+            raise DataError(f"{self.path} holds no .parquet files")
+        return files
+
+    @functools.cached_property
+    def pieces(self) -> list[_Piece]:
+        """Row groups in file order with their first row (CSV: one piece of unknown size)."""
+        if self.kind == "csv":
+            return [_Piece(self.path, -1, 0, None)]
+        out, first = [], 0
+        for f in self._parquet_files:
+            try:
+                meta = pq.ParquetFile(f).metadata
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(f"cannot read {f.name} as Parquet: {_first_line(exc)}") from None
+            for g in range(meta.num_row_groups):
+                rows = meta.row_group(g).num_rows
+                out.append(_Piece(f, g, first, rows))
+                first += rows
+        return out
+
+    @functools.cached_property
+    def num_rows(self) -> int:
+        """Rows in the file (Parquet: from the metadata; CSV: counted once)."""
+        if self.kind == "parquet":
+            return sum(p.rows or 0 for p in self.pieces)
+        return sum(t.num_rows for _, t in self.batches(self.columns[:1]))
+
+    @property
+    def _parse(self) -> pacsv.ParseOptions:
+        delimiter = self.csv.delimiter or ("\t" if ".tsv" in [s.lower() for s in self.path.suffixes] else ",")
+        return pacsv.ParseOptions(delimiter=delimiter)
+
+    # -- reading --------------------------------------------------------------------------------
+    def batches(self, columns: Sequence[str] | None = None, *, pieces: Sequence[int] | None = None,
+                row_limit: int | None = None) -> Iterator[tuple[int, pa.Table]]:
+        """``(first row, table)`` per record batch of ``columns`` (all when None).
+
+        ``pieces`` reads only those row groups, in that order (CSV has one piece); ``row_limit``
+        stops at that row of the file. Row numbers are positions in the file, whatever the order.
+        """
+        cols = list(dict.fromkeys(columns if columns is not None else self.columns))
+        self.require(cols)
+        order = range(len(self.pieces)) if pieces is None else pieces
+        for i in order:
+            piece = self.pieces[i]
+            first = piece.first_row
+            if row_limit is not None and first >= row_limit:
+                continue
+            for table in self._read_piece(piece, cols):
+                if row_limit is not None:
+                    if first >= row_limit:
+                        break
+                    table = table.slice(0, row_limit - first)
+                yield first, table
+                first += table.num_rows
+
+    def read(self, columns: Sequence[str] | None = None, *, row_limit: int | None = None) -> pa.Table:
+        """The whole file (or its first ``row_limit`` rows) as one table."""
+        tables = [t for _, t in self.batches(columns, row_limit=row_limit)]
+        if not tables:
+            cols = list(dict.fromkeys(columns if columns is not None else self.columns))
+            return pa.table({c: pa.array([], pa.null()) for c in cols})
+        return concat_tables(tables)
+
+    def _read_piece(self, piece: _Piece, columns: list[str]) -> Iterator[pa.Table]:
+        try:
+            if self.kind == "parquet":
+                pf = pq.ParquetFile(piece.path)
+                for batch in pf.iter_batches(batch_size=self.read_rows, row_groups=[piece.group], columns=columns):
+                    yield pa.Table.from_batches([batch])
+                return
+            # Ids are parsed as text and converted exactly below: a float guess (one decimal
+            # point, or a value above 2**63) would merge distinct ids.
+            types = {c: pa.string() for c in columns if c in self.id_columns}
+            types.update({c: t for c, t in self.column_types.items() if c in columns})
+            convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, strings_can_be_null=True)
+            reader = pacsv.open_csv(piece.path, parse_options=self._parse, convert_options=convert,
+                                    read_options=pacsv.ReadOptions(block_size=1 << 24))
+            for batch in reader:
+                yield self._exact_ids(pa.Table.from_batches([batch]))
+        except (pa.ArrowException, OSError) as exc:
+            what, verb = ("Parquet", "read") if self.kind == "parquet" else ("CSV", "parse")
+            raise DataError(f"cannot {verb} {piece.path.name} as {what}: {_first_line(exc)}") from None
+
+    def _exact_ids(self, table: pa.Table) -> pa.Table:
+        """Text ids → int64 when every value of the batch is an integer literal, else text."""
+        for i, f in enumerate(table.schema):
+            if f.name in self.id_columns and f.name not in self.column_types and pa.types.is_string(f.type):
+                try:
+                    table = table.set_column(i, f.name, pc.cast(table.column(i), pa.int64()))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    pass
+        return table
+
+
+def concat_tables(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate batches whose id columns may be int64 in some and text in others (→ text)."""
+    if len({t.schema for t in tables}) > 1:
+        text = {f.name for t in tables for f in t.schema if pa.types.is_string(f.type)}
+        tables = [t.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in text else f for f in t.schema]))
+                  for t in tables]
+    return pa.concat_tables(tables)
+
+
 def read_table(path: str | Path, columns: Sequence[str] | None = None, fmt: str = "auto", *,
                id_columns: Iterable[str] = (), row_limit: int | None = None) -> pa.Table:
-    """Read ``columns`` of a CSV or Parquet file.
+    """``columns`` (all when None, in this order) of a CSV or Parquet file as one table; empty
+    CSV fields and the usual null markers (``NA``, ``null``, ...) are nulls, also in text columns.
 
-    Parameters
-    ----------
-    path:
-        A ``.csv``/``.tsv`` (optionally compressed) or ``.parquet`` file, or a folder of Parquet
-        files.
-    columns:
-        Columns to read, in this order; ``None`` reads all of them.
-    fmt:
-        ``"auto"`` (from the extension), ``"csv"`` or ``"parquet"``.
-    id_columns:
-        Identifier columns: in a CSV they are parsed as text and become ``int64`` when every value
-        is an integer (exactly, beyond 2**53), else stay text. Parquet keeps its stored types.
-    row_limit:
-        Read at most this many rows from the start of the file.
-
-    Returns
-    -------
-    pyarrow.Table
-        Empty CSV fields and the usual null markers (``NA``, ``null``, ...) are nulls, also in text
-        columns.
-
-    Raises
-    ------
-    DataError
-        The file does not exist or cannot be parsed, or some ``columns`` are missing (the message
-        names the file and the missing columns and lists some available ones).
+    Raises:
+        DataError: the file does not exist or cannot be parsed, or columns are missing (the
+            message names the file and the missing columns and lists some available ones).
     """
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"data file not found: {p}")
     if row_limit is not None and row_limit < 0:
         raise DataError(f"row_limit must be non-negative, got {row_limit}")
-    kind = detect_format(p, fmt)
-    cols = None if columns is None else list(dict.fromkeys(columns))
-    if kind == "parquet":
-        return _read_parquet(p, cols, row_limit)
-    return _read_csv(p, cols, set(id_columns), row_limit)
-
-
-def _read_parquet(path: Path, columns: list[str] | None, row_limit: int | None) -> pa.Table:
-    try:
-        if path.is_dir():
-            schema_names = pq.ParquetDataset(path).schema.names
-        else:
-            schema_names = pq.read_schema(path).names
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read {path.name} as Parquet: {_first_line(exc)}") from None
-    if columns is not None:
-        _check_columns(path, columns, schema_names)
-    try:
-        if row_limit is not None and not path.is_dir():
-            # Stream batches so a quick run on a huge file reads only its head.
-            pf = pq.ParquetFile(path)
-            batches, n = [], 0
-            for batch in pf.iter_batches(batch_size=min(max(row_limit, 1), 65536), columns=columns):
-                batches.append(batch)
-                n += batch.num_rows
-                if n >= row_limit:
-                    break
-            schema = pf.schema_arrow if columns is None else pa.schema([pf.schema_arrow.field(c) for c in columns])
-            table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
-            return table.slice(0, row_limit)
-        table = pq.read_table(path, columns=columns)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read {path.name} as Parquet: {_first_line(exc)}") from None
-    return table if row_limit is None else table.slice(0, row_limit)
-
-
-def _read_csv(path: Path, columns: list[str] | None, id_columns: set[str], row_limit: int | None) -> pa.Table:
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-    parse = pacsv.ParseOptions(delimiter=delimiter)
-    header = _csv_header(path, parse)
-    if columns is not None:
-        _check_columns(path, columns, header)
-    wanted = columns if columns is not None else header
-    # Ids are parsed as text and converted exactly below; an int64 guess by the reader would
-    # be fine, but a float guess (one decimal point, or a value above 2**63) would not.
-    types = {c: pa.string() for c in wanted if c in id_columns}
-    convert = pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=True)
-    try:
-        if row_limit is None:
-            table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
-        else:
-            table = _read_csv_head(path, parse, convert, row_limit)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot parse {path.name} as CSV: {_first_line(exc)}") from None
-    for name in types:
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, name, _ids_to_int64(table.column(name)))
-    return table
-
-
-def _read_csv_head(path: Path, parse: pacsv.ParseOptions, convert: pacsv.ConvertOptions, row_limit: int) -> pa.Table:
-    reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
-    batches, n = [], 0
-    while n < row_limit:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        batches.append(batch)
-        n += batch.num_rows
-    table = pa.Table.from_batches(batches, schema=reader.schema) if batches else reader.schema.empty_table()
-    return table.slice(0, row_limit)
-
-
-def _csv_header(path: Path, parse: pacsv.ParseOptions) -> list[str]:
-    """Column names of a CSV file, reading only its first block."""
-    try:
-        reader = pacsv.open_csv(path, parse_options=parse, read_options=pacsv.ReadOptions(block_size=1 << 16))
-        return list(reader.schema.names)
-    except (pa.ArrowException, OSError) as exc:
-        # Only the first block is parsed; a failure here is a malformed or empty file.
-        raise DataError(f"cannot parse {path.name} as CSV: {_first_line(exc)}") from None
-
-
-def _ids_to_int64(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Text ids → int64 when every non-null value is an integer literal, else unchanged text."""
-    try:
-        return pc.cast(column, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return column
-
-
-def _check_columns(path: Path, columns: Sequence[str], available: Sequence[str]) -> None:
-    have = set(available)
-    missing = [c for c in columns if c not in have]
-    if not missing:
-        return
-    hints = []
-    for c in missing:
-        close = difflib.get_close_matches(c, list(available), n=1)
-        if close:
-            hints.append(f"'{c}' → '{close[0]}'?")
-    shown = ", ".join(f"'{a}'" for a in list(available)[:8])
-    more = f", ... ({len(available) - 8} more)" if len(available) > 8 else ""
-    hint = f"; did you mean {', '.join(hints)}" if hints else ""
-    raise DataError(f"{path.name} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                    f"(available: {shown}{more}){hint}")
+    return DataFile(path, fmt, id_columns=id_columns).read(columns, row_limit=row_limit)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -213,76 +275,117 @@ def _first_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+    """Part sizes of ``n`` rows, rounded cumulatively so that they add up to ``n`` exactly."""
+    cuts = [0] + [int(math.floor(c * n + 0.5)) for c in np.cumsum(fractions)[:-1]] + [n]
+    return [b - a for a, b in zip(cuts, cuts[1:])]
+
+
+class RandomSplit:
+    """A seeded random split of ``n`` rows into parts of exact sizes (:func:`split_sizes`).
+
+    The rows are cut into blocks of ``2**16``; how many rows of each part fall in each block is
+    drawn block after block from the multivariate hypergeometric distribution, and a block's rows
+    are assigned by a permutation seeded with the block's number. The result is a uniformly random
+    assignment with exact sizes, and the part of any row range is computed from its blocks alone.
+    """
+
+    BLOCK = 1 << 16
+
+    def __init__(self, n: int, fractions: Sequence[float], seed: int) -> None:
+        self.n, self.seed = n, int(seed)
+        self.sizes = split_sizes(n, fractions)
+        remaining = np.array(self.sizes, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, 0])
+        counts = []
+        for start in range(0, n, self.BLOCK):
+            c = rng.multivariate_hypergeometric(remaining, min(self.BLOCK, n - start), method="marginals")
+            remaining -= c
+            counts.append(c)
+        self._counts = np.array(counts, dtype=np.int64).reshape(-1, len(self.sizes))
+        self._recent: dict[int, np.ndarray] = {}  # batches straddle at most two blocks
+
+    def _block(self, b: int) -> np.ndarray:
+        if b not in self._recent:
+            labels = np.repeat(np.arange(len(self.sizes), dtype=np.int8), self._counts[b])
+            if len(self._recent) >= 2:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[b] = np.random.default_rng([self.seed, 1, b]).permutation(labels)
+        return self._recent[b]
+
+    def parts(self, first: int, count: int) -> np.ndarray:
+        """Part index (int8) of rows ``first .. first + count - 1``."""
+        if count <= 0:
+            return np.zeros(0, dtype=np.int8)
+        if first < 0 or first + count > self.n:
+            raise ValueError(f"rows {first}..{first + count - 1} outside 0..{self.n - 1}")
+        lo, hi = first // self.BLOCK, (first + count - 1) // self.BLOCK
+        joined = np.concatenate([self._block(b) for b in range(lo, hi + 1)])
+        start = first - lo * self.BLOCK
+        return joined[start:start + count]
+
+
+def time_parts(times: pa.ChunkedArray | pa.Array, fractions: Sequence[float], source: str,
+               column: str) -> np.ndarray:
+    """Part index (int8) per row for a time split: oldest rows → first part; equal times keep their
+    file order (Arrow's sort is stable).
+
+    Raises:
+        DataError: the time column has missing values.
+    """
+    if times.null_count:
+        raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
+                        f"a time split needs a time for every row")
+    order = pc.sort_indices(times).to_numpy().astype(np.int64)
+    out = np.empty(len(order), dtype=np.int8)
+    start = 0
+    for k, size in enumerate(split_sizes(len(order), fractions)):
+        out[order[start:start + size]] = k
+        start += size
+    return out
+
+
 def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None,
                   order: np.ndarray | None = None) -> list[np.ndarray]:
-    """Divide row positions ``0..n-1`` into consecutive parts of the given fractions.
-
-    Parameters
-    ----------
-    n:
-        Number of rows.
-    fractions:
-        Fraction per part, summing to 1. Part sizes are rounded cumulatively, so they add up to
-        ``n`` exactly.
-    seed:
-        Random split: the parts are cut from ``numpy.random.default_rng(seed).permutation(n)``.
-    order:
-        Time split: row positions sorted oldest first; the parts are cut from it in that order.
-
-    Returns
-    -------
-    list of numpy.ndarray
-        Disjoint int64 row positions per part, covering every row. Within a random part the rows
-        keep their file order (shuffling is the batcher's job); a time part is in time order.
-    """
+    """Row positions ``0..n-1`` of each part: a :class:`RandomSplit` (``seed``; file order within a
+    part) or, with ``order`` (positions sorted oldest first), consecutive slices of that order."""
     if (seed is None) == (order is None):
         raise ValueError("give exactly one of seed (random split) or order (time split)")
-    if order is None:
-        perm = np.random.default_rng(seed).permutation(n)
-    else:
-        perm = np.asarray(order, dtype=np.int64)
-    cuts = [int(math.floor(c * n + 0.5)) for c in np.cumsum(fractions)[:-1]]
-    parts = np.split(perm, cuts)
-    return [np.sort(p) if order is None else p for p in parts]
+    if order is not None:
+        cuts = np.cumsum(split_sizes(n, fractions))[:-1]
+        return np.split(np.asarray(order, dtype=np.int64), cuts)
+    parts = RandomSplit(n, fractions, seed).parts(0, n)
+    return [np.flatnonzero(parts == k) for k in range(len(fractions))]
 
 
 def split_table(table: pa.Table, fractions: Sequence[float], *, method: str = "random", seed: int | None = None,
                 column: str | None = None, source: str = "table") -> list[pa.Table]:
-    """Split ``table`` into parts (train, val[, test]) by seeded permutation or by time.
-
-    Parameters
-    ----------
-    table:
-        The rows to split.
-    fractions:
-        Fraction of rows per part, summing to 1.
-    method:
-        ``"random"`` (needs ``seed``) or ``"time"`` (needs ``column``; oldest rows → first part).
-    seed:
-        Seed of the random permutation.
-    column:
-        Time column; any orderable type (numbers, timestamps, ISO dates as text).
-    source:
-        How to call ``table`` in messages.
-
-    Raises
-    ------
-    DataError
-        The time column has missing values.
-    """
+    """``table`` divided into parts (train, val[, test]) by :class:`RandomSplit` or by time."""
     n = table.num_rows
     if method == "random":
-        parts = split_indices(n, fractions, seed=seed if seed is not None else 0)
+        parts = RandomSplit(n, fractions, DEFAULT_SPLIT_SEED if seed is None else seed).parts(0, n)
     elif method == "time":
         if column is None:
             raise ValueError("a time split needs its column")
-        times = table.column(column)
-        if times.null_count:
-            raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
-                            f"a time split needs a time for every row")
-        # Arrow's sort is stable: rows with equal times keep their file order.
-        order = pc.sort_indices(times).to_numpy().astype(np.int64)
-        parts = split_indices(n, fractions, order=order)
+        parts = time_parts(table.column(column), fractions, source, column)
     else:
         raise ValueError(f"unknown split method {method!r}")
-    return [table.take(pa.array(p, type=pa.int64())) for p in parts]
+    if method == "time":  # time order within a part
+        order = pc.sort_indices(table.column(column)).to_numpy()
+        return [table.take(pa.array(order[parts[order] == k])) for k in range(len(fractions))]
+    return [table.filter(pa.array(parts == k)) for k in range(len(fractions))]
+
+
+def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Part index (int8) of rows ``first_row .. first_row+n-1`` from a seeded hash of the row number
+    (splitmix64): one pass over a file of unknown length, independent of chunking; the parts have
+    the given fractions in expectation. The recipes use it for files they cannot count first."""
+    x = np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+    cuts = np.cumsum(fractions)[:-1]
+    return np.searchsorted(cuts, u, side="right").astype(np.int8)

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
+from msmtrec.data.io import DEFAULT_FRACTIONS, SPLITS, split_sizes
 from msmtrec.errors import ConfigError
 
 __all__ = [
@@ -441,15 +442,13 @@ def make_synthetic(rows: int, **options: Any) -> tuple[EncodedData, DataSchema]:
 def _split_sizes(rows: int, fractions: Sequence[float]) -> list[int]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ConfigError(f"synthetic: fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
-    n_train = int(round(rows * fractions[0]))
-    n_val = int(round(rows * fractions[1]))
-    sizes = [n_train, n_val, rows - n_train - n_val]
+    sizes = split_sizes(rows, fractions)
     if min(sizes) <= 0:
         raise ConfigError(f"synthetic: {rows} rows split {list(fractions)} leaves an empty split; use more rows")
     return sizes
 
 
-def make_synthetic_splits(rows: int, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+def make_synthetic_splits(rows: int, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                           **options: Any) -> tuple[EncodedData, EncodedData, EncodedData, DataSchema]:
     """Like :func:`make_synthetic`, split into train/val/test (consecutive rows; rows are i.i.d.,
     so this is a random split). The same rows as :func:`write_synthetic` writes."""
@@ -460,10 +459,8 @@ def make_synthetic_splits(rows: int, fractions: Sequence[float] = (0.8, 0.1, 0.1
             cfg.schema())
 
 
-SPLITS = ("train", "val", "test")
 
-
-def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                     chunk_rows: int = 1_000_000, overwrite: bool = False, progress: Any = None) -> Path:
     """Write ``config`` as Parquet (``train/val/test.parquet``, row groups of ``chunk_rows``) plus
     ``spec.yaml`` and ``synthetic.json`` (the config) into ``out_dir``; return the spec's path.

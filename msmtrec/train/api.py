@@ -66,38 +66,25 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     resolved config, schema, encoders, the best checkpoint (atomically, at every improvement),
     per-epoch logs, ``metrics.json`` and ``results.md``.
 
-    ``dataset`` may be a ready :class:`msmtrec.data.PreparedDataset` (skips loading) or a
-    :class:`msmtrec.data.stream.StreamingDataset`; ``config.streaming`` opens the latter.
+    ``dataset`` may be a ready :class:`msmtrec.data.Dataset` (e.g. one shared by several runs);
+    otherwise :func:`msmtrec.data.open_dataset` opens ``config.data`` (streamed when
+    ``config.streaming``).
     """
-    from msmtrec.data import load_dataset  # deferred: keeps `import msmtrec.train` light
+    from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or (lambda _m: None)
     configure_torch(config)
     seed_everything(config.seed)
-    if dataset is not None:
-        data = dataset
-    elif config.streaming:
-        from msmtrec.data.stream import open_streaming
-
-        data = open_streaming(config.data, batch_size=config.batch_size, shuffle_buffer=config.shuffle_buffer,
-                              seed=config.seed, row_limit=config.row_limit)
-    else:
-        data = load_dataset(config.data, row_limit=config.row_limit)
+    data = dataset if dataset is not None else open_dataset(config)
     model = build_model(config.model, data.schema, config.model_params)
     seed_everything(config.seed)  # the same init whatever loading consumed from the RNGs
     device = torch.device(config.device)
     model.to(device)
-    # A streaming dataset has no train tensors, only train_batches(epoch) (msmtrec.data.stream).
-    streamed = getattr(data, "train", None) is None
-    train_split = None if streamed else data.train.to(device)
     val_split, test_split = data.val.to(device), data.test.to(device)
-    n_train = data.report["rows"]["train"] if streamed else len(data.train)
-    train_batches = ((lambda epoch: (b.to(device) for b in data.train_batches(epoch, seed=config.seed)))
-                     if streamed else None)
+    streamed = data.train is None
 
     # Built before the run directory, so a bad option (e.g. an unknown weighting) leaves nothing on disk.
-    trainer = Trainer(model, config, train_split, val_split, data.schema, echo=echo, progress=progress,
-                      train_batches=train_batches)
+    trainer = Trainer(model, config, data, echo=echo, progress=progress)
     run_dir = None
     if write_run:
         run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
@@ -119,7 +106,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
 
         trainer.on_epoch = append_log
         trainer.on_improvement = lambda m, record: save(m.state_dict(), record)
-    echo(f"{config.model} on {config.data}: {n_train:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
+    echo(f"{config.model} on {config.data}: {data.num_train_rows:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
          f"{data.schema.num_scenarios} scenarios × {data.schema.num_tasks} tasks, {model.num_parameters():,} parameters"
          + (f"; run directory {run_dir}" if run_dir else ""))
 

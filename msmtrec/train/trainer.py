@@ -6,9 +6,11 @@ mean AUC over (scenario, task) pairs, and stops after ``patience`` epochs withou
 The best weights are always restored at the end of a stage — also when ``max_epochs`` is reached.
 The test split is evaluated once, at the very end, with those weights (see :func:`msmtrec.train.api.train`).
 
-Data parallelism: the trainer knows its ``rank`` and ``world_size``; training batches are sharded
-by rank (disjoint slices of the same permutation) and evaluation runs on the full split on every
-rank, so adding torchrun/DDP means wrapping the model, not changing this loop.
+The trainer takes a :class:`~msmtrec.data.Dataset` (in memory or streamed, the same interface):
+its ``train_batches(epoch, rank=, world_size=)`` give each epoch's batches — a function of the
+seed and the epoch alone —, its ``val`` split drives selection. Batches move to the model's device
+as they are used. Data parallelism: the trainer knows its ``rank`` and ``world_size``; each rank
+gets a disjoint share of every epoch and evaluation runs on the full split.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from msmtrec.config import TrainConfig
-from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import MsmtrecError
 from msmtrec.models.base import MSMTModel
 from msmtrec.train.evaluate import evaluate_model
@@ -63,35 +65,29 @@ class Trainer:
     Args:
         model: an :class:`MSMTModel`.
         config: the run's :class:`TrainConfig` (batch size, lr, epochs, patience, weighting, seed).
-        train / val: encoded splits.
-        schema: the data schema (scenario and task names for metrics).
+        data: a :class:`~msmtrec.data.Dataset` (anything with ``schema``, ``val``,
+            ``num_train_rows`` and ``train_batches``).
         echo: where one-line epoch summaries go (None: silent).
         progress: show a per-epoch progress bar (None: only when stderr is a terminal).
         on_epoch: ``fn(record)`` called with every epoch's log record as soon as it exists (the
             run appends it to ``log.jsonl``, so a crashed run keeps its history).
         on_improvement: ``fn(model, record)`` called when a selecting stage reaches a new best
             validation score (the run writes its checkpoint there).
-        train_batches: optional ``fn(epoch) -> iterable of EncodedData`` replacing the in-memory
-            shuffled batches (streaming data).
-        rank / world_size: data-parallel position (training batches are sharded by rank).
+        rank / world_size: data-parallel position (each rank trains on its share of an epoch).
     """
 
-    def __init__(self, model: MSMTModel, config: TrainConfig, train: EncodedData | None, val: EncodedData,
-                 schema: DataSchema, *, echo: Callable[[str], None] | None = None, progress: bool | None = None,
-                 on_epoch: Callable[[dict], None] | None = None,
+    def __init__(self, model: MSMTModel, config: TrainConfig, data: Any, *, echo: Callable[[str], None] | None = None,
+                 progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
                  on_improvement: Callable[[MSMTModel, dict], None] | None = None,
-                 train_batches: Callable[[int], Iterable[EncodedData]] | None = None,
                  rank: int = 0, world_size: int = 1) -> None:
-        if train is None and train_batches is None:
-            raise ValueError("Trainer needs train data or a train_batches function")
-        self.model, self.config, self.train_data, self.val_data, self.schema = model, config, train, val, schema
+        self.model, self.config, self.data, self.schema = model, config, data, data.schema
+        self.device = next(iter(model.parameters()), torch.zeros(0)).device
+        self.val_data = data.val.to(self.device)
         self.echo = echo or (lambda _msg: None)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_epoch = on_epoch
         self.on_improvement = on_improvement
-        self.train_batches = train_batches
         self.rank, self.world_size = rank, world_size
-        self.generator = torch.Generator().manual_seed(config.seed)
         self.weighting: TaskWeighting = build_weighting(
             config.weighting or getattr(model, "default_weighting", "fixed"),
             model.loss_names, model, config.task_weights, config.weighting_params)
@@ -128,10 +124,9 @@ class Trainer:
         return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
 
     def _batches(self, epoch: int) -> Iterable[EncodedData]:
-        if self.train_batches is not None:
-            return self.train_batches(epoch)
-        return iterate_batches(self.train_data, self.config.batch_size, shuffle=True, generator=self.generator,
-                               rank=self.rank, world_size=self.world_size)
+        batches = self.data.train_batches(epoch, rank=self.rank, world_size=self.world_size,
+                                          batch_size=self.config.batch_size, seed=self.config.seed)
+        return (b.to(self.device) for b in batches)
 
     def prepare_stage(self, stage: Stage) -> None:
         """Make ``stage`` current and build its optimiser (the loop does this at each stage start)."""
@@ -142,7 +137,7 @@ class Trainer:
         """One pass over the training batches of the current stage: ``(mean losses, samples seen)``."""
         if self.stage is None:
             self.prepare_stage((self.model.training_stages(self.config) or [Stage()])[0])
-        return self._train_epoch(self.stage, epoch, 1)
+        return self._train_epoch(self.stage, epoch, epoch, 1)
 
     def _run_stage(self, stage: Stage, best_overall: float) -> float:
         self.prepare_stage(stage)
@@ -154,7 +149,7 @@ class Trainer:
             if stage.on_epoch_start:
                 stage.on_epoch_start(self, self.model, epoch)
             t0 = time.perf_counter()
-            train_losses, n_seen = self._train_epoch(stage, epoch, max_epochs)
+            train_losses, n_seen = self._train_epoch(stage, self.global_epoch, epoch, max_epochs)
             seconds = time.perf_counter() - t0
             self.result.train_seconds += seconds
             self.result.samples_seen += n_seen
@@ -199,16 +194,16 @@ class Trainer:
             stage.on_stage_end(self, self.model)
         return best_overall
 
-    def _train_epoch(self, stage: Stage, epoch: int, max_epochs: int) -> tuple[dict[str, float], int]:
+    def _train_epoch(self, stage: Stage, data_epoch: int, epoch: int, max_epochs: int) -> tuple[dict[str, float], int]:
         model, opt, weighting = self.model, self.optimizer, self.weighting
         model.train()
         loss_sum = torch.zeros(len(model.loss_names))
         n_seen = 0
-        total = len(self.train_data) // self.world_size if self.train_data is not None and self.train_batches is None else None
+        total = self.data.num_train_rows // self.world_size
         bar = tqdm(total=total, unit="samples", unit_scale=True, leave=False, disable=not self.progress,
                    desc=f"{stage.name} {epoch + 1}/{max_epochs}", mininterval=0.5)
         try:
-            for step, batch in enumerate(self._batches(epoch)):
+            for step, batch in enumerate(self._batches(data_epoch)):
                 out = model(batch)
                 losses = model.task_losses(out, batch)
                 loss = weighting.combine(losses)

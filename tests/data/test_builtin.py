@@ -53,7 +53,11 @@ def test_rows_and_dropped_rows(ds, raw):
     assert r["dropped_total"] == 14 == raw.column("Department Name").null_count
     assert all(set(d) <= {"missing_scenario"} for d in r["dropped"].values())
     assert sum(r["rows"].values()) == len(ds.train) + len(ds.val) + len(ds.test) == 23_472
-    assert (len(ds.train), len(ds.val), len(ds.test)) == (18_778, 2_347, 2_347)
+    # The split is exact (80/10/10 of 23,486 rows, rounded cumulatively) before rows without a
+    # department are dropped; each split loses exactly its own dropped rows.
+    assert r["rows_read"] == {"train": 18_789, "val": 2_348, "test": 2_349}
+    for s in ("train", "val", "test"):
+        assert r["rows"][s] == r["rows_read"][s] - sum(r["dropped"][s].values()) == len(getattr(ds, s))
     assert "dropped 14 rows" in ds.summary()
 
 

@@ -164,7 +164,9 @@ def test_rule_type_mismatch_is_explained():
 def test_non_binary_label_names_the_values():
     spec = make_spec(tasks=[{"name": "recommend", "column": "Recommended IND"}])
     t = table(**{"s": ["a"] * 5, "c": [1] * 5, "Recommended IND": [0, 1, 2, 3, 2]})
-    enc = Encoders.fit(spec, t)
+    with pytest.raises(DataError, match=r"found values \[2, 3\] in train$|found values \[2, 3\] in train;"):
+        Encoders.fit(spec, t)  # train's labels are checked while fitting
+    enc = Encoders.fit(spec, table(**{"s": ["a"] * 2, "c": [1] * 2, "Recommended IND": [0, 1]}))
     with pytest.raises(DataError) as err:
         enc.transform(t, source="train (x.csv)")
     assert str(err.value).startswith("spec <dict>: task 'recommend' column 'Recommended IND' must be 0/1 after its "

@@ -19,7 +19,7 @@ import yaml
 
 from msmtrec.data import load_dataset
 from msmtrec.data.recipes import RECIPES, prepare
-from msmtrec.data.recipes.base import hash_split
+from msmtrec.data.io import hash_split
 from msmtrec.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

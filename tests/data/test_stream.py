@@ -1,4 +1,5 @@
-"""Streaming the train split: same encoders and batches as the in-memory path, shuffled, bounded."""
+"""Streaming the train split: the same rows, encoders and batches as the in-memory path, shuffled,
+bounded, sharded by rank."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import yaml
 from msmtrec.config import TrainConfig
 from msmtrec.data import load_dataset
 from msmtrec.data.encoded import EncodedData
-from msmtrec.data.stream import StreamingDataset, open_streaming
+from msmtrec.data import open_dataset, open_streaming
 from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
 from msmtrec.errors import ConfigError
 
@@ -39,19 +40,30 @@ def _rows(d: EncodedData) -> list[tuple]:
 
 
 def test_streaming_fit_equals_in_memory_fit(synth_dir):
-    st = open_streaming(synth_dir / "spec.yaml", read_rows=700)
+    # Both paths fit through the same reader chunks: the encoders are identical, floats included.
+    st = open_streaming(synth_dir / "spec.yaml")
     mem = load_dataset(synth_dir / "spec.yaml")
-    a, b = st.encoders.to_dict(), mem.encoders.to_dict()
-    for key in ("vocabularies", "scenario", "schema"):
-        assert a[key] == b[key], key
-    for col, stats in b["numeric"].items():
-        for k, v in stats.items():
-            assert a["numeric"][col][k] == (v if isinstance(v, str) else pytest.approx(v, rel=1e-9, abs=1e-12)), (col, k)
+    assert st.encoders.to_dict() == mem.encoders.to_dict()
     assert st.schema == mem.schema
     for split in ("val", "test"):
         x, y = getattr(st, split), getattr(mem, split)
         assert torch.equal(x.categorical, y.categorical) and torch.equal(x.labels, y.labels)
-        assert torch.equal(x.user, y.user) and torch.allclose(x.numeric, y.numeric, atol=1e-6)
+        assert torch.equal(x.user, y.user) and torch.equal(x.numeric, y.numeric)
+    # The report says the same about every split, train included (from the fit pass when streamed).
+    for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_observed"):
+        assert st.report[key] == mem.report[key], key
+    for s in ("train", "val", "test"):
+        for t, rate in mem.report["label_positive_rate"][s].items():
+            assert st.report["label_positive_rate"][s][t] == pytest.approx(rate, rel=1e-12)
+
+
+def test_streaming_with_other_chunks_fits_the_same_encoders(synth_dir):
+    a = open_streaming(synth_dir / "spec.yaml", read_rows=700).encoders.to_dict()
+    b = load_dataset(synth_dir / "spec.yaml").encoders.to_dict()
+    assert a["vocabularies"] == b["vocabularies"] and a["scenario"] == b["scenario"] and a["schema"] == b["schema"]
+    for col, stats in b["numeric"].items():  # Chan's merge: equal up to summation order
+        for k, v in stats.items():
+            assert a["numeric"][col][k] == (v if isinstance(v, (str, list)) else pytest.approx(v, rel=1e-12)), (col, k)
 
 
 def test_an_epoch_yields_every_train_row_once_in_shuffled_batches(synth_dir):
@@ -89,18 +101,40 @@ def test_prefetch_thread_gives_the_same_batches_and_stops_early(synth_dir):
     it.close()  # a consumer that stops early must not leave the reader blocked
 
 
-def test_single_file_is_hash_split(tmp_path, synth_dir):
+def test_single_file_is_split_exactly_as_in_memory(tmp_path, synth_dir):
     table = pq.read_table(synth_dir / "train.parquet")
     pq.write_table(table, tmp_path / "all.parquet", row_group_size=1000)
     spec = yaml.safe_load((synth_dir / "spec.yaml").read_text())
     spec["files"] = {"path": "all.parquet", "split": {"method": "random", "fractions": [0.7, 0.2, 0.1], "seed": 4}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     st = open_streaming(tmp_path / "spec.yaml", batch_size=1000, shuffle_buffer=3000)
+    mem = load_dataset(tmp_path / "spec.yaml")
     n = table.num_rows
-    assert len(st) + len(st.val) + len(st.test) == n
-    assert abs(len(st) / n - 0.7) < 0.03 and abs(len(st.val) / n - 0.2) < 0.03
+    assert (len(st), len(st.val), len(st.test)) == (round(0.7 * n), round(0.2 * n), n - round(0.7 * n) - round(0.2 * n))
     train = EncodedData.concat(list(st.train_batches(0)))
+    assert _rows(train) == _rows(mem.train) and torch.equal(st.val.categorical, mem.val.categorical)
     assert not set(_rows(train)) & set(_rows(st.val))
+
+
+def test_time_split_streams_the_same_rows(tmp_path, synth_dir):
+    spec = yaml.safe_load((synth_dir / "spec.yaml").read_text())
+    spec["files"] = {"path": str(synth_dir / "train.parquet"),
+                     "split": {"method": "time", "fractions": [0.8, 0.1, 0.1], "column": "num_0"}}
+    st, mem = open_streaming(spec, batch_size=500), load_dataset(spec)
+    assert _rows(EncodedData.concat(list(st.train_batches(0)))) == _rows(mem.train)
+    assert _rows(st.test) == _rows(mem.test)
+    # Oldest rows train: every train time precedes every test time.
+    raw = pq.read_table(synth_dir / "train.parquet").column("num_0").to_numpy()
+    assert np.sort(raw)[int(0.8 * len(raw)) - 1] <= np.sort(raw)[int(0.9 * len(raw))]
+
+
+def test_ranks_get_disjoint_equal_shares(synth_dir):
+    st = open_streaming(synth_dir / "spec.yaml", batch_size=128, shuffle_buffer=2000, read_rows=700)
+    shares = [EncodedData.concat(list(st.train_batches(1, rank=r, world_size=3))) for r in range(3)]
+    assert len({len(s) for s in shares}) == 1 and len(shares[0]) == len(st) // 3
+    rows = [set(_rows(s)) for s in shares]
+    assert not (rows[0] & rows[1]) and not (rows[0] & rows[2]) and not (rows[1] & rows[2])
+    assert set().union(*rows) <= set(_rows(load_dataset(synth_dir / "spec.yaml").train))
 
 
 def test_csv_train_file_streams(tmp_path, synth_dir):
@@ -120,11 +154,8 @@ def test_row_limit_and_bad_options(synth_dir, tmp_path):
     assert len(st) == 1000 and len(st.val) == 1000
     with pytest.raises(ConfigError, match="shuffle_buffer"):
         open_streaming(synth_dir / "spec.yaml", shuffle_buffer=0)
-    spec = yaml.safe_load((synth_dir / "spec.yaml").read_text())
-    spec["files"] = {"path": str(synth_dir / "train.parquet"),
-                     "split": {"method": "time", "fractions": [0.8, 0.1, 0.1], "column": "cat_1"}}
-    with pytest.raises(ConfigError, match="time split"):
-        open_streaming(spec)
+    with pytest.raises(ConfigError, match="read_rows"):
+        open_streaming(synth_dir / "spec.yaml", read_rows=-1)
 
 
 def test_training_through_the_streaming_path(synth_dir):
@@ -141,7 +172,12 @@ def test_training_through_the_streaming_path(synth_dir):
     assert abs(streamed.test["mean_auc"] - in_memory.test["mean_auc"]) < 0.05
 
 
-def test_streaming_dataset_has_no_train_tensors(synth_dir):
-    st = StreamingDataset(load_dataset(synth_dir / "spec.yaml").spec, batch_size=64)
-    assert st.train is None and st.report["streaming"] is True
+def test_open_dataset_follows_the_config(synth_dir):
+    config = TrainConfig(data=str(synth_dir / "spec.yaml"), batch_size=64, streaming=True)
+    st = open_dataset(config)
+    assert st.train is None and st.report["streaming"] is True and st.num_train_rows == 9600
     assert np.all(st.val.categorical.numpy() >= 0)
+    mem = open_dataset(config.replace(streaming=False))
+    assert mem.train is not None and mem.num_train_rows == 9600
+    # With a run's encoders (evaluate) the data is encoded in memory with them.
+    assert open_dataset(config, encoders=st.encoders).train is not None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from msmtrec.data import InMemoryDataset
 from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
@@ -275,7 +276,7 @@ def test_two_stage_schedule_through_the_trainer():
     search.on_epoch_start, search.on_stage_end = search_epoch_start, search_end
     retrain.on_stage_start, retrain.on_epoch_end = retrain_start, retrain_epoch_end
     model.training_stages = lambda cfg: stages
-    Trainer(model, config, train, val, schema, progress=False).fit()
+    Trainer(model, config, InMemoryDataset(train, val, val, schema), progress=False).fit()
 
     # Temperature rises geometrically from 1 to final_temp over the search epochs.
     assert seen["tau"] == pytest.approx([1.0, 10.0, 100.0])
@@ -371,7 +372,7 @@ def _kept_per_flow(alpha: float, seed: int = 1) -> np.ndarray:
     model = build_model("autoifs", schema, {"mlp_dims": [64, 32, 16], "decomposition": "linear", "search_epochs": 3,
                                             "search_lr": 3e-3, "gate_lr_scale": 1.0, "gate_penalty": -0.05,
                                             "retrain_epochs": 1})
-    Trainer(model, TrainConfig(model="autoifs", batch_size=256, seed=seed), train, val, schema, progress=False).fit()
+    Trainer(model, TrainConfig(model="autoifs", batch_size=256, seed=seed), InMemoryDataset(train, val, val, schema), progress=False).fit()
     kept = model.flow_report(test)["kept_fraction"]
     return np.array([[list(f.values()) for f in by_task.values()] for by_task in kept.values()]).mean(axis=(0, 1))
 

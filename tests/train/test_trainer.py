@@ -8,6 +8,7 @@ import torch
 
 import msmtrec.train.api as api
 import msmtrec.train.trainer as trainer_mod
+from msmtrec.data import InMemoryDataset
 from msmtrec.config import TrainConfig
 from msmtrec.errors import CheckpointError, ConfigError
 from msmtrec.models import build_model
@@ -38,7 +39,7 @@ def test_best_weights_restored_also_at_max_epochs(monkeypatch, patience):
     stage = Stage(max_epochs=4, on_epoch_end=lambda tr, m, e, val: snapshots.append(tr.snapshot()))
     monkeypatch.setattr(model, "training_stages", lambda cfg: [stage])
     config = TrainConfig(batch_size=32, patience=patience)
-    result = Trainer(model, config, data, data, schema).fit()
+    result = Trainer(model, config, InMemoryDataset(data, data, data, schema)).fit()
     assert result.best["epoch"] == 2
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, snapshots[1][k])
@@ -51,7 +52,7 @@ def test_early_stopping_stops_after_patience(monkeypatch):
     model = build_model("shared_bottom", schema, SMALL)
     data = make_batch(schema, 100)
     _fake_scores(monkeypatch, [0.7, 0.6, 0.6, 0.6, 0.9])
-    result = Trainer(model, TrainConfig(batch_size=32, patience=3, max_epochs=5), data, data, schema).fit()
+    result = Trainer(model, TrainConfig(batch_size=32, patience=3, max_epochs=5), InMemoryDataset(data, data, data, schema)).fit()
     assert len(result.history) == 4 and result.best["epoch"] == 1
 
 
@@ -74,7 +75,7 @@ def test_multi_stage_hooks_param_groups_and_selection(monkeypatch):
     ]
     monkeypatch.setattr(model, "training_stages", lambda cfg: stages)
     _fake_scores(monkeypatch, [0.9, 0.95, 0.6, 0.7])
-    result = Trainer(model, TrainConfig(batch_size=32), data, data, schema).fit()
+    result = Trainer(model, TrainConfig(batch_size=32), InMemoryDataset(data, data, data, schema)).fit()
     assert calls == ["start-search", "search-0", "search-1", "end-retrain-lr0.1"]
     # the search stage scored higher but does not compete for selection
     assert result.best == {"stage": "retrain", "epoch": 2, "val_mean_auc": 0.7, "val_score": 0.7}
@@ -87,13 +88,13 @@ def test_task_weights_scale_losses():
     schema = make_schema(tasks=2)
     model = build_model("shared_bottom", schema, SMALL)
     data = make_batch(schema, 64)
-    tr = Trainer(model, TrainConfig(task_weights={"t0": 2.0, "t1": 0.0}), data, data, schema)
+    tr = Trainer(model, TrainConfig(task_weights={"t0": 2.0, "t1": 0.0}), InMemoryDataset(data, data, data, schema))
     losses = model.task_losses(model(data), data)
     torch.testing.assert_close(tr.weighting.combine(losses), 2.0 * losses[0])
     with pytest.raises(ConfigError, match="unknown loss name.*nope"):
-        Trainer(model, TrainConfig(task_weights={"nope": 1.0}), data, data, schema)
+        Trainer(model, TrainConfig(task_weights={"nope": 1.0}), InMemoryDataset(data, data, data, schema))
     with pytest.raises(ConfigError, match="unknown weighting 'magic'"):
-        Trainer(model, TrainConfig(weighting="magic"), data, data, schema)
+        Trainer(model, TrainConfig(weighting="magic"), InMemoryDataset(data, data, data, schema))
 
 
 def test_train_is_deterministic_and_evaluates_test_once(tmp_path, monkeypatch):

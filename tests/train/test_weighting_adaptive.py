@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from msmtrec.data import InMemoryDataset
 from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
@@ -181,7 +182,7 @@ def test_trainer_uses_aem2tl_default_gradnorm_logs_weights_and_notes():
         b.labels[:, 1] *= b.labels[:, 0]
     lines = []
     config = TrainConfig(model="aem2tl", batch_size=64, max_epochs=2, patience=5, weighting_params={"lr": 0.05})
-    trainer = Trainer(model, config, train, val, schema, echo=lines.append, progress=False)
+    trainer = Trainer(model, config, InMemoryDataset(train, val, val, schema), echo=lines.append, progress=False)
     assert isinstance(trainer.weighting, GradNormWeighting)
     result = trainer.fit()
     assert any("ESMM form" in line for line in lines)
@@ -189,5 +190,5 @@ def test_trainer_uses_aem2tl_default_gradnorm_logs_weights_and_notes():
         w = record["task_weights"]
         assert set(w) == {"ctr", "ctcvr"} and sum(w.values()) == pytest.approx(2.0, abs=1e-4)
     assert result.history[-1]["task_weights"] != {"ctr": 1.0, "ctcvr": 1.0}
-    fixed = Trainer(model, config.replace(weighting="fixed", weighting_params={}), train, val, schema)
+    fixed = Trainer(model, config.replace(weighting="fixed", weighting_params={}), InMemoryDataset(train, val, val, schema))
     assert type(fixed.weighting).__name__ == "FixedWeighting"

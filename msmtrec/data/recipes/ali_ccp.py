@@ -28,8 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.recipes.base import (Recipe, SplitWriter, count_without_click, csv_batches, find_file, hash_split,
-                                      require_binary, require_files)
+from msmtrec.data.io import DataFile, hash_split
+from msmtrec.data.recipes.base import (Recipe, SplitWriter, count_without_click, find_file, require_binary,
+                                      require_files)
 from msmtrec.errors import DataError
 
 SPARSE = ["101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216", "508",
@@ -58,9 +59,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     without_click = [0]
 
     def convert(path: Path, split: str | None) -> None:
-        first = 0
-        for batch in csv_batches(path, column_types=types, include=columns):
-            table = pa.Table.from_batches([batch])
+        for first, table in DataFile(path, column_types=types).batches(columns):
             require_binary(table, LABELS, f"ali-ccp: {path.name}")
             without_click[0] += count_without_click(table, "click", "purchase")
             for label in LABELS:
@@ -70,7 +69,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
             else:  # carve validation rows out of train
                 part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], int(options["seed"]))
                 writer.write_assigned(table, np.where(part == 1, 1, 0).astype(np.int8))
-            first += table.num_rows
 
     convert(files["train"], "train" if val is not None else None)
     if val is not None:

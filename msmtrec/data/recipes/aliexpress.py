@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.recipes.base import (Recipe, SplitWriter, count_without_click, csv_batches, find_file, hash_split,
-                                      require_binary)
+from msmtrec.data.io import DataFile, hash_split
+from msmtrec.data.recipes.base import Recipe, SplitWriter, count_without_click, find_file, require_binary
 from msmtrec.errors import ConfigError, DataError
 
 CATEGORICAL = [f"categorical_{i}" for i in range(1, 17)]
@@ -89,9 +89,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     for country, (train, test) in countries.items():
         for path, is_train in ((train, True), (test, False)):
             inputs.append(path)
-            first = 0
-            for batch in csv_batches(path, column_types=types, include=columns):
-                table = pa.Table.from_batches([batch])
+            for first, table in DataFile(path, column_types=types).batches(columns):
                 require_binary(table, LABELS, f"aliexpress: {path.parent.name}/{path.name}")
                 without_click += count_without_click(table, "click", "conversion")
                 for label in LABELS:
@@ -104,7 +102,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
                     writer.write_assigned(table, part.astype(np.int8))  # 0 train, 1 val
                 else:
                     writer.write("test", table)
-                first += table.num_rows
     writer.notes["conversion_without_click_rows"] = without_click
     spec = {
         "name": "aliexpress" if single else "aliexpress-" + "-".join(c.lower() for c in countries),

@@ -20,18 +20,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
+from msmtrec.data.io import SPLITS
 from msmtrec.errors import ConfigError, DataError
 
-SPLITS = ("train", "val", "test")
 OUTPUT_FILES = tuple(f"{s}.parquet" for s in SPLITS) + ("spec.yaml", "manifest.json")
 ROW_GROUP_ROWS = 262_144
 
@@ -115,40 +114,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def csv_batches(path: Path, *, column_types: dict[str, pa.DataType] | None = None,
-                include: Sequence[str] | None = None, delimiter: str = ",",
-                block_size: int = 1 << 26) -> Iterator[pa.RecordBatch]:
-    """Stream a CSV in record batches (memory bounded by ``block_size``), with fixed column types.
-
-    Raises:
-        DataError: the file lacks a requested column or a value does not parse as its type.
-    """
-    header = csv_header(path, delimiter)
-    wanted = list(include) if include is not None else header
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataError(f"{path.name} has no column(s) {', '.join(missing)}; its columns are: "
-                        f"{', '.join(header[:20])}{' ...' if len(header) > 20 else ''}")
-    types = {c: t for c, t in (column_types or {}).items() if c in wanted}
-    try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block_size),
-                                parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                                convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types,
-                                                                     strings_can_be_null=True))
-        for batch in reader:
-            yield batch
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise DataError(f"cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
-
-
-def csv_header(path: Path, delimiter: str) -> list[str]:
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
-        first = f.readline().rstrip("\r\n")
-    if not first:
-        raise DataError(f"{path.name} is empty")
-    return [c.strip().strip('"') for c in first.split(delimiter)]
-
-
 class Lookup:
     """A left join that keeps the order of the left rows: built once on a side table with a unique
     integer key, then :meth:`take` fetches the side columns for any batch of keys (null when a key
@@ -173,25 +138,8 @@ class Lookup:
 
 
 # --------------------------------------------------------------------------------------------
-# Splitting
+# Labels and options
 # --------------------------------------------------------------------------------------------
-
-
-def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) of rows ``first_row .. first_row+n-1``.
-
-    A seeded hash of the row number (splitmix64), so a file of any size is split in one streaming
-    pass, independently of how it is chunked; the parts have the given fractions in expectation.
-    """
-    x = np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    u = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
-    cuts = np.cumsum(fractions)[:-1]
-    return np.searchsorted(cuts, u, side="right").astype(np.int8)
 
 
 def count_without_click(table: pa.Table, click: str, conversion: str) -> int:

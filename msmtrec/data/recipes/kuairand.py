@@ -38,10 +38,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from msmtrec.data.recipes.base import (Lookup, Recipe, SplitWriter, csv_header, check_fractions, csv_batches,
-                                      find_file, hash_split, require_files)
+from msmtrec.data.io import DataFile, hash_split
+from msmtrec.data.recipes.base import Lookup, Recipe, SplitWriter, check_fractions, find_file, require_files
 from msmtrec.errors import ConfigError, DataError
 
 LOGS = {
@@ -73,7 +72,7 @@ def _variant(raw: Path, wanted: str) -> str:
 
 def _read_side(path: Path, columns: list[str], key: str, numeric: list[str]) -> tuple[pa.Table, list[str]]:
     """A feature file, keeping the wanted columns it has; ids as int64, categories as text."""
-    header = csv_header(path, ",")
+    header = DataFile(path).columns
     if key not in header:
         raise DataError(f"kuairand: {path.name} has no column '{key}'")
     present = [c for c in columns if c in header]
@@ -82,11 +81,9 @@ def _read_side(path: Path, columns: list[str], key: str, numeric: list[str]) -> 
     if "author_id" in present:
         types["author_id"] = pa.int64()
     try:
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=[key] + present,
-                                                                          column_types=types,
-                                                                          strings_can_be_null=True))
-    except pa.ArrowInvalid as exc:
-        raise DataError(f"kuairand: cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
+        table = DataFile(path, column_types=types).read([key] + present)
+    except DataError as exc:
+        raise DataError(f"kuairand: {exc}") from None
     return table, present
 
 
@@ -126,7 +123,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     row = 0
     seed = int(options["seed"])
     for log in logs:
-        header = csv_header(log, ",")
+        header = DataFile(log).columns
         missing = [c for c in base_cols + ["is_click"] + extra if c not in header]
         if missing:
             raise DataError(f"kuairand: {log.name} has no column(s) {', '.join(missing)}")
@@ -135,8 +132,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
         types = {c: pa.int64() for c in ["user_id", "video_id", "date", "tab"]}
         types.update({c: pa.float64() for c in ["duration_ms", "play_time_ms"]})
         types.update({c: pa.int8() for c in labels})
-        for batch in csv_batches(log, column_types=types, include=cols):
-            t = pa.Table.from_batches([batch])
+        for _, t in DataFile(log, column_types=types).batches(cols):
             n_in = t.num_rows
             keep = pc.is_in(t.column("tab"), pa.array(tabs, pa.int64()))
             t = t.filter(keep)

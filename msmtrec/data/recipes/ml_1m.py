@@ -21,12 +21,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from msmtrec.data.io import split_indices
+from msmtrec.data.io import RandomSplit
 from msmtrec.data.recipes.base import Lookup, Recipe, SplitWriter, check_fractions, require_files
 from msmtrec.errors import DataError
 
@@ -77,11 +76,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
         "click": pc.cast(pc.greater(rating, 3), pa.int8()), "like": pc.cast(pc.greater(rating, 4), pa.int8()),
     })
     writer.track(labels=["click", "like"], scenario="age")
-    parts = split_indices(table.num_rows, fractions, seed=int(options["seed"]))
-    assignment = np.empty(table.num_rows, dtype=np.int8)
-    for i, rows in enumerate(parts):
-        assignment[rows] = i
-    writer.write_assigned(table, assignment)
+    writer.write_assigned(table, RandomSplit(table.num_rows, fractions, int(options["seed"])).parts(0, table.num_rows))
     spec = {
         "name": "ml-1m",
         "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},

@@ -1,0 +1,95 @@
+"""Raw column normalisation shared by fitting and encoding: one rule per kind of value, so that a
+column read from CSV in one file and from Parquet in another compares equal value by value."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from msmtrec.errors import DataError
+
+Column = pa.ChunkedArray | pa.Array
+
+
+def plain(col: Column) -> Column:
+    """Dictionary-encoded columns (Parquet written from pandas ``category``) as their values."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def nan_to_null(col: Column) -> Column:
+    if pa.types.is_floating(col.type):
+        return pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    return col
+
+
+def as_ids(col: Column) -> Column:
+    """A categorical column as ``int64`` (integers, booleans, integral floats) or text (the rest).
+
+    Two types only, so that columns read from different files (CSV vs Parquet, int32 vs int64)
+    compare equal value by value. Null-typed (all-missing) columns are returned as they are.
+    """
+    col = nan_to_null(plain(col))
+    t = col.type
+    if pa.types.is_null(t) or t == pa.int64() or t == pa.string():
+        return col
+    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t):
+        try:
+            # Safe cast: fails (rather than rounds) on fractions and on uint64 above 2**63.
+            return pc.cast(col, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    try:
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(f"column of type {t} cannot be used as categories: {exc}") from None
+
+
+def as_float(col: Column, what: str) -> np.ndarray:
+    """A numeric column as float64 with NaN for missing values."""
+    col = plain(col)
+    t = col.type
+    if pa.types.is_null(t):
+        return np.full(len(col), np.nan)
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_decimal(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise DataError(f"{what} has type {t}; expected numbers")
+    try:
+        col = pc.cast(col, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{what} must hold numbers, found values {unparsable(col)}") from None
+    return np.asarray(col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy(),
+                      dtype=np.float64)
+
+
+def unparsable(col: Column, limit: int = 5) -> list[str]:
+    """A few text values that do not parse as numbers, for an error message."""
+    out = []  # error path only: a loop over distinct values is fine here
+    for value in pc.unique(col.drop_null()).to_pylist():
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            out.append(value)
+            if len(out) == limit:
+                break
+    return out
+
+
+def blank(text: Column) -> np.ndarray:
+    """Bool mask of empty or whitespace-only strings (nulls are not blank)."""
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), False).to_numpy(zero_copy_only=False)
+
+
+def present(col: Column) -> Column:
+    """Bool per row: the value is neither missing nor blank text (what "has a scenario" means)."""
+    text = pc.cast(as_ids(col), pa.string())
+    return pc.and_(pc.is_valid(text), pc.invert(pc.equal(pc.utf8_trim_whitespace(text.fill_null("")), "")))
+
+
+def shown(values: Sequence[Any], limit: int = 8) -> str:
+    """``values`` for a message: the first ``limit`` and how many more."""
+    head = list(values[:limit])
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return f"{head}{more}"

@@ -1,0 +1,448 @@
+"""Datasets: a spec's files read, split, fitted on train and encoded — held in memory or streamed,
+behind one interface (:class:`Dataset`): ``schema``, ``encoders``, ``val``, ``test`` and
+``train_batches(epoch, rank=, world_size=)``.
+
+One pipeline serves both (DESIGN.md, "How data flows"):
+
+1. **Plan** — each split's rows come from a file, either whole or one part of a row split of it
+   (:class:`~msmtrec.data.io.RandomSplit` or a time split), so both kinds of dataset hold
+   exactly the same rows in each split.
+2. **Fit** — one pass over the train rows, chunk by chunk, through
+   :class:`~msmtrec.data.encode.EncodersFitter` (skipped when encoders are given).
+3. **Encode** — :func:`load_dataset` encodes every split chunk by chunk into preallocated tensors
+   (one more pass; a file holding several splits is read once). :func:`open_streaming` encodes
+   val and test that way and reads the train split again every epoch, in a seeded order of its
+   row groups, through a shuffle buffer (:mod:`msmtrec.data.stream`).
+
+In memory is the fastest path, with an exact shuffle; it holds about ``8·F + 4·D + 8 + 5·T``
+bytes per row (F categorical fields, D numerics, T tasks). Streaming holds val, test and the
+shuffle buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from msmtrec.data.catalog import resolve_spec
+from msmtrec.data.encode import Encoders, EncodersFitter, SplitEncoder
+from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
+from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
+                             DataFile, RandomSplit, time_parts)
+from msmtrec.data.spec import DatasetSpec
+from msmtrec.data.stream import prefetched, shuffled_batches
+from msmtrec.errors import ConfigError, DataError
+
+__all__ = ["Dataset", "InMemoryDataset", "StreamedDataset", "load_dataset", "open_dataset", "open_streaming"]
+
+SpecLike = str | Path | DatasetSpec | Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Where each split's rows come from
+# --------------------------------------------------------------------------------------------
+
+
+class _Assigned:
+    """A row split given as the part index of every row (time splits)."""
+
+    def __init__(self, parts: np.ndarray) -> None:
+        self._parts = parts
+        self.sizes = np.bincount(parts, minlength=3).tolist()
+
+    def parts(self, first: int, count: int) -> np.ndarray:
+        return self._parts[first:first + count]
+
+
+@dataclass
+class SplitSource:
+    """The rows of one split: a file, whole or the ``part``-th part of its row split.
+
+    Attributes:
+        split: ``train``, ``val`` or ``test``.
+        file: the file.
+        label: how to call these rows in messages (``"train split of d.csv"``).
+        row_split: the file's :class:`RandomSplit` (or time split); None: every row.
+        part: which part of ``row_split``.
+        row_limit: read at most this many rows of the file.
+    """
+
+    split: str
+    file: DataFile
+    label: str
+    row_split: Any = None
+    part: int = 0
+    row_limit: int | None = None
+
+    @property
+    def rows(self) -> int | None:
+        """Rows of this split when known without reading (a row split, or Parquet metadata)."""
+        if self.row_split is not None:
+            return int(self.row_split.sizes[self.part])
+        if self.file.kind == "parquet":
+            n = self.file.num_rows
+            return n if self.row_limit is None else min(n, self.row_limit)
+        return None
+
+    def select(self, first: int, table: pa.Table) -> pa.Table:
+        if self.row_split is None:
+            return table
+        return table.filter(pa.array(self.row_split.parts(first, table.num_rows) == self.part))
+
+    def chunks(self, columns: list[str], pieces: Iterable[int] | None = None) -> Iterator[pa.Table]:
+        for first, table in self.file.batches(columns, pieces=pieces, row_limit=self.row_limit):
+            rows = self.select(first, table)
+            if rows.num_rows:
+                yield rows
+
+
+def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: int = READ_ROWS
+                ) -> dict[str, SplitSource]:
+    """The :class:`SplitSource` of each split.
+
+    Raises:
+        DataError: a file is missing or empty, or the split fractions leave a split no rows.
+    """
+    f = spec.files
+
+    def open_file(path: Path) -> DataFile:
+        return DataFile(path, f.format, id_columns=spec.id_columns, read_rows=read_rows)
+
+    def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
+        n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
+        if n == 0:
+            raise DataError(f"{spec.where}: {what} has no rows")
+        split = f.split
+        fractions = split.fractions if split is not None else (DEFAULT_FRACTIONS if len(names) == 3
+                                                               else DEFAULT_VAL_FRACTIONS)
+        if split is not None and split.method == "time":
+            times = file.read([split.column], row_limit=row_limit).column(split.column)
+            row_split: Any = _Assigned(time_parts(times, fractions, file.name, split.column))
+        else:
+            seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
+            row_split = RandomSplit(n, fractions, seed)
+        out = {}
+        for k, name in enumerate(names):
+            source = SplitSource(name, file, f"{name} split of {file.name}", row_split, k, row_limit)
+            if source.rows == 0:
+                raise DataError(f"{spec.where}: split '{name}' is empty: {source.label} has no rows (the split "
+                                f"fractions leave it no rows; use more rows)")
+            out[name] = source
+        return out
+
+    if f.path is not None:
+        return divided(open_file(f.path), SPLITS, f.path.name)
+    assert f.train is not None and f.test is not None
+    test = open_file(f.test)
+    sources = {"test": SplitSource("test", test, f"test ({test.name})", row_limit=row_limit)}
+    train = open_file(f.train)
+    if f.val is not None:
+        val = open_file(f.val)
+        sources["train"] = SplitSource("train", train, f"train ({train.name})", row_limit=row_limit)
+        sources["val"] = SplitSource("val", val, f"val ({val.name})", row_limit=row_limit)
+    else:
+        sources.update(divided(train, ("train", "val"), f"train ({train.name})"))
+    return {s: sources[s] for s in SPLITS}
+
+
+def _columns(spec: DatasetSpec, encoders: Encoders | None) -> list[str]:
+    """Columns to read: the spec's (or, with given encoders, the encoders' spec's)."""
+    if encoders is None:
+        return spec.required_columns(labels=True)
+    return encoders.spec.required_columns(labels=True)
+
+
+def _fit(spec: DatasetSpec, train: SplitSource, columns: list[str], **options: Any) -> tuple[Encoders, dict]:
+    fitter = EncodersFitter(spec, **options)
+    for table in train.chunks(columns):
+        fitter.update(table, train.label)
+    if fitter.scenario.rows == 0:
+        raise DataError(f"{spec.where}: split 'train' is empty: {train.label} has no rows")
+    return fitter.finish(train.label), fitter.report
+
+
+def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) -> dict[str, SplitEncoder]:
+    """Encode the given splits in memory; the splits of one file are encoded in one pass over it."""
+    by_file: dict[int, list[SplitSource]] = {}
+    for s in sources:
+        by_file.setdefault(id(s.file), []).append(s)
+    out = {s.split: SplitEncoder(encoders, s.label, s.rows or 0) for s in sources}
+    for group in by_file.values():
+        for first, table in group[0].file.batches(columns, row_limit=group[0].row_limit):
+            for s in group:
+                rows = s.select(first, table)
+                if rows.num_rows:
+                    out[s.split].add(rows)
+    for s in sources:
+        if out[s.split].rows == 0:
+            raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: {s.label} has no rows")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The datasets
+# --------------------------------------------------------------------------------------------
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's shuffle: a function of ``(seed, epoch)`` alone, so an epoch
+    can be replayed (or resumed) without replaying the ones before it."""
+    state = np.random.SeedSequence([int(seed) % 2**63, int(epoch)]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state % 2**63))
+
+
+class Dataset:
+    """What training, evaluation and ``bench`` use of a dataset, in memory or streamed.
+
+    Attributes:
+        schema: what a model needs to size itself.
+        encoders: fitted on train; saved with a run to encode new data the same way.
+        spec: the resolved spec (None for tensors built in code).
+        val, test: the encoded validation and test splits (always in memory).
+        report: plain-data summary (JSON-serialisable): ``rows`` per split, ``rows_read`` before
+            dropping, ``dropped`` per split and reason, ``scenario_rows``, ``label_positive_rate``
+            and ``label_observed`` per split and task, ``files``, ``row_limit``; :meth:`summary`
+            renders it.
+        batch_size, seed: defaults of :meth:`train_batches`.
+    """
+
+    train: EncodedData | None = None
+
+    def __init__(self, schema: DataSchema, val: EncodedData, test: EncodedData, *, encoders: Encoders | None = None,
+                 spec: DatasetSpec | None = None, report: dict[str, Any] | None = None, batch_size: int = 2048,
+                 seed: int = 0) -> None:
+        self.schema, self.val, self.test, self.encoders, self.spec = schema, val, test, encoders, spec
+        self.report = report or {}
+        self.batch_size, self.seed = batch_size, seed
+
+    @property
+    def num_train_rows(self) -> int:
+        raise NotImplementedError
+
+    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
+                      seed: int | None = None) -> Iterator[EncodedData]:
+        """Shuffled training batches of one epoch: deterministic given ``(seed, epoch)`` and
+        different across epochs; with ``world_size > 1`` each rank gets a disjoint share."""
+        raise NotImplementedError
+
+    def split(self, name: str) -> EncodedData:
+        """The split called ``name`` (``train``, ``val`` or ``test``)."""
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        data = getattr(self, name)
+        if data is None:
+            raise DataError(f"the {name} split of {self.report.get('dataset', 'this dataset')} is streamed, "
+                            f"not held in memory")
+        return data
+
+    def summary(self) -> str:
+        """A few human-readable lines: rows per split, what was dropped, label rates."""
+        r = self.report
+        lines = [f"dataset {r.get('dataset')}: " + ", ".join(f"{s} {r['rows'][s]:,}" for s in SPLITS) + " rows; "
+                 f"{len(self.schema.scenarios)} scenarios ({', '.join(self.schema.scenarios)}); "
+                 f"{self.schema.num_fields} categorical fields, {len(self.schema.numeric)} numeric"]
+        if r.get("dropped_total"):
+            parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS
+                     for why, n in r["dropped"].get(s, {}).items()]
+            lines.append(f"dropped {r['dropped_total']:,} rows: " + "; ".join(parts))
+        for task in self.schema.tasks:
+            rates = [f"{s} {'n/a' if (v := r['label_positive_rate'][s][task]) is None else f'{v:.3f}'}" for s in SPLITS]
+            lines.append(f"task {task}: positive rate " + ", ".join(rates))
+        return "\n".join(lines)
+
+
+class InMemoryDataset(Dataset):
+    """Every split as tensors; an epoch's batches are slices of a seeded permutation of train
+    (each rank a disjoint, equal share of it)."""
+
+    def __init__(self, train: EncodedData, val: EncodedData, test: EncodedData, schema: DataSchema,
+                 **kwargs: Any) -> None:
+        super().__init__(schema, val, test, **kwargs)
+        self.train = train
+
+    @property
+    def num_train_rows(self) -> int:
+        return len(self.train)
+
+    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
+                      seed: int | None = None) -> Iterator[EncodedData]:
+        gen = epoch_generator(self.seed if seed is None else seed, epoch)
+        return iterate_batches(self.train, batch_size or self.batch_size, shuffle=True, generator=gen, rank=rank,
+                               world_size=world_size)
+
+
+class StreamedDataset(Dataset):
+    """Val and test in memory; the train split read from disk again every epoch: row groups in a
+    seeded order, chunks encoded as they are read, batches drawn through a shuffle buffer.
+
+    With ``world_size > 1`` every rank reads the same order and keeps every ``world_size``-th
+    train row of it (disjoint shares of equal size; the remainder is dropped)."""
+
+    def __init__(self, source: SplitSource, columns: list[str], schema: DataSchema, val: EncodedData,
+                 test: EncodedData, *, train_rows: int, shuffle_buffer: int, prefetch: int, **kwargs: Any) -> None:
+        super().__init__(schema, val, test, **kwargs)
+        self._source, self._columns, self._train_rows = source, columns, train_rows
+        self.shuffle_buffer, self.prefetch = shuffle_buffer, prefetch
+
+    @property
+    def num_train_rows(self) -> int:
+        return self._train_rows
+
+    def __len__(self) -> int:
+        return self._train_rows
+
+    def _chunks(self, epoch: int, seed: int, rank: int, world_size: int) -> Iterator[EncodedData]:
+        src, encoders = self._source, self.encoders
+        assert encoders is not None
+        pieces = None
+        if len(src.file.pieces) > 1:
+            pieces = np.random.default_rng([seed, epoch, 1]).permutation(len(src.file.pieces)).tolist()
+        share, seen, kept = self._train_rows // world_size, 0, 0
+        for table in src.chunks(self._columns, pieces):
+            data = encoders.encode(table, source=src.label, allow_empty=True).data
+            if world_size > 1:
+                index = torch.arange((rank - seen) % world_size, len(data), world_size)[:share - kept]
+                seen, kept = seen + len(data), kept + len(index)
+                data = data.take(index)
+            yield data
+
+    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
+                      seed: int | None = None) -> Iterator[EncodedData]:
+        seed = self.seed if seed is None else int(seed)
+        batch_size = batch_size or self.batch_size
+        batches = shuffled_batches(self._chunks(epoch, seed, rank, world_size), batch_size, self.shuffle_buffer,
+                                   epoch_generator(seed, epoch))
+        if self.prefetch == 0:
+            return batches
+        return prefetched(batches, self.prefetch * max(1, self.shuffle_buffer // batch_size))
+
+
+def _split_report(data: EncodedData, schema: DataSchema) -> dict[str, Any]:
+    counts = np.bincount(data.scenario.numpy(), minlength=schema.num_scenarios)
+    mask, labels = data.label_mask.numpy(), data.labels.numpy()
+    n_obs, pos = mask.sum(axis=0), (labels * mask).sum(axis=0)
+    return {"scenario_rows": {name: int(c) for name, c in zip(schema.scenarios, counts)},
+            "label_observed": {t: int(n_obs[j]) for j, t in enumerate(schema.tasks)},
+            "label_positive_rate": {t: (float(pos[j] / n_obs[j]) if n_obs[j] else None)
+                                    for j, t in enumerate(schema.tasks)}}
+
+
+def _report(spec: DatasetSpec, sources: dict[str, SplitSource], rows: dict[str, int], rows_read: dict[str, int],
+            dropped: dict[str, dict[str, int]], per_split: dict[str, dict[str, Any]],
+            row_limit: int | None, **extra: Any) -> dict[str, Any]:
+    f = spec.files
+    files: dict[str, Any] = {k: str(getattr(f, k)) for k in ("path", *SPLITS) if getattr(f, k) is not None}
+    if f.split is not None:
+        split = {"method": f.split.method, "fractions": list(f.split.fractions)}
+        split.update({"seed": f.split.seed} if f.split.method == "random" else {"column": f.split.column})
+        files["split" if f.path is not None else "val_from_train"] = split
+    return {
+        "dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit,
+        "rows": rows, "rows_read": rows_read, "dropped": dropped,
+        "dropped_total": int(sum(sum(d.values()) for d in dropped.values())),
+        **{key: {s: per_split[s][key] for s in SPLITS} for key in ("scenario_rows", "label_positive_rate",
+                                                                     "label_observed")},
+        **extra,
+    }
+
+
+def _check_row_limit(row_limit: int | None) -> None:
+    if row_limit is not None and (not isinstance(row_limit, int) or isinstance(row_limit, bool) or row_limit < 1):
+        raise DataError(f"row_limit must be a positive integer, got {row_limit!r}")
+
+
+def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Encoders | None = None,
+                 batch_size: int = 2048, seed: int = 0) -> InMemoryDataset:
+    """Read, split and encode a dataset into memory; the encoders are fitted on train only.
+
+    Args:
+        spec: a built-in dataset name, a YAML spec path, a parsed mapping or a :class:`DatasetSpec`.
+        row_limit: read at most this many rows of each file (with a single file, before splitting).
+        encoders: already fitted encoders (e.g. a trained run's) to encode with, so the ids match
+            the model's embeddings; the spec still says which files to read and how to split them.
+        batch_size, seed: defaults of :meth:`Dataset.train_batches`.
+
+    Raises:
+        SpecError: the spec is invalid or cannot be found.
+        DataError: a file or column is missing, a label is not 0/1, a split is empty, a scenario
+            of val/test is absent from train, ...: the message names the file, column and split.
+    """
+    spec = resolve_spec(spec)
+    _check_row_limit(row_limit)
+    if encoders is None:
+        EncodersFitter(spec)  # refuses a label used as a feature before anything is read
+    sources = plan_splits(spec, row_limit=row_limit)
+    columns = _columns(spec, encoders)
+    if encoders is None:
+        encoders, _ = _fit(spec, sources["train"], columns)
+    split_encoders = _encode(encoders, list(sources.values()), columns)
+    data = {s: e.finish() for s, e in split_encoders.items()}
+    schema = encoders.schema
+    report = _report(spec, sources, {s: len(d) for s, d in data.items()},
+                     {s: e.rows for s, e in split_encoders.items()}, {s: e.dropped for s, e in split_encoders.items()},
+                     {s: _split_report(d, schema) for s, d in data.items()}, row_limit)
+    return InMemoryDataset(data["train"], data["val"], data["test"], schema, encoders=encoders, spec=spec,
+                           report=report, batch_size=batch_size, seed=seed)
+
+
+def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: int = 262_144,
+                   read_rows: int = READ_ROWS, seed: int = 2024, row_limit: int | None = None, prefetch: int = 2,
+                   quantile_sample: int = QUANTILE_SAMPLE) -> StreamedDataset:
+    """A dataset whose train split streams from disk (val and test are encoded into memory).
+
+    Args:
+        spec: as for :func:`load_dataset`.
+        batch_size, seed: defaults of :meth:`Dataset.train_batches` (the seed orders row groups and
+            the shuffle buffer; the row split is the spec's).
+        shuffle_buffer: rows held in the shuffle buffer (memory ≈ rows × bytes per encoded row).
+        read_rows: rows per chunk read from disk.
+        row_limit: read at most this many rows of each file.
+        prefetch: chunks read and encoded ahead by a background thread (0: no thread).
+        quantile_sample: values of a ``bucketize`` column kept exactly for its quantiles.
+    """
+    for name, value, low in (("batch_size", batch_size, 1), ("shuffle_buffer", shuffle_buffer, 1),
+                             ("read_rows", read_rows, 1), ("prefetch", prefetch, 0),
+                             ("quantile_sample", quantile_sample, 100)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"streaming: {name} must be an integer >= {low}, got {value!r}")
+    spec = resolve_spec(spec)
+    _check_row_limit(row_limit)
+    EncodersFitter(spec)
+    sources = plan_splits(spec, row_limit=row_limit, read_rows=read_rows)
+    columns = _columns(spec, None)
+    encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample, seed=seed)
+    held = _encode(encoders, [sources["val"], sources["test"]], columns)
+    data = {s: e.finish() for s, e in held.items()}
+    schema = encoders.schema
+    train_rows = fitted["rows_read"] - fitted["missing_scenario"]
+    labels = fitted["labels"]
+    per_split = {s: _split_report(d, schema) for s, d in data.items()}
+    per_split["train"] = {"scenario_rows": fitted["scenario_rows"],
+                          "label_observed": {t: v["observed"] for t, v in labels.items()},
+                          "label_positive_rate": {t: (v["positive"] / v["observed"] if v["observed"] else None)
+                                                  for t, v in labels.items()}}
+    dropped = {"train": {"missing_scenario": fitted["missing_scenario"]} if fitted["missing_scenario"] else {},
+               **{s: e.dropped for s, e in held.items()}}
+    report = _report(spec, sources, {"train": train_rows, **{s: len(d) for s, d in data.items()}},
+                     {"train": fitted["rows_read"], **{s: e.rows for s, e in held.items()}}, dropped, per_split,
+                     row_limit, streaming=True, shuffle_buffer=shuffle_buffer, read_rows=read_rows)
+    return StreamedDataset(sources["train"], columns, schema, data["val"], data["test"], train_rows=train_rows,
+                           shuffle_buffer=shuffle_buffer, prefetch=prefetch, encoders=encoders, spec=spec,
+                           report=report, batch_size=batch_size, seed=seed)
+
+
+def open_dataset(config: Any, *, encoders: Encoders | None = None) -> Dataset:
+    """The dataset of a run configuration (:class:`~msmtrec.config.TrainConfig`): ``data``,
+    ``row_limit``, ``batch_size``, ``seed``, and ``streaming`` with ``shuffle_buffer``. With
+    ``encoders`` (evaluating a trained run) the data is encoded in memory with them."""
+    if config.streaming and encoders is None:
+        return open_streaming(config.data, batch_size=config.batch_size, shuffle_buffer=config.shuffle_buffer,
+                              seed=config.seed, row_limit=config.row_limit)
+    return load_dataset(config.data, row_limit=config.row_limit, encoders=encoders, batch_size=config.batch_size,
+                        seed=config.seed)

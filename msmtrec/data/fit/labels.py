@@ -1,0 +1,108 @@
+"""Task labels: a task's rule turns its raw column into 0/1 with a mask (a missing label is masked,
+never read as 0), and :class:`LabelFitter` records what train's labels look like."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from msmtrec.data.columns import nan_to_null, plain, shown
+from msmtrec.errors import DataError
+
+_RULE_HINT = "give the task a rule to binarise it, e.g. rule: {op: '>', value: 0}"
+_OPS = {"==": pc.equal, "!=": pc.not_equal, ">": pc.greater, ">=": pc.greater_equal, "<": pc.less,
+        "<=": pc.less_equal}
+
+
+def label_columns(task: Any) -> list[str]:
+    """The raw columns a task's label is computed from."""
+    return [task.column] + ([task.rule.column] if task.rule is not None and task.rule.column else [])
+
+
+def encode_label(where: str, task: Any, table: pa.Table, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels float32 [N], observed bool [N])`` of one task; null → not observed, never 0."""
+    col = nan_to_null(plain(table.column(task.column)))
+    rule = task.rule
+    if rule is None:
+        if pa.types.is_null(col.type):
+            return np.zeros(len(col), np.float32), np.zeros(len(col), bool)
+        x = _as_float_label(col)
+        if x is None:
+            bad = [v for v in pc.unique(col.drop_null()).to_pylist() if str(v) not in ("0", "1")]
+            raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
+                            f"found values {shown(sorted(bad, key=str))} in {source}; {_RULE_HINT}")
+        observed = ~np.isnan(x)
+        values = x[observed]
+        bad_mask = (values != 0) & (values != 1)
+        if bad_mask.any():
+            bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(values[bad_mask])]
+            raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
+                            f"found values {shown(bad)} in {source}; {_RULE_HINT}")
+        return np.where(observed, x, 0.0).astype(np.float32), observed
+    if rule.column is not None:
+        right: Any = nan_to_null(plain(table.column(rule.column)))
+        right_text = f"column '{rule.column}' ({right.type})"
+    else:
+        right = rule.value
+        right_text = f"{rule.value!r}"
+    try:
+        result = _OPS[rule.op](col, right)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        raise DataError(f"{where}: task '{task.name}' rule cannot compare column '{task.column}' ({col.type}) "
+                        f"with {right_text} in {source}; use a value of the column's type") from None
+    observed = pc.is_valid(result).to_numpy(zero_copy_only=False)
+    labels = result.fill_null(False).to_numpy(zero_copy_only=False).astype(np.float32)
+    return labels, observed
+
+
+def _as_float_label(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """A label column as float64 (NaN = missing), or None if it is not numeric/boolean."""
+    t = col.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:  # "0"/"1" stored as text is still 0/1; anything else is reported by the caller
+            return np.asarray(nan_to_null(pc.cast(col, pa.float64())).to_numpy(zero_copy_only=False),
+                              dtype=np.float64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return None
+
+
+class LabelFitter:
+    """Per task, over train chunks: labels observed, positives, and the raw column's most frequent
+    values as text (what a message needs to explain a rule that matches nothing; exact unless a
+    chunk has more than ``10 × top`` distinct values)."""
+
+    def __init__(self, spec: Any, top: int = 5) -> None:
+        self.spec, self.top = spec, top
+        self.observed = np.zeros(len(spec.tasks), dtype=np.int64)
+        self.positive = np.zeros(len(spec.tasks), dtype=np.int64)
+        self._values: list[list[pa.StructArray]] = [[] for _ in spec.tasks]
+
+    def update(self, table: pa.Table, source: str) -> None:
+        for j, task in enumerate(self.spec.tasks):
+            labels, observed = encode_label(self.spec.where, task, table, source)
+            self.observed[j] += int(observed.sum())
+            self.positive[j] += int(labels[observed].sum())
+            vc = pc.value_counts(plain(table.column(task.column)))
+            if len(vc) > 10 * self.top:  # a hint needs the head only (approximate for long tails)
+                vc = vc.take(pc.select_k_unstable(vc.field("counts"), k=10 * self.top, sort_keys=[("", "descending")]))
+            self._values[j].append(vc)
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """Task name → ``observed``, ``positive`` and ``top_values`` (``[value, count]`` pairs)."""
+        out = {}
+        for j, task in enumerate(self.spec.tasks):
+            counts = [pa.table({"v": pc.cast(vc.field("values"), pa.string()), "n": pc.cast(vc.field("counts"), pa.int64())})
+                      for vc in self._values[j]]
+            top: list[list[Any]] = []
+            if counts:
+                merged = pa.concat_tables(counts).group_by("v").aggregate([("n", "sum")])
+                merged = merged.sort_by([("n_sum", "descending"), ("v", "ascending")]).slice(0, self.top)
+                top = [[v, n] for v, n in zip(merged.column("v").to_pylist(), merged.column("n_sum").to_pylist())]
+            out[task.name] = {"observed": int(self.observed[j]), "positive": int(self.positive[j]), "top_values": top}
+        return out

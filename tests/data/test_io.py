@@ -146,3 +146,53 @@ def test_time_split_rejects_missing_times():
     t = pa.table({"ts": [1, None, 3]})
     with pytest.raises(DataError, match="time column 'ts' of data.csv has 1 missing value"):
         split_table(t, (0.5, 0.25, 0.25), method="time", column="ts", source="data.csv")
+
+
+def test_random_split_of_any_row_range_agrees_with_the_whole():
+    from msmtrec.data.io import RandomSplit
+
+    n = 3 * RandomSplit.BLOCK + 123
+    whole = RandomSplit(n, (0.7, 0.2, 0.1), seed=5).parts(0, n)
+    assert np.bincount(whole).tolist() == [round(0.7 * n), round(0.9 * n) - round(0.7 * n), n - round(0.9 * n)]
+    rng = np.random.default_rng(1)
+    cuts = np.sort(rng.choice(np.arange(1, n), 40, replace=False))
+    split = RandomSplit(n, (0.7, 0.2, 0.1), seed=5)
+    pieces = [split.parts(a, b - a) for a, b in zip([0, *cuts], [*cuts, n])]
+    assert np.array_equal(np.concatenate(pieces), whole)
+    # Every block holds its share (a uniform assignment, not blocks of one part).
+    per_block = [np.mean(whole[i:i + RandomSplit.BLOCK] == 0) for i in range(0, n - RandomSplit.BLOCK, RandomSplit.BLOCK)]
+    assert all(abs(p - 0.7) < 0.02 for p in per_block)
+
+
+def test_batches_carry_their_first_row_and_ids_stay_exact_per_batch(tmp_path):
+    from msmtrec.data.io import DataFile
+
+    t = pa.table({"id": pa.array([HUGE + i for i in range(10)], pa.int64()), "v": list(range(10))})
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=3)
+    f = DataFile(tmp_path / "t.parquet", read_rows=2)
+    got = list(f.batches(["v"], pieces=[2, 0]))
+    assert [(first, b.column("v").to_pylist()) for first, b in got] == [(6, [6, 7]), (8, [8]), (0, [0, 1]), (2, [2])]
+    assert f.num_rows == 10 and f.read(["id"], row_limit=4).column("id").to_pylist() == [HUGE + i for i in range(4)]
+    path = tmp_path / "ids.csv"
+    path.write_text("id\n" + "\n".join(str(HUGE + i) for i in range(5)) + "\n")
+    assert DataFile(path, id_columns=["id"]).read().column("id").to_pylist() == [HUGE + i for i in range(5)]
+
+
+def test_encoded_builder_grows_and_trims_in_place():
+    import torch
+
+    from msmtrec.data.encoded import EncodedBuilder, EncodedData
+
+    def part(n: int, start: int) -> EncodedData:
+        r = torch.arange(start, start + n)
+        return EncodedData(categorical=torch.stack([r, -r], 1), numeric=r[:, None].float(), scenario=r % 3,
+                           labels=(r[:, None] % 2).float(), label_mask=(r[:, None] % 5) > 0)
+
+    parts = [part(n, s) for n, s in ((5, 0), (7, 5), (1, 12))]
+    builder = EncodedBuilder(part(0, 0), capacity=4)
+    for p in parts:
+        builder.append(p)
+    out, expected = builder.finish(), EncodedData.concat(parts)
+    for name in ("categorical", "numeric", "scenario", "labels", "label_mask"):
+        assert torch.equal(getattr(out, name), getattr(expected, name)), name
+    assert out.user is None and out.categorical.is_contiguous()

@@ -356,11 +356,8 @@ class EncodersFitter:
         spec = self.spec
         require_columns(spec, table, spec.required_columns(labels=False), source)
         col = None if spec.scenario.constant is not None else table.column(spec.scenario.column)
-        self.scenario.update(col, table.num_rows)
-        if col is not None:
-            has = present(col)
-            if not pc.all(has).as_py():
-                table = table.filter(has)
+        if self.scenario.update(col, table.num_rows):
+            table = table.filter(present(col))
         for c, fitter in self.vocabularies.items():
             try:
                 fitter.update(table.column(c))

@@ -82,19 +82,22 @@ class ScenarioFitter:
         self.missing = 0
         self.coder: ScenarioCoder | None = None
 
-    def update(self, col: Column | None, rows: int) -> None:
-        """``col``: the scenario column of a train chunk of ``rows`` rows (None: constant scenario)."""
+    def update(self, col: Column | None, rows: int) -> int:
+        """Count the scenario column of a train chunk of ``rows`` rows (None: constant scenario);
+        returns how many of its rows have no scenario."""
         self.rows += rows
         if col is None or self.sc.constant is not None:
-            return
+            return 0
         raw = as_ids(col)
         if pa.types.is_null(raw.type):
             self.missing += rows
-            return
-        text = pc.cast(raw, pa.string())
-        self.missing += int(text.null_count + blank(text.drop_null()).sum())
-        vc = pc.value_counts(raw.drop_null())
-        self._counts.append(pa.table({"v": vc.field("values"), "n": pc.cast(vc.field("counts"), pa.int64())}))
+            return rows
+        vc = pc.value_counts(raw.drop_null())  # a few distinct values: checks run on them, not on rows
+        values, counts = vc.field("values"), pc.cast(vc.field("counts"), pa.int64())
+        missing = raw.null_count + int(np.asarray(counts)[blank(pc.cast(values, pa.string()))].sum())
+        self.missing += missing
+        self._counts.append(pa.table({"v": values, "n": counts}))
+        return missing
 
     def finish(self, source: str) -> ScenarioCoder:
         sc, where = self.sc, self.spec.where

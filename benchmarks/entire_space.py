@@ -226,7 +226,7 @@ def main() -> None:
             metrics = entire_space_metrics(result.model, data.test, data.schema)
             history = result.fit.history
             record = {"table": args.table, "variant": label, "model": model, "params": result.num_parameters,
-                      "model_params": params, "weighting": weighting or getattr(result.model, "default_weighting", "fixed"),
+                      "model_params": params, "weighting": weighting or result.model.default_weighting,
                       "seed": seed, "epochs": len(history), "best_epoch": result.fit.best.get("epoch"),
                       "samples_per_second": result.fit.samples_per_second, "wall_seconds": time.perf_counter() - t0,
                       "task_weights": history[-1]["task_weights"] if history else None, "metrics": metrics}

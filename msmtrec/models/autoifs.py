@@ -59,9 +59,9 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP
 from msmtrec.nn.lora import FlowSelector, LoRABank, flow_gates
-from msmtrec.train.stages import Stage
 
 FLOWS = (
     "scen_shared->task_shared",
@@ -279,9 +279,6 @@ class AutoIFS(MSMTModel):
         selector = {id(p) for p in self.selector.parameters()}
         return [p for p in self.parameters() if id(p) not in selector and p.requires_grad]
 
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.state_dict().items()}
-
     def start_search(self) -> None:
         self.ticket.fill_(False)
         self.temperature.fill_(1.0)
@@ -296,8 +293,7 @@ class AutoIFS(MSMTModel):
         """Restore the rewind snapshot (except the selector and its embedding copy, which keep
         their end-of-search values), switch to hard gates and freeze the selector."""
         if rewind is not None:
-            keep = {k: v.detach().clone() for k, v in self.state_dict().items()
-                    if k.startswith("selector.") or k == "selector_table"}
+            keep = {k: v for k, v in self.snapshot().items() if k.startswith("selector.") or k == "selector_table"}
             self.load_state_dict({**rewind, **keep})
         self.ticket.fill_(True)
         for p in self.selector.parameters():

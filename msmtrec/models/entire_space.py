@@ -136,7 +136,6 @@ class EntireSpaceModel(MSMTModel):
         super().__init__(schema)
         self.roles = entire_space_roles(schema)
         self.no_click_path = self.roles.conversion_without_click
-        self.notes: list[str] = []
 
     # -- what the trainer sees -----------------------------------------------------------------------
     def probabilities(self, output: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -10,8 +10,8 @@ import msmtrec.train.api as api
 import msmtrec.train.trainer as trainer_mod
 from msmtrec.config import TrainConfig
 from msmtrec.errors import CheckpointError, ConfigError
-from msmtrec.models import build_model
-from msmtrec.train import Stage, Trainer, load_run, train
+from msmtrec.models import Stage, build_model
+from msmtrec.train import Trainer, load_run, train
 from msmtrec.train.checkpoint import load_checkpoint
 from tests.conftest import make_batch, make_schema
 
@@ -35,7 +35,7 @@ def test_best_weights_restored_also_at_max_epochs(monkeypatch, patience):
     data = make_batch(schema, 200)
     snapshots = []
     _fake_scores(monkeypatch, [0.60, 0.70, 0.65, 0.62])
-    stage = Stage(max_epochs=4, on_epoch_end=lambda tr, m, e, val: snapshots.append(tr.snapshot()))
+    stage = Stage(max_epochs=4, on_epoch_end=lambda tr, m, e, val: snapshots.append(m.snapshot()))
     monkeypatch.setattr(model, "training_stages", lambda cfg: [stage])
     config = TrainConfig(batch_size=32, patience=patience)
     result = Trainer(model, config, data, data, schema).fit()

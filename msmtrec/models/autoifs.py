@@ -37,7 +37,8 @@ Training (two stages, lottery-ticket style; :meth:`AutoIFS.training_stages`):
     search   ``search_epochs`` epochs, no early stopping; soft gates with τ rising geometrically
              from 1 to ``final_temp`` (τ_e = final_temp^{e/(E−1)}); the selection network in its own
              parameter group (lr × ``gate_lr_scale``, no weight decay); optional gate penalty
-             λ_m·mean(g_m); a snapshot of the whole model at the start of epoch ``rewind_epoch``.
+             λ_m·mean(g_m), returned with the logits (:class:`AutoIFSOutput`) for ``aux_loss``;
+             a snapshot of the whole model at the start of epoch ``rewind_epoch``.
              At the end the selection network and a frozen copy of the embedding table are kept.
     retrain  the rewind snapshot is restored, the selection network (end-of-search weights) reads
              its frozen embedding copy and gives hard gates; everything else trains with
@@ -51,7 +52,7 @@ task). ``flow_report`` says which flows the selection network keeps, per (scenar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,7 @@ from torch import nn
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.models.base import MSMTModel, register_model
 from msmtrec.models.stages import Stage
-from msmtrec.nn import MLP
+from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.lora import FlowSelector, LoRABank, flow_gates
 
 FLOWS = (
@@ -71,6 +72,14 @@ FLOWS = (
 )
 DECOMPOSITIONS = ("code", "linear")
 SCENARIO_ROUTINGS = ("gather", "group")
+
+
+class AutoIFSOutput(NamedTuple):
+    """``logits [B, T]`` and the search-stage gate penalty ``Σ_m λ_m·mean(g_m)`` (a scalar; None
+    outside search training or when every λ is 0), which :meth:`AutoIFS.aux_loss` returns."""
+
+    logits: torch.Tensor
+    gate_penalty: torch.Tensor | None
 
 
 @register_model("autoifs")
@@ -173,7 +182,6 @@ class AutoIFS(MSMTModel):
         # or hard ("ticket", retraining and inference after it).
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_buffer("ticket", torch.tensor(False))
-        self._penalty: torch.Tensor | None = None
 
     # -- forward, in the order of the figure ------------------------------------------------------
     def scenario_units(self, x: torch.Tensor, scenario: torch.Tensor,
@@ -230,34 +238,34 @@ class AutoIFS(MSMTModel):
         """The pruning function applied to selection logits (1 = remove the flow)."""
         return flow_gates(w, self.temperature, hard=bool(self.ticket))
 
-    def forward(self, batch: EncodedData) -> torch.Tensor:
-        inverse = counts = None
+    def forward(self, batch: EncodedData) -> AutoIFSOutput:
+        groups = None
         if self.scenario_routing == "group":
             # Sort the (small) batch tensors once by scenario; every scenario's rows are then a
-            # contiguous block, and only the [B, T] logits are put back in order at the end.
-            order = torch.argsort(batch.scenario, stable=True)
-            counts = torch.bincount(batch.scenario, minlength=self.num_scenarios).tolist()
-            if len(counts) > self.num_scenarios:
-                raise IndexError(f"scenario index {len(counts) - 1} out of range for {self.num_scenarios} scenarios")
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.numel(), device=order.device)
-            batch = batch.take(order)
+            # contiguous block, and only the [B, T] logits are put back in row order at the end.
+            groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+            batch = batch.take(groups.order)
         x = self.embedding(batch.categorical, batch.numeric)
-        u_sh, u_k = self.scenario_units(x, batch.scenario, counts)
+        u_sh, u_k = self.scenario_units(x, batch.scenario, None if groups is None else groups.counts)
         base, flows = self.task_flows(u_sh, u_k)
         g = self.gates(self.selection_logits(batch, x))
-        # Gate penalty (search only): kept for aux_loss, so the output stays a plain [B, T] tensor.
-        self._penalty = ((g.mean(dim=(0, 2)) * self.gate_penalty).sum()
-                         if self.training and not bool(self.ticket) and bool(self.gate_penalty.any()) else None)
         if self.decomposition == "code":
             logits = base - (g * flows).sum(-1)
         else:
             logits = base + ((1 - g) * flows).sum(-1)
-        return logits if inverse is None else logits[inverse]
+        penalty = None
+        if self.training and not bool(self.ticket) and bool(self.gate_penalty.any()):
+            penalty = (g.mean(dim=(0, 2)) * self.gate_penalty).sum()  # the mean is order-free
+        return AutoIFSOutput(logits if groups is None else groups.restore(logits), penalty)
 
-    def aux_loss(self, output: Any) -> torch.Tensor | None:
-        penalty, self._penalty = self._penalty, None
-        return penalty
+    def probabilities(self, output: AutoIFSOutput) -> torch.Tensor:
+        return torch.sigmoid(output.logits)
+
+    def task_losses(self, output: AutoIFSOutput, batch: EncodedData) -> torch.Tensor:
+        return super().task_losses(output.logits, batch)
+
+    def aux_loss(self, output: AutoIFSOutput) -> torch.Tensor | None:
+        return output.gate_penalty
 
     def shared_layer(self) -> torch.Tensor:
         return self.scenario_shared.weight
@@ -432,4 +440,4 @@ def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
     return None
 
 
-__all__ = ["AutoIFS", "FLOWS", "format_flow_report", "plot_flow_selection"]
+__all__ = ["AutoIFS", "AutoIFSOutput", "FLOWS", "format_flow_report", "plot_flow_selection"]

@@ -109,6 +109,7 @@ def test_scenario_groups_round_trip_and_apply():
     chunks = g.split(x)
     assert [c.shape[0] for c in chunks] == [2, 1, 2, 0]
     torch.testing.assert_close(g.merge(chunks), x)
+    torch.testing.assert_close(g.restore(x[g.order]), x)
     out = g.apply(lambda sc, xs: xs + 100 * sc, x)
     torch.testing.assert_close(out.squeeze(1), torch.tensor([200.0, 1, 202, 103, 4]))
 

@@ -85,15 +85,10 @@ class BenchResult:
 
     @staticmethod
     def task_target(run: dict[str, Any], task: str) -> str | None:
-        """The evaluation target of ``run`` that scores ``task`` on the same rows and labels as
-        the other models: the task itself, or for an entire-space model its all-impressions
-        target (``task(xcvr)``, else ``task(ctcvr)`` / ``task(ctavr)``, which equal the task's
-        label when conversions and actions follow clicks)."""
-        per_target = run["test"]["per_target"]
-        for name in (task, f"{task}(xcvr)", f"{task}(ctcvr)", f"{task}(ctavr)"):
-            if name in per_target:
-                return name
-        return None
+        """The evaluation target that scores ``task`` on the same rows and labels as the other
+        models, as ``run``'s model declared it (:meth:`~msmtrec.models.MSMTModel.comparable_target`;
+        entire-space models: their all-impressions target)."""
+        return run["comparable_targets"].get(task)
 
     def _task_mean(self, run: dict[str, Any], metric: str) -> float | None:
         vals = []
@@ -305,7 +300,7 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
                 "model": model, "seed": seed, "num_parameters": run.num_parameters,
                 "train_seconds": run.fit.train_seconds, "samples_per_second": run.fit.samples_per_second,
                 "wall_seconds": time.perf_counter() - t0, "epochs": len(run.fit.history), "best": run.fit.best,
-                "test": run.test, "config": config.to_dict(),
+                "comparable_targets": run.comparable_targets, "test": run.test, "config": config.to_dict(),
                 "run_dir": None if run.run_dir is None else str(run.run_dir),
             })
             echo(f"      test mean AUC {_num(run.test['mean_auc'])}  logloss {_num(run.test['mean_logloss'])}  "

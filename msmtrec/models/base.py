@@ -14,6 +14,9 @@ instead of the trainer growing a special case:
   BCE per task — a missing label is masked, never treated as 0);
 - ``aux_loss(output)`` → an unweighted extra term (regularisers) or ``None``;
 - ``eval_targets(output, batch)`` → what to evaluate: name → ``(prediction, label, mask)``;
+- ``comparable_target(task)`` → the name of the evaluation target that scores ``task`` on the same
+  rows and labels as every other model (default: the task itself); runs record it and
+  ``msmtrec bench`` compares models on it;
 - ``training_stages(config)`` → a list of :class:`~msmtrec.models.stages.Stage`, or ``None`` for
   the trainer's default (one stage);
 - ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on;
@@ -128,6 +131,9 @@ class MSMTModel(nn.Module):
     def eval_targets(self, output: Any, batch: EncodedData) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         p = self.probabilities(output)
         return {t: (p[:, i], batch.labels[:, i], batch.label_mask[:, i]) for i, t in enumerate(self.schema.tasks)}
+
+    def comparable_target(self, task: str) -> str:
+        return task
 
     def training_stages(self, config: Any) -> list[Stage] | None:
         return None

@@ -48,12 +48,18 @@ class TrainResult:
     run_dir: Path | None
     num_parameters: int
 
+    @property
+    def comparable_targets(self) -> dict[str, str]:
+        """Task → the evaluation target the model declares comparable across models."""
+        return {t: self.model.comparable_target(t) for t in self.schema.tasks}
+
     def summary(self) -> dict[str, Any]:
         return {
             "model": self.config.model, "dataset": self.config.data, "seed": self.config.seed,
             "num_parameters": self.num_parameters, "train_seconds": round(self.fit.train_seconds, 3),
             "samples_per_second": round(self.fit.samples_per_second, 1), "epochs": len(self.fit.history),
-            "best": self.fit.best, "validation": self.validation, "test": self.test,
+            "best": self.fit.best, "comparable_targets": self.comparable_targets, "validation": self.validation,
+            "test": self.test,
         }
 
 

@@ -115,6 +115,7 @@ def test_train_is_deterministic_and_evaluates_test_once(tmp_path, monkeypatch):
     assert len(calls) == 4
     metrics = json.loads((r1.run_dir / "metrics.json").read_text())
     assert metrics["test"]["mean_auc"] == pytest.approx(r1.test["mean_auc"])
+    assert metrics["comparable_targets"] == {t: t for t in r1.schema.tasks}  # recorded for bench
     assert len((r1.run_dir / "log.jsonl").read_text().splitlines()) == len(r1.fit.history)
 
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from msmtrec.bench import run_bench, write_bench
+from msmtrec.bench import run_bench
 from msmtrec.cli import main
 from msmtrec.config import TrainConfig
 from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
 from msmtrec.errors import ConfigError
 from msmtrec.metrics import relative_improvement
+from msmtrec.report.bench_files import write_bench
 
 TINY = {"shared_bottom": {"embed_dim": 4, "bottom_dims": [16], "tower_dims": [8]},
         "mmoe": {"embed_dim": 4, "num_experts": 2, "expert_dims": [8], "tower_dims": [8]}}

@@ -63,6 +63,7 @@ from msmtrec.models.base import MSMTModel, register_model
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.lora import FlowSelector, LoRABank, flow_gates
+from msmtrec.report.flows import format_flow_report, plot_flow_selection
 
 FLOWS = (
     "scen_shared->task_shared",
@@ -397,47 +398,4 @@ class AutoIFS(MSMTModel):
         return {"flow_selection": flows, "parameters": params, "summary": "\n".join(lines)}
 
 
-def format_flow_report(report: dict[str, Any]) -> str:
-    """The flow-selection table as text (one row per (scenario, task), one column per flow)."""
-    short = ["sh>sh", "sh>task", "scen>sh", "scen>task"]
-    rows = [f"{'scenario / task':<28}" + "".join(f"{c:>10}" for c in short)]
-    for scen, tasks in report["kept_fraction"].items():
-        for task, fr in tasks.items():
-            rows.append(f"{(scen + ' / ' + task)[:28]:<28}" + "".join(f"{fr[f]:>10.2f}" for f in report["flows"]))
-    return ("share of samples keeping each flow (sh = shared unit, scen = scenario-specific unit, "
-            "task = task-specific unit)\n" + "\n".join(rows))
-
-
-def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
-    """Heatmap of the kept fractions; returns None when written, else a note saying why not."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (pip install 'msmtrec[plot]'); heatmap skipped"
-    labels, values = [], []
-    for scen, tasks in report["kept_fraction"].items():
-        for task, fr in tasks.items():
-            labels.append(f"{scen} / {task}")
-            values.append([fr[f] for f in report["flows"]])
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
-    im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(report["flows"])))
-    ax.set_xticklabels([f.replace("->", "\n→ ") for f in report["flows"]], fontsize=8)
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
-    for i, row in enumerate(values):
-        for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
-    ax.set_title(f"AutoIFS: share of samples keeping each flow ({report['decomposition']} decomposition)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
-
-
-__all__ = ["AutoIFS", "AutoIFSOutput", "FLOWS", "format_flow_report", "plot_flow_selection"]
+__all__ = ["AutoIFS", "AutoIFSOutput", "FLOWS"]

@@ -9,7 +9,8 @@ import torch
 from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
-from msmtrec.models.autoifs import FLOWS, format_flow_report
+from msmtrec.models.autoifs import FLOWS
+from msmtrec.report.flows import format_flow_report
 from msmtrec.train.trainer import Trainer
 from tests.conftest import make_batch, make_schema
 

@@ -43,7 +43,7 @@ from msmtrec.data import load_dataset  # noqa: E402
 from msmtrec.data.encoded import EncodedData, iterate_batches  # noqa: E402
 from msmtrec.metrics import evaluate_predictions  # noqa: E402
 from msmtrec.models import MODELS  # noqa: E402
-from msmtrec.models.entire_space import EntireSpaceModel, entire_space_roles  # noqa: E402
+from msmtrec.models.entire_space_base import EntireSpaceModel, entire_space_roles  # noqa: E402
 from msmtrec.train.api import train  # noqa: E402
 
 TARGETS = ("ctr", "ctcvr", "cvr")

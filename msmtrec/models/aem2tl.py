@@ -52,10 +52,10 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import register_model
-from msmtrec.models.entire_space import EntireSpaceModel
+from msmtrec.models.entire_space_base import EntireSpaceModel
 from msmtrec.nn import CGC, FeatureEmbedding, ScenarioGroups, SEIBank, TowerBank
 from msmtrec.nn.entire_space import compose_entire_space
-from msmtrec.nn.gate_bank import GateNUBank
+from msmtrec.nn.gate_nu import GateNUBank
 
 
 @register_model("aem2tl")

@@ -46,3 +46,8 @@ def test_snapshot_is_a_deep_copy():
         for p in model.parameters():
             p.add_(1.0)
     assert all(not torch.equal(snap[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
+
+
+def test_no_module_name_is_shared_by_nn_and_models():
+    blocks = {p.name for p in (MODELS_DIR.parent / "nn").glob("*.py")} - {"__init__.py"}
+    assert not blocks & {p.name for p in MODELS_DIR.glob("*.py")}

@@ -6,7 +6,7 @@ import torch
 from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
-from msmtrec.models.entire_space import entire_space_roles
+from msmtrec.models.entire_space_base import entire_space_roles
 from tests.conftest import make_schema
 
 CLICK_CONV = {"t0": "click", "t1": "conversion"}

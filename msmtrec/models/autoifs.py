@@ -1,6 +1,7 @@
 """AutoIFS — Automated Information Flow Selection for multi-scenario multi-task recommendation
-(Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``docs/models.md`` §4 of the design notes;
-where the paper's text and the official code (``ChaohuaYang/AutoIFS``) differ, the default follows
+(Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``models.md`` §4 of the design notes
+(``../shared/docs/``, beside the repository); user notes: ``docs/models/autoifs.md``. Where the
+paper's text and the official code (``ChaohuaYang/AutoIFS``) differ, the default follows
 the code, so results are comparable with it.
 
 Four information units, LoRA-decoupled (paper §4.1):
@@ -85,7 +86,7 @@ class AutoIFSOutput(NamedTuple):
 
 @register_model("autoifs")
 class AutoIFS(MSMTModel):
-    """Args (defaults: the official code's, ``docs/models.md`` §4.4):
+    """Args (defaults: the official code's, ``models.md`` §4.4):
         embed_dim: embedding dimension per field (16; Xavier-uniform init as in the code).
         mlp_dims: ``[bottom..., scenario]`` widths: the shared bottom is ``mlp_dims[:-1]``, the
             scenario layer outputs ``mlp_dims[-1]``, the task layer outputs one logit

@@ -1,6 +1,6 @@
-"""AutoIFS: the LoRA units and the four flows against the equations of docs/models.md §4.2, the
-pruning function, the two-stage schedule (temperature, rewind, frozen selector), the flow report,
-and flow selection on data without scenario-specific signal."""
+"""AutoIFS: the LoRA units and the four flows against the equations of models.md §4.2 (design
+notes), the pruning function, the two-stage schedule (temperature, rewind, frozen selector), the
+flow report, and flow selection on data without scenario-specific signal."""
 
 import numpy as np
 import pytest
@@ -385,7 +385,8 @@ def _kept_per_flow(alpha: float, seed: int = 1) -> np.ndarray:
                                                      num_fields=4, vocab=50, seed=seed)
     torch.manual_seed(seed)
     # A pruning pressure (negative penalty: g = 1 prunes) and a selector lr as large as the
-    # model's; see docs/models/autoifs.md for why the selection otherwise stays near its start.
+    # model's; docs/models/autoifs.md, "What the selection network actually does (measured)", says
+    # why the selection otherwise stays near its start.
     model = build_model("autoifs", schema, {"mlp_dims": [64, 32, 16], "decomposition": "linear", "search_epochs": 3,
                                             "search_lr": 3e-3, "gate_lr_scale": 1.0, "gate_penalty": -0.05,
                                             "retrain_epochs": 1})

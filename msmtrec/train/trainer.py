@@ -13,7 +13,6 @@ rank, so adding torchrun/DDP means wrapping the model, not changing this loop.
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time

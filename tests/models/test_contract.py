@@ -2,23 +2,20 @@
 nothing from the layers above it."""
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 import msmtrec.models
 from msmtrec.models import MSMTModel, build_model
-from tests.conftest import make_schema
+from tests.conftest import make_schema, modules_loaded_by
 
 MODELS_DIR = Path(msmtrec.models.__file__).parent
 ABOVE = ("msmtrec.train", "msmtrec.bench", "msmtrec.cli", "msmtrec.predict")
 
 
 def test_importing_the_models_loads_nothing_above_them():
-    code = "import sys, msmtrec.models; print(' '.join(m for m in sys.modules if m.startswith('msmtrec')))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    loaded = modules_loaded_by("msmtrec.models")
     assert "msmtrec.models.autoifs" in loaded
     assert not [m for m in loaded if m.startswith(ABOVE)]
 

@@ -44,7 +44,7 @@ from msmtrec.data import load_dataset  # noqa: E402
 from msmtrec.data.encoded import EncodedData, iterate_batches  # noqa: E402
 from msmtrec.metrics import evaluate_predictions  # noqa: E402
 from msmtrec.models import MODELS  # noqa: E402
-from msmtrec.models.entire_space import EntireSpaceModel, entire_space_roles  # noqa: E402
+from msmtrec.models.entire_space_base import EntireSpaceModel, entire_space_roles  # noqa: E402
 from msmtrec.train.api import train  # noqa: E402
 
 TARGETS = ("ctr", "ctcvr", "cvr")
@@ -227,7 +227,7 @@ def main() -> None:
             metrics = entire_space_metrics(result.model, data.test, data.schema)
             history = result.fit.history
             record = {"table": args.table, "variant": label, "model": model, "params": result.num_parameters,
-                      "model_params": params, "weighting": weighting or getattr(result.model, "default_weighting", "fixed"),
+                      "model_params": params, "weighting": weighting or result.model.default_weighting,
                       "seed": seed, "epochs": len(history), "best_epoch": result.fit.best.get("epoch"),
                       "samples_per_second": result.fit.samples_per_second, "wall_seconds": time.perf_counter() - t0,
                       "task_weights": history[-1]["task_weights"] if history else None, "metrics": metrics}

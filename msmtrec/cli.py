@@ -250,9 +250,10 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
     RelaImpr, parameters, time, samples/s (Markdown, CSV, JSON, plot)."""
     from pathlib import Path as _Path
 
-    from msmtrec.bench import OUTPUT_FILES, run_bench, write_bench
+    from msmtrec.bench import run_bench
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
+    from msmtrec.report.bench_files import check_out_dir, write_bench
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     try:
@@ -271,9 +272,7 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
                                   "data": data}.items() if v is not None}
     base = TrainConfig.from_dict({**base.to_dict(), **changes, "model_params": {}}, source="command line")
     out = _Path(out_dir)
-    existing = [n for n in OUTPUT_FILES if (out / n).exists()]
-    if existing and not overwrite:  # fail before hours of training, not after
-        raise ConfigError(f"bench: {out} already holds {', '.join(existing)}; choose another --out or pass --overwrite")
+    check_out_dir(out, overwrite)  # fail before hours of training, not after
     result = run_bench(names, base.data, seed_list, base=base, baseline=baseline or names[0], model_params=per_model,
                        echo=lambda m: click.echo(m, err=True), runs_root=out / "runs" if keep_runs else None)
     paths = write_bench(result, out, overwrite=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from msmtrec.errors import DataError
+from msmtrec.files import atomic_write
 from msmtrec.train.api import load_run
 from msmtrec.train.evaluate import predict_proba
 
@@ -56,10 +57,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
 
 
 def _write_table(table: pa.Table, path: Path) -> None:
-    """Write CSV or Parquet by extension, through a temporary file so a failure leaves nothing half-written."""
-    import os
-    import tempfile
-
+    """Write CSV or Parquet by extension, atomically (a failure leaves nothing half-written)."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -68,15 +66,7 @@ def _write_table(table: pa.Table, path: Path) -> None:
         raise DataError(f"output {path}: unsupported extension '{suffix}', use .csv or .parquet")
     if not path.parent.exists():
         raise DataError(f"output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if suffix == ".csv":
-            pacsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if suffix == ".csv":
+        atomic_write(path, lambda tmp: pacsv.write_csv(table, tmp))
+    else:
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -45,3 +48,9 @@ def schema() -> DataSchema:
 @pytest.fixture
 def batch(schema) -> EncodedData:
     return make_batch(schema)
+
+
+def modules_loaded_by(module: str) -> list[str]:
+    """The ``msmtrec`` modules that importing ``module`` loads, in a fresh interpreter."""
+    code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('msmtrec')))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from msmtrec.bench import run_bench, write_bench
+from msmtrec.bench import run_bench
 from msmtrec.cli import main
 from msmtrec.config import TrainConfig
 from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
 from msmtrec.errors import ConfigError
 from msmtrec.metrics import relative_improvement
+from msmtrec.report.bench_files import write_bench
 
 TINY = {"shared_bottom": {"embed_dim": 4, "bottom_dims": [16], "tower_dims": [8]},
         "mmoe": {"embed_dim": 4, "num_experts": 2, "expert_dims": [8], "tower_dims": [8]}}
@@ -37,6 +38,7 @@ def test_runs_and_aggregates_over_seeds(result):
     assert [(r["model"], r["seed"]) for r in result.runs] == [("shared_bottom", 1), ("shared_bottom", 2),
                                                                ("mmoe", 1), ("mmoe", 2)]
     assert result.scenarios == ["s0", "s1"] and result.targets == ["click", "conversion"]
+    assert all(r["comparable_targets"] == PLAIN for r in result.runs)  # as the models declared them
     aucs = [r["test"]["mean_auc"] for r in result.runs if r["model"] == "mmoe"]
     mean, std, n = result.overall("mmoe", "auc")
     assert n == 2 and mean == pytest.approx(np.mean(aucs)) and std == pytest.approx(np.std(aucs, ddof=1))
@@ -47,27 +49,44 @@ def test_runs_and_aggregates_over_seeds(result):
     assert result.runs[0]["num_parameters"] != result.runs[2]["num_parameters"]
 
 
+def _run(model, aucs, comparable):
+    per_s = {s: {t: {"auc": a, "logloss": 0.5} for t, a in aucs[s].items()} for s in aucs}
+    targets = {t for s in aucs for t in aucs[s]}
+    return {"model": model, "seed": 1, "comparable_targets": comparable,
+            "test": {"per_scenario": per_s, "per_target": {t: {"auc": 0.0} for t in targets},
+                     "mean_auc": 0.0, "mean_logloss": 0.0}}
+
+
+PLAIN = {"click": "click", "conversion": "conversion"}
+
+
 def test_entire_space_models_are_compared_on_their_all_impressions_targets():
     """ESMM-style runs report click, conversion(ctcvr) and conversion(cvr@click); the comparable
     mean uses click and ctcvr (same rows/labels as the others' conversion), not cvr@click."""
     from msmtrec.bench import BenchResult
 
-    def run(model, aucs):
-        per_s = {s: {t: {"auc": a, "logloss": 0.5} for t, a in aucs[s].items()} for s in aucs}
-        targets = {t for s in aucs for t in aucs[s]}
-        return {"model": model, "seed": 1, "test": {"per_scenario": per_s,
-                                                    "per_target": {t: {"auc": 0.0} for t in targets},
-                                                    "mean_auc": 0.0, "mean_logloss": 0.0}}
-
     res = BenchResult(data="d", models=["sb", "esmm"], seeds=[1], baseline="sb", scenarios=["a", "b"],
                       tasks=["click", "conversion"],
-                      runs=[run("sb", {"a": {"click": 0.7, "conversion": 0.8}, "b": {"click": 0.6, "conversion": 0.9}}),
-                            run("esmm", {"a": {"click": 0.7, "conversion(ctcvr)": 0.9, "conversion(cvr@click)": 0.55},
-                                         "b": {"click": 0.6, "conversion(ctcvr)": 0.8,
-                                               "conversion(cvr@click)": 0.51}})])
+                      runs=[_run("sb", {"a": {"click": 0.7, "conversion": 0.8}, "b": {"click": 0.6, "conversion": 0.9}},
+                                 PLAIN),
+                            _run("esmm", {"a": {"click": 0.7, "conversion(ctcvr)": 0.9, "conversion(cvr@click)": 0.55},
+                                          "b": {"click": 0.6, "conversion(ctcvr)": 0.8,
+                                                "conversion(cvr@click)": 0.51}},
+                                 {"click": "click", "conversion": "conversion(ctcvr)"})])
     assert res.overall("esmm", "auc")[0] == pytest.approx((0.7 + 0.9 + 0.6 + 0.8) / 4)
     assert res.overall("sb", "auc")[0] == pytest.approx((0.7 + 0.8 + 0.6 + 0.9) / 4)
     assert res.rela_impr("esmm") == pytest.approx(0.0)
+
+
+def test_the_comparable_target_is_the_declared_one_not_a_guess():
+    """A run reporting both ``conversion`` and ``conversion(ctcvr)`` is scored on the one its model
+    declared, whatever the names."""
+    from msmtrec.bench import BenchResult
+
+    aucs = {"a": {"click": 0.7, "conversion": 0.6, "conversion(ctcvr)": 0.9, "conversion(own)": 0.8}}
+    res = BenchResult(data="d", models=["x"], seeds=[1], baseline=None, scenarios=["a"], tasks=["click", "conversion"],
+                      runs=[_run("x", aucs, {"click": "click", "conversion": "conversion(own)"})])
+    assert res.overall("x", "auc")[0] == pytest.approx((0.7 + 0.8) / 2)
 
 
 def test_relative_improvement_against_the_baseline(result):

@@ -36,7 +36,8 @@ towers), ``entire_space=False`` (one tower per task — click, action, conversio
 label directly with a sigmoid, trained with the same losses and labels), and "w/o adaptive loss" =
 the ``fixed`` weighting (``--weighting fixed``).
 
-Choices the paper leaves open (docs/models.md §3, [ASSUMPTION]): the sub-targets are the Task-CGC's
+Choices the paper leaves open (design notes ``models.md`` §3, marked [ASSUMPTION]; user notes
+``docs/models/aem2tl.md``, "Choices where the paper is silent"): the sub-targets are the Task-CGC's
 tasks; the gate's stop-gradient input E_ep is the shared embedding x; the prior features have their
 own embedding table (``schema.prior_fields``); one Gate NU per (scenario, sub-target, layer) with
 hidden width = the gated width; widths and expert counts below; GradNorm acts on the last layer of
@@ -52,10 +53,10 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import register_model
-from msmtrec.models.entire_space import EntireSpaceModel
+from msmtrec.models.entire_space_base import EntireSpaceModel
 from msmtrec.nn import CGC, FeatureEmbedding, ScenarioGroups, SEIBank, TowerBank
 from msmtrec.nn.entire_space import compose_entire_space
-from msmtrec.nn.gate_bank import GateNUBank
+from msmtrec.nn.gate_nu import GateNUBank
 
 
 @register_model("aem2tl")

@@ -1,6 +1,7 @@
 """AutoIFS — Automated Information Flow Selection for multi-scenario multi-task recommendation
-(Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``docs/models.md`` §4 of the design notes;
-where the paper's text and the official code (``ChaohuaYang/AutoIFS``) differ, the default follows
+(Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``models.md`` §4 of the design notes
+(``../shared/docs/``, beside the repository); user notes: ``docs/models/autoifs.md``. Where the
+paper's text and the official code (``ChaohuaYang/AutoIFS``) differ, the default follows
 the code, so results are comparable with it.
 
 Four information units, LoRA-decoupled (paper §4.1):
@@ -37,7 +38,8 @@ Training (two stages, lottery-ticket style; :meth:`AutoIFS.training_stages`):
     search   ``search_epochs`` epochs, no early stopping; soft gates with τ rising geometrically
              from 1 to ``final_temp`` (τ_e = final_temp^{e/(E−1)}); the selection network in its own
              parameter group (lr × ``gate_lr_scale``, no weight decay); optional gate penalty
-             λ_m·mean(g_m); a snapshot of the whole model at the start of epoch ``rewind_epoch``.
+             λ_m·mean(g_m), returned with the logits (:class:`AutoIFSOutput`) for ``aux_loss``;
+             a snapshot of the whole model at the start of epoch ``rewind_epoch``.
              At the end the selection network and a frozen copy of the embedding table are kept.
     retrain  the rewind snapshot is restored, the selection network (end-of-search weights) reads
              its frozen embedding copy and gives hard gates; everything else trains with
@@ -51,7 +53,7 @@ task). ``flow_report`` says which flows the selection network keeps, per (scenar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,9 +61,10 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.models.base import MSMTModel, register_model
-from msmtrec.nn import MLP
+from msmtrec.models.stages import Stage
+from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.lora import FlowSelector, LoRABank, flow_gates
-from msmtrec.train.stages import Stage
+from msmtrec.report.flows import format_flow_report, plot_flow_selection
 
 FLOWS = (
     "scen_shared->task_shared",
@@ -73,9 +76,17 @@ DECOMPOSITIONS = ("code", "linear")
 SCENARIO_ROUTINGS = ("gather", "group")
 
 
+class AutoIFSOutput(NamedTuple):
+    """``logits [B, T]`` and the search-stage gate penalty ``Σ_m λ_m·mean(g_m)`` (a scalar; None
+    outside search training or when every λ is 0), which :meth:`AutoIFS.aux_loss` returns."""
+
+    logits: torch.Tensor
+    gate_penalty: torch.Tensor | None
+
+
 @register_model("autoifs")
 class AutoIFS(MSMTModel):
-    """Args (defaults: the official code's, ``docs/models.md`` §4.4):
+    """Args (defaults: the official code's, ``models.md`` §4.4):
         embed_dim: embedding dimension per field (16; Xavier-uniform init as in the code).
         mlp_dims: ``[bottom..., scenario]`` widths: the shared bottom is ``mlp_dims[:-1]``, the
             scenario layer outputs ``mlp_dims[-1]``, the task layer outputs one logit
@@ -173,7 +184,6 @@ class AutoIFS(MSMTModel):
         # or hard ("ticket", retraining and inference after it).
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_buffer("ticket", torch.tensor(False))
-        self._penalty: torch.Tensor | None = None
 
     # -- forward, in the order of the figure ------------------------------------------------------
     def scenario_units(self, x: torch.Tensor, scenario: torch.Tensor,
@@ -230,34 +240,34 @@ class AutoIFS(MSMTModel):
         """The pruning function applied to selection logits (1 = remove the flow)."""
         return flow_gates(w, self.temperature, hard=bool(self.ticket))
 
-    def forward(self, batch: EncodedData) -> torch.Tensor:
-        inverse = counts = None
+    def forward(self, batch: EncodedData) -> AutoIFSOutput:
+        groups = None
         if self.scenario_routing == "group":
             # Sort the (small) batch tensors once by scenario; every scenario's rows are then a
-            # contiguous block, and only the [B, T] logits are put back in order at the end.
-            order = torch.argsort(batch.scenario, stable=True)
-            counts = torch.bincount(batch.scenario, minlength=self.num_scenarios).tolist()
-            if len(counts) > self.num_scenarios:
-                raise IndexError(f"scenario index {len(counts) - 1} out of range for {self.num_scenarios} scenarios")
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.numel(), device=order.device)
-            batch = batch.take(order)
+            # contiguous block, and only the [B, T] logits are put back in row order at the end.
+            groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+            batch = batch.take(groups.order)
         x = self.embedding(batch.categorical, batch.numeric)
-        u_sh, u_k = self.scenario_units(x, batch.scenario, counts)
+        u_sh, u_k = self.scenario_units(x, batch.scenario, None if groups is None else groups.counts)
         base, flows = self.task_flows(u_sh, u_k)
         g = self.gates(self.selection_logits(batch, x))
-        # Gate penalty (search only): kept for aux_loss, so the output stays a plain [B, T] tensor.
-        self._penalty = ((g.mean(dim=(0, 2)) * self.gate_penalty).sum()
-                         if self.training and not bool(self.ticket) and bool(self.gate_penalty.any()) else None)
         if self.decomposition == "code":
             logits = base - (g * flows).sum(-1)
         else:
             logits = base + ((1 - g) * flows).sum(-1)
-        return logits if inverse is None else logits[inverse]
+        penalty = None
+        if self.training and not bool(self.ticket) and bool(self.gate_penalty.any()):
+            penalty = (g.mean(dim=(0, 2)) * self.gate_penalty).sum()  # the mean is order-free
+        return AutoIFSOutput(logits if groups is None else groups.restore(logits), penalty)
 
-    def aux_loss(self, output: Any) -> torch.Tensor | None:
-        penalty, self._penalty = self._penalty, None
-        return penalty
+    def probabilities(self, output: AutoIFSOutput) -> torch.Tensor:
+        return torch.sigmoid(output.logits)
+
+    def task_losses(self, output: AutoIFSOutput, batch: EncodedData) -> torch.Tensor:
+        return super().task_losses(output.logits, batch)
+
+    def aux_loss(self, output: AutoIFSOutput) -> torch.Tensor | None:
+        return output.gate_penalty
 
     def shared_layer(self) -> torch.Tensor:
         return self.scenario_shared.weight
@@ -279,9 +289,6 @@ class AutoIFS(MSMTModel):
         selector = {id(p) for p in self.selector.parameters()}
         return [p for p in self.parameters() if id(p) not in selector and p.requires_grad]
 
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.state_dict().items()}
-
     def start_search(self) -> None:
         self.ticket.fill_(False)
         self.temperature.fill_(1.0)
@@ -296,8 +303,7 @@ class AutoIFS(MSMTModel):
         """Restore the rewind snapshot (except the selector and its embedding copy, which keep
         their end-of-search values), switch to hard gates and freeze the selector."""
         if rewind is not None:
-            keep = {k: v.detach().clone() for k, v in self.state_dict().items()
-                    if k.startswith("selector.") or k == "selector_table"}
+            keep = {k: v for k, v in self.snapshot().items() if k.startswith("selector.") or k == "selector_table"}
             self.load_state_dict({**rewind, **keep})
         self.ticket.fill_(True)
         for p in self.selector.parameters():
@@ -393,47 +399,4 @@ class AutoIFS(MSMTModel):
         return {"flow_selection": flows, "parameters": params, "summary": "\n".join(lines)}
 
 
-def format_flow_report(report: dict[str, Any]) -> str:
-    """The flow-selection table as text (one row per (scenario, task), one column per flow)."""
-    short = ["sh>sh", "sh>task", "scen>sh", "scen>task"]
-    rows = [f"{'scenario / task':<28}" + "".join(f"{c:>10}" for c in short)]
-    for scen, tasks in report["kept_fraction"].items():
-        for task, fr in tasks.items():
-            rows.append(f"{(scen + ' / ' + task)[:28]:<28}" + "".join(f"{fr[f]:>10.2f}" for f in report["flows"]))
-    return ("share of samples keeping each flow (sh = shared unit, scen = scenario-specific unit, "
-            "task = task-specific unit)\n" + "\n".join(rows))
-
-
-def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
-    """Heatmap of the kept fractions; returns None when written, else a note saying why not."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (pip install 'msmtrec[plot]'); heatmap skipped"
-    labels, values = [], []
-    for scen, tasks in report["kept_fraction"].items():
-        for task, fr in tasks.items():
-            labels.append(f"{scen} / {task}")
-            values.append([fr[f] for f in report["flows"]])
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
-    im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(report["flows"])))
-    ax.set_xticklabels([f.replace("->", "\n→ ") for f in report["flows"]], fontsize=8)
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
-    for i, row in enumerate(values):
-        for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
-    ax.set_title(f"AutoIFS: share of samples keeping each flow ({report['decomposition']} decomposition)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
-
-
-__all__ = ["AutoIFS", "FLOWS", "format_flow_report", "plot_flow_selection"]
+__all__ = ["AutoIFS", "AutoIFSOutput", "FLOWS"]

@@ -14,11 +14,19 @@ instead of the trainer growing a special case:
   BCE per task — a missing label is masked, never treated as 0);
 - ``aux_loss(output)`` → an unweighted extra term (regularisers) or ``None``;
 - ``eval_targets(output, batch)`` → what to evaluate: name → ``(prediction, label, mask)``;
-- ``training_stages(config)`` → a multi-stage schedule, or ``None`` for the trainer's default;
+- ``comparable_target(task)`` → the name of the evaluation target that scores ``task`` on the same
+  rows and labels as every other model (default: the task itself); runs record it and
+  ``msmtrec bench`` compares models on it;
+- ``training_stages(config)`` → a list of :class:`~msmtrec.models.stages.Stage`, or ``None`` for
+  the trainer's default (one stage);
 - ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on;
+- ``snapshot()`` → a deep copy of the weights (the trainer keeps the best epoch's with it);
 - ``extra_report(data, run_dir)`` → model-specific findings for ``metrics.json`` (a ``summary`` string in
   it is printed after training instead of stored);
-- ``notes`` (attribute, optional) → lines the trainer logs at the start (e.g. disabled branches).
+- ``default_weighting`` (class attribute, ``"fixed"``) → the task weighting used when the run
+  config names none;
+- ``notes`` (list of str, empty unless the model adds to it) → lines the trainer logs at the start
+  (e.g. disabled branches).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.errors import ConfigError
+from msmtrec.models.stages import Stage
 from msmtrec.nn.embedding import FeatureEmbedding
 
 MODELS: dict[str, type["MSMTModel"]] = {}
@@ -76,12 +85,14 @@ class MSMTModel(nn.Module):
     """Base class of every multi-scenario multi-task model (see the module docstring)."""
 
     name: ClassVar[str] = "?"
+    default_weighting: ClassVar[str] = "fixed"
 
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()
         self.schema = schema
         self.num_scenarios = schema.num_scenarios
         self.num_tasks = schema.num_tasks
+        self.notes: list[str] = []
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -121,11 +132,18 @@ class MSMTModel(nn.Module):
         p = self.probabilities(output)
         return {t: (p[:, i], batch.labels[:, i], batch.label_mask[:, i]) for i, t in enumerate(self.schema.tasks)}
 
-    def training_stages(self, config: Any) -> list | None:
+    def comparable_target(self, task: str) -> str:
+        return task
+
+    def training_stages(self, config: Any) -> list[Stage] | None:
         return None
 
     def shared_layer(self) -> torch.Tensor | None:
         return None
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A deep copy of the weights and buffers (``state_dict``), for rewinding or restoring."""
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def extra_report(self, data: EncodedData, run_dir: Any) -> dict:
         """Model-specific findings written to ``metrics.json`` after training (default: none)."""

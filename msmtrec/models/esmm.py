@@ -14,7 +14,7 @@ Stages (shapes for B samples, F fields, d-dim embeddings, S scenarios):
     composition          pCTR = σ(z_ctr), pCVR = σ(z_cvr), pCTCVR = pCTR · pCVR   (in probability
                          space; the losses clamp before the log)
     losses               ctr = BCE(click, pCTR), ctcvr = BCE(click ∧ conversion, pCTCVR), both over
-                         every impression (:class:`~msmtrec.models.entire_space.EntireSpaceModel`)
+                         every impression (:class:`~msmtrec.models.entire_space_base.EntireSpaceModel`)
 
 The data must declare a click task and a conversion task (``role:`` in the dataset spec). ESMM has
 no no-click conversion path: on data where conversions can happen without a click its conversion
@@ -29,7 +29,7 @@ import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import register_model
-from msmtrec.models.entire_space import EntireSpaceModel
+from msmtrec.models.entire_space_base import EntireSpaceModel
 from msmtrec.nn import MLP, ScenarioGroups, TowerBank
 from msmtrec.nn.entire_space import compose_entire_space
 

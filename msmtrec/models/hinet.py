@@ -1,5 +1,6 @@
 """HiNet: Hierarchical information extraction Network (Zhou et al., Meituan, ICDE 2023,
-arXiv 2303.06095; official TF code ``mrchor/HiNet``). Spec: ``docs/models.md`` §2 (shared docs).
+arXiv 2303.06095; official TF code ``mrchor/HiNet``). Spec: ``models.md`` §2 of the design notes
+(``../shared/docs/``, beside the repository); user notes: ``docs/models/hinet.md``.
 
 Coarse to fine: a *scenario extraction layer* separates what is shared by all scenarios from what
 is specific to each and adds what the other scenarios know (SAN); a *task extraction layer* (CGC)

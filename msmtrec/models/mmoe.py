@@ -17,7 +17,7 @@ import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
-from msmtrec.nn import ExpertBank, GateBank, ScenarioGroups, TowerBank
+from msmtrec.nn import ExpertBank, MixingGateBank, ScenarioGroups, TowerBank
 from msmtrec.nn.experts import mix
 
 
@@ -38,7 +38,7 @@ class MMoE(MSMTModel):
         d = self.embedding.output_dim
         self.experts = ExpertBank(num_experts, d, expert_dims, dropout=dropout)
         heads = self.num_scenarios * self.num_tasks
-        self.gates = GateBank(heads, d, num_experts)
+        self.gates = MixingGateBank(heads, d, num_experts)
         self.towers = TowerBank(heads, self.experts.output_dim, tower_dims, 1, dropout=dropout)
 
     def forward(self, batch: EncodedData) -> torch.Tensor:

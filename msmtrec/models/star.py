@@ -33,7 +33,7 @@ from torch import nn
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
 from msmtrec.nn import MLP, ScenarioGroups
-from msmtrec.nn.star import PartitionedNorm, StarLinear
+from msmtrec.nn.star_layers import PartitionedNorm, StarLinear
 
 
 @register_model("star")

@@ -1,5 +1,6 @@
-"""Mixture-of-experts blocks: an expert bank computed as one batched matmul, gate banks,
-SEI (HiNet's sub-expert integration) and CGC (PLE's customised gate control)."""
+"""Mixture-of-experts blocks: an expert bank computed as one batched matmul, a bank of softmax
+gates that mix experts (not the Gate NU scaling gates of :mod:`msmtrec.nn.gate_nu`), SEI (HiNet's
+sub-expert integration) and CGC (PLE's customised gate control)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ class ExpertBank(TowerBank):
         self.num_experts = num_experts
 
 
-class GateBank(nn.Module):
-    """``G`` softmax gates over ``E`` entries each: ``softmax(φ(W_g x + b_g))``.
+class MixingGateBank(nn.Module):
+    """``G`` softmax gates mixing ``E`` entries each: ``softmax(φ(W_g x + b_g))``.
 
     Args:
         num_gates: number of gates ``G``.
@@ -72,7 +73,7 @@ class SEIBank(nn.Module):
         super().__init__()
         self.num_seis, self.k = num_seis, num_sub_experts
         self.experts = ExpertBank(num_seis * num_sub_experts, in_dim, hidden, dropout=dropout)
-        self.gates = GateBank(num_seis, in_dim, num_sub_experts, activation=gate_activation)
+        self.gates = MixingGateBank(num_seis, in_dim, num_sub_experts, activation=gate_activation)
         self.output_dim = self.experts.output_dim
 
     def gate_weights(self, x: torch.Tensor, seis: slice = slice(None)) -> torch.Tensor:
@@ -111,13 +112,13 @@ class CGC(nn.Module):
         self.num_heads, self.n_specific, self.n_shared = num_heads, n_specific, n_shared
         self.specific = ExpertBank(num_heads * n_specific, in_dim, expert_hidden, dropout=dropout) if n_specific else None
         self.shared = ExpertBank(n_shared, in_dim, expert_hidden, dropout=dropout) if n_shared else None
-        self.gates = GateBank(num_heads, in_dim, n_specific + n_shared, activation=gate_activation)
+        self.gates = MixingGateBank(num_heads, in_dim, n_specific + n_shared, activation=gate_activation)
         self.shared_gate = None
         if shared_gate_groups:
             if num_heads % shared_gate_groups:
                 raise ValueError(f"{num_heads} heads cannot be split into {shared_gate_groups} equal groups")
             self.heads_per_group = num_heads // shared_gate_groups
-            self.shared_gate = GateBank(shared_gate_groups, in_dim, self.heads_per_group * n_specific + n_shared,
+            self.shared_gate = MixingGateBank(shared_gate_groups, in_dim, self.heads_per_group * n_specific + n_shared,
                                         activation=gate_activation)
         self.output_dim = expert_hidden[-1]
 

@@ -11,7 +11,8 @@ class ScenarioGroups:
     """A stable sort of the batch by scenario index, with the inverse permutation.
 
     ``split(x)`` returns one chunk per scenario (possibly empty), in scenario order;
-    ``merge(chunks)`` puts per-chunk results back in the batch's original row order.
+    ``merge(chunks)`` puts per-chunk results back in the batch's original row order, and
+    ``restore(x)`` does so for a whole tensor computed on rows sorted by ``order``.
     Applying a scenario's parameters to its own chunk is how models honour the contract
     "never compute every scenario's tower for every sample and mask afterwards".
     """
@@ -28,7 +29,11 @@ class ScenarioGroups:
         return x[self.order].split(self.counts)
 
     def merge(self, chunks: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(list(chunks))[self.inverse]
+        return self.restore(torch.cat(list(chunks)))
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows in scenario order (as ``x[order]`` has them) back in the batch's row order."""
+        return x[self.inverse]
 
     def apply(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
         """``fn(s, *chunks_of_s)`` for every scenario with rows, results merged back in row order.

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from msmtrec.nn.experts import ExpertBank, GateBank, mix
+from msmtrec.nn.experts import ExpertBank, MixingGateBank, mix
 
 
 class ScenarioCGC(nn.Module):
@@ -43,7 +43,7 @@ class ScenarioCGC(nn.Module):
         self.specific = ExpertBank(num_scenarios * num_tasks * n_specific, in_dim, expert_hidden,
                                    dropout=dropout) if n_specific else None
         self.shared = ExpertBank(num_scenarios * n_shared, in_dim, expert_hidden, dropout=dropout) if n_shared else None
-        self.gates = GateBank(num_scenarios * num_tasks, in_dim, n_specific + n_shared, activation=gate_activation)
+        self.gates = MixingGateBank(num_scenarios * num_tasks, in_dim, n_specific + n_shared, activation=gate_activation)
         self.output_dim = expert_hidden[-1]
 
     def gate_weights(self, x: torch.Tensor, scenarios: slice = slice(None)) -> torch.Tensor:

@@ -16,10 +16,10 @@ import yaml
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
 from msmtrec.errors import CheckpointError
+from msmtrec.files import atomic_write, write_json
 from msmtrec.models.base import MSMTModel, build_model
 from msmtrec.report import results_table
-from msmtrec.train.checkpoint import (atomic_write_text, create_run_dir, load_checkpoint, save_checkpoint,
-                                      write_json)
+from msmtrec.train.checkpoint import create_run_dir, load_checkpoint, save_checkpoint
 from msmtrec.train.evaluate import evaluate_model
 from msmtrec.train.trainer import FitResult, Trainer
 
@@ -48,12 +48,18 @@ class TrainResult:
     run_dir: Path | None
     num_parameters: int
 
+    @property
+    def comparable_targets(self) -> dict[str, str]:
+        """Task → the evaluation target the model declares comparable across models."""
+        return {t: self.model.comparable_target(t) for t in self.schema.tasks}
+
     def summary(self) -> dict[str, Any]:
         return {
             "model": self.config.model, "dataset": self.config.data, "seed": self.config.seed,
             "num_parameters": self.num_parameters, "train_seconds": round(self.fit.train_seconds, 3),
             "samples_per_second": round(self.fit.samples_per_second, 1), "epochs": len(self.fit.history),
-            "best": self.fit.best, "validation": self.validation, "test": self.test,
+            "best": self.fit.best, "comparable_targets": self.comparable_targets, "validation": self.validation,
+            "test": self.test,
         }
 
 
@@ -89,7 +95,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     if write_run:
         run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
                                  config.run_dir)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         write_json(run_dir / "schema.json", data.schema.to_dict())
         data.encoders.save(run_dir)
         write_json(run_dir / "data_report.json", data.report)
@@ -126,7 +132,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
         if extra:
             summary["model_report"] = extra
         write_json(run_dir / "metrics.json", summary)
-        atomic_write_text(run_dir / "results.md", results_table(test, title=f"{config.model} on {config.data} — test split"))
+        atomic_write(run_dir / "results.md", results_table(test, title=f"{config.model} on {config.data} — test split"))
     return result
 
 

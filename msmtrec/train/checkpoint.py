@@ -3,58 +3,22 @@
 A run directory holds everything needed to evaluate or serve the model again:
 ``config.yaml`` (resolved), ``schema.json``, ``encoders.json`` (+ the dataset spec), the best
 ``checkpoint.pt``, ``log.jsonl`` (one record per epoch), ``metrics.json`` and ``results.md``.
-Files are written atomically (temporary file + rename) so an interrupted run never leaves a
-half-written checkpoint, and an existing directory is never reused.
+Files are written atomically (:func:`msmtrec.files.atomic_write`) so an interrupted run never
+leaves a half-written checkpoint, and an existing directory is never reused.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from msmtrec.errors import CheckpointError
+from msmtrec.files import atomic_write
 
 CHECKPOINT_FORMAT = "msmtrec-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def create_run_dir(root: str | Path, model: str, dataset: str, explicit: str | Path | None = None) -> Path:
@@ -90,15 +54,7 @@ def save_checkpoint(path: Path, *, model_name: str, model_params: dict, schema: 
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".checkpoint.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:

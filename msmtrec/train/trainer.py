@@ -15,7 +15,6 @@ gets a disjoint share of every epoch and evaluation runs on the full split.
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -29,8 +28,8 @@ from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import MsmtrecError
 from msmtrec.models.base import MSMTModel
+from msmtrec.models.stages import Stage
 from msmtrec.train.evaluate import evaluate_model
-from msmtrec.train.stages import Stage
 from msmtrec.train.weighting import TaskWeighting, build_weighting
 
 
@@ -89,7 +88,7 @@ class Trainer:
         self.on_improvement = on_improvement
         self.rank, self.world_size = rank, world_size
         self.weighting: TaskWeighting = build_weighting(
-            config.weighting or getattr(model, "default_weighting", "fixed"),
+            config.weighting or model.default_weighting,
             model.loss_names, model, config.task_weights, config.weighting_params)
         self.stage: Stage | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -97,17 +96,13 @@ class Trainer:
         self.result = FitResult()
 
     # -- helpers the stages' hooks may use ----------------------------------------------------------
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        """A deep copy of the model's weights (for rewinding or restoring)."""
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
     def log(self, message: str) -> None:
         self.echo(message)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> FitResult:
         stages = self.model.training_stages(self.config) or [Stage()]
-        for note in getattr(self.model, "notes", []):
+        for note in self.model.notes:
             self.log(f"note: {note}")
         best_overall = -math.inf
         for stage in stages:
@@ -175,7 +170,7 @@ class Trainer:
             if improved:
                 best_score, best_epoch, bad = score, epoch, 0
                 if stage.restore_best or stage.select_best:
-                    best_state = self.snapshot()
+                    best_state = self.model.snapshot()
                 if stage.select_best and score > best_overall:
                     best_overall = score
                     self.result.best = {"stage": stage.name, "epoch": epoch + 1, "val_mean_auc": val["mean_auc"],

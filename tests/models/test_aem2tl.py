@@ -228,6 +228,7 @@ def test_trains_end_to_end_on_the_ali_ccp_fixture():
     result = train(config, write_run=False, echo=lines.append, progress=False)
     assert result.model.loss_names == ["ctr", "ctcvr"] and result.model.heads == ("y1", "y2")
     assert set(result.test["per_target"]) == {"click", "purchase(ctcvr)", "purchase(cvr@click)"}
+    assert result.summary()["comparable_targets"] == {"click": "click", "purchase": "purchase(ctcvr)"}
     assert result.test["per_target"]["purchase(cvr@click)"]["n"] < result.test["per_target"]["click"]["n"]
     assert any("ESMM form" in line for line in lines)
     assert all(sum(r["task_weights"].values()) == pytest.approx(2.0, abs=1e-4) for r in result.fit.history)

@@ -1,6 +1,6 @@
-"""AutoIFS: the LoRA units and the four flows against the equations of docs/models.md §4.2, the
-pruning function, the two-stage schedule (temperature, rewind, frozen selector), the flow report,
-and flow selection on data without scenario-specific signal."""
+"""AutoIFS: the LoRA units and the four flows against the equations of models.md §4.2 (design
+notes), the pruning function, the two-stage schedule (temperature, rewind, frozen selector), the
+flow report, and flow selection on data without scenario-specific signal."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,8 @@ from msmtrec.data import InMemoryDataset
 from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
-from msmtrec.models.autoifs import FLOWS, format_flow_report
+from msmtrec.models.autoifs import FLOWS
+from msmtrec.report.flows import format_flow_report
 from msmtrec.train.trainer import Trainer
 from tests.conftest import make_batch, make_schema
 
@@ -86,7 +87,7 @@ def test_matches_the_equations(decomposition, routing, hard):
         model.draw_ticket()
         model.start_retrain()
     batch = make_batch(schema, 24, seed=1)
-    assert torch.allclose(model(batch), reference_logits(model, batch), atol=1e-5)
+    assert torch.allclose(model(batch).logits, reference_logits(model, batch), atol=1e-5)
 
 
 def test_specific_units_start_as_their_bias():
@@ -120,13 +121,13 @@ def test_linear_decomposition_is_exact():
     u = u_sh + u_k  # no activation between the layers in the linear decomposition
     whole = model.task_shared(u) + model.task_specific.all_groups(u).squeeze(-1)
     force_gates(model, torch.zeros(3, 4))  # keep every flow
-    assert torch.allclose(model(batch), whole, atol=1e-5)
+    assert torch.allclose(model(batch).logits, whole, atol=1e-5)
     _, flows = model.task_flows(u_sh, u_k)
     for j in range(4):  # pruning flow j removes exactly that flow
         pattern = torch.zeros(3, 4)
         pattern[:, j] = 1
         force_gates(model, pattern)
-        assert torch.allclose(model(batch), whole - flows[..., j], atol=1e-5)
+        assert torch.allclose(model(batch).logits, whole - flows[..., j], atol=1e-5)
 
 
 def test_code_decomposition_gate_one_removes_a_flow():
@@ -137,13 +138,13 @@ def test_code_decomposition_gate_one_removes_a_flow():
     model.start_retrain()
     batch = make_batch(schema, 20, seed=4)
     force_gates(model, torch.zeros(2, 4))
-    full = model(batch)
+    full = model(batch).logits
     x = model.embedding(batch.categorical, batch.numeric)
     _, flows = model.task_flows(*model.scenario_units(x, batch.scenario))
     force_gates(model, [[1, 0, 0, 1], [0, 1, 1, 0]])
     expected = full - torch.stack([flows[:, 0, 0] + flows[:, 0, 3], flows[:, 1, 1] + flows[:, 1, 2]], dim=1)
-    assert torch.allclose(model(batch), expected, atol=1e-5)
-    assert not torch.allclose(model(batch), full, atol=1e-3)
+    assert torch.allclose(model(batch).logits, expected, atol=1e-5)
+    assert not torch.allclose(model(batch).logits, full, atol=1e-3)
 
 
 def test_large_temperature_soft_gate_equals_hard_gate():
@@ -155,12 +156,12 @@ def test_large_temperature_soft_gate_equals_hard_gate():
     batch = make_batch(schema, 40, seed=5)
     assert model.selection_logits(batch).abs().min() > 1e-3
     model.temperature.fill_(1.0)
-    soft1 = model(batch)
+    soft1 = model(batch).logits
     model.temperature.fill_(1e6)
-    soft = model(batch)
+    soft = model(batch).logits
     model.draw_ticket()  # the frozen copy equals the live table here, so the gates see the same input
     model.start_retrain()
-    hard = model(batch)
+    hard = model(batch).logits
     assert torch.allclose(soft, hard, atol=1e-5)
     assert not torch.allclose(soft1, hard, atol=1e-3)
 
@@ -171,7 +172,7 @@ def test_any_number_of_scenarios_and_tasks(scenarios, tasks):
     model = small(schema, gate_penalty=[0.1] * tasks)
     batch = make_batch(schema, 33, seed=6, mask_prob=0.3)
     out = model(batch)
-    assert out.shape == (33, tasks)
+    assert out.logits.shape == (33, tasks)
     losses = model.task_losses(out, batch)
     assert losses.shape == (tasks,) and torch.isfinite(losses).all()
     assert model.flow_report(batch)["kept_fraction"]  # one row per present scenario
@@ -187,7 +188,7 @@ def test_group_routing_equals_gather_routing_with_gradients():
         model = randomise_specific(small(schema, scenario_routing=routing))
         out = model(batch)
         model.task_losses(out, batch).sum().backward()
-        outs.append(out.detach())
+        outs.append(out.logits.detach())
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
     assert grads[0].keys() == grads[1].keys()
@@ -200,8 +201,8 @@ def test_selector_sees_a_stop_gradient_embedding():
     model = small(schema, gate_penalty=1.0)
     batch = make_batch(schema, 40, seed=8)
     model.train()
-    model(batch)
-    penalty = model.aux_loss(None)
+    out = model(batch)
+    penalty = model.aux_loss(out)
     assert penalty is not None and penalty > 0
     penalty.backward()  # the penalty depends only on the gates: no gradient may reach the embedding
     assert model.embedding.table.weight.grad is None
@@ -215,19 +216,36 @@ def test_gate_penalty_only_while_searching():
     model = small(schema, gate_penalty=[0.5, 0.0])
     batch = make_batch(schema, 16)
     model.train()
-    model(batch)
-    assert model.aux_loss(None) is not None
+    out = model(batch)
+    assert model.aux_loss(out) is not None
     model.eval()
-    model(batch)
-    assert model.aux_loss(None) is None
+    out = model(batch)
+    assert model.aux_loss(out) is None
     model.draw_ticket()
     model.start_retrain()
     model.train()
-    model(batch)
-    assert model.aux_loss(None) is None
+    out = model(batch)
+    assert model.aux_loss(out) is None
     no_penalty = small(schema).train()
-    no_penalty(batch)
-    assert no_penalty.aux_loss(None) is None
+    out = no_penalty(batch)
+    assert no_penalty.aux_loss(out) is None
+
+
+@pytest.mark.parametrize("routing", ["gather", "group"])
+def test_gate_penalty_comes_with_the_forward_output(routing):
+    """The output carries Σ_m λ_m · mean(sigmoid(τ w_m)) (the mean over samples and flows), and
+    aux_loss returns the penalty of the output it is given, not of the latest forward pass."""
+    torch.manual_seed(9)
+    schema = make_schema(scenarios=3, tasks=2)
+    model = small(schema, gate_penalty=[0.5, 0.2], scenario_routing=routing).train()
+    model.temperature.fill_(3.0)
+    batch = make_batch(schema, 40, seed=13)
+    out = model(batch)
+    g = torch.sigmoid(3.0 * model.selection_logits(batch))  # [B, T, 4]
+    expected = 0.5 * g[:, 0].mean() + 0.2 * g[:, 1].mean()
+    model(make_batch(schema, 40, seed=14))
+    torch.testing.assert_close(model.aux_loss(out), expected)
+    assert model.aux_loss(out) is out.gate_penalty
 
 
 def _state(module):
@@ -314,7 +332,7 @@ def test_checkpoint_keeps_the_ticket():
     fresh = small(schema).eval()
     fresh.load_state_dict(model.state_dict())
     assert bool(fresh.ticket)
-    assert torch.equal(fresh(batch), model(batch))
+    assert torch.equal(fresh(batch).logits, model(batch).logits)
     assert torch.equal(fresh.selection_logits(batch), model.selection_logits(batch))
 
 
@@ -368,7 +386,8 @@ def _kept_per_flow(alpha: float, seed: int = 1) -> np.ndarray:
                                                      num_fields=4, vocab=50, seed=seed)
     torch.manual_seed(seed)
     # A pruning pressure (negative penalty: g = 1 prunes) and a selector lr as large as the
-    # model's; see docs/models/autoifs.md for why the selection otherwise stays near its start.
+    # model's; docs/models/autoifs.md, "What the selection network actually does (measured)", says
+    # why the selection otherwise stays near its start.
     model = build_model("autoifs", schema, {"mlp_dims": [64, 32, 16], "decomposition": "linear", "search_epochs": 3,
                                             "search_lr": 3e-3, "gate_lr_scale": 1.0, "gate_penalty": -0.05,
                                             "retrain_epochs": 1})

@@ -1,6 +1,6 @@
 import torch
 
-from msmtrec.nn import CGC, MLP, ExpertBank, FeatureEmbedding, GateBank, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn import CGC, MLP, ExpertBank, FeatureEmbedding, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
 from msmtrec.nn.mlp import activation
 
 
@@ -58,14 +58,14 @@ def test_expert_bank_matches_loop_over_experts():
         torch.testing.assert_close(out[:, e], h)
 
 
-def test_gate_bank_rows_sum_to_one_and_relu_variant():
+def test_mixing_gate_bank_rows_sum_to_one_and_relu_variant():
     torch.manual_seed(2)
-    g = GateBank(3, 4, 5)
+    g = MixingGateBank(3, 4, 5)
     w = g(torch.randn(10, 4))
     assert w.shape == (10, 3, 5)
     torch.testing.assert_close(w.sum(-1), torch.ones(10, 3))
     assert (w > 0).all()
-    g_relu = GateBank(3, 4, 5, activation="relu")
+    g_relu = MixingGateBank(3, 4, 5, activation="relu")
     x = torch.randn(10, 4)
     logits = torch.relu(torch.einsum("bi,gie->bge", x, g_relu.weight) + g_relu.bias)
     torch.testing.assert_close(g_relu(x), torch.softmax(logits, -1))
@@ -109,6 +109,7 @@ def test_scenario_groups_round_trip_and_apply():
     chunks = g.split(x)
     assert [c.shape[0] for c in chunks] == [2, 1, 2, 0]
     torch.testing.assert_close(g.merge(chunks), x)
+    torch.testing.assert_close(g.restore(x[g.order]), x)
     out = g.apply(lambda sc, xs: xs + 100 * sc, x)
     torch.testing.assert_close(out.squeeze(1), torch.tensor([200.0, 1, 202, 103, 4]))
 

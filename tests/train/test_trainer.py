@@ -11,8 +11,8 @@ import msmtrec.train.trainer as trainer_mod
 from msmtrec.data import InMemoryDataset
 from msmtrec.config import TrainConfig
 from msmtrec.errors import CheckpointError, ConfigError
-from msmtrec.models import build_model
-from msmtrec.train import Stage, Trainer, load_run, train
+from msmtrec.models import Stage, build_model
+from msmtrec.train import Trainer, load_run, train
 from msmtrec.train.checkpoint import load_checkpoint
 from tests.conftest import make_batch, make_schema
 
@@ -36,7 +36,7 @@ def test_best_weights_restored_also_at_max_epochs(monkeypatch, patience):
     data = make_batch(schema, 200)
     snapshots = []
     _fake_scores(monkeypatch, [0.60, 0.70, 0.65, 0.62])
-    stage = Stage(max_epochs=4, on_epoch_end=lambda tr, m, e, val: snapshots.append(tr.snapshot()))
+    stage = Stage(max_epochs=4, on_epoch_end=lambda tr, m, e, val: snapshots.append(m.snapshot()))
     monkeypatch.setattr(model, "training_stages", lambda cfg: [stage])
     config = TrainConfig(batch_size=32, patience=patience)
     result = Trainer(model, config, InMemoryDataset(data, data, data, schema)).fit()
@@ -116,6 +116,7 @@ def test_train_is_deterministic_and_evaluates_test_once(tmp_path, monkeypatch):
     assert len(calls) == 4
     metrics = json.loads((r1.run_dir / "metrics.json").read_text())
     assert metrics["test"]["mean_auc"] == pytest.approx(r1.test["mean_auc"])
+    assert metrics["comparable_targets"] == {t: t for t in r1.schema.tasks}  # recorded for bench
     assert len((r1.run_dir / "log.jsonl").read_text().splitlines()) == len(r1.fit.history)
 
 

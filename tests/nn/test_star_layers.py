@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from msmtrec.nn.star import PartitionedNorm, StarLinear
+from msmtrec.nn.star_layers import PartitionedNorm, StarLinear
 
 
 def _randomise(layer: StarLinear, seed: int = 0) -> None:

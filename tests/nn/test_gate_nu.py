@@ -2,8 +2,7 @@
 
 import torch
 
-from msmtrec.nn.gate_bank import GateNUBank
-from msmtrec.nn.gates import GateNU
+from msmtrec.nn.gate_nu import GateNU, GateNUBank
 
 
 def test_bank_equals_independent_gate_nus():

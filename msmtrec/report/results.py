@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+from msmtrec.report.format import number
 
 
 def results_table(metrics: dict, title: str | None = None) -> str:
@@ -28,7 +26,7 @@ def results_table(metrics: dict, title: str | None = None) -> str:
         cells = [name]
         for t in targets:
             m = by_target.get(t, {})
-            cells += [_fmt(m.get("auc")), _fmt(m.get("logloss"))] + ([_fmt(m.get("gauc"))] if has_gauc else [])
+            cells += [number(m.get("auc")), number(m.get("logloss"))] + ([number(m.get("gauc"))] if has_gauc else [])
         cells.append("" if n is None else f"{n:,}")
         return "| " + " | ".join(cells) + " |"
 
@@ -37,9 +35,9 @@ def results_table(metrics: dict, title: str | None = None) -> str:
         lines.append(row(s, by_t, n))
     lines.append(row("**all (pooled)**", metrics["per_target"], max((m["n"] for m in metrics["per_target"].values()), default=0)))
     lines.append("")
-    summary = f"Mean AUC over (scenario, task) pairs: **{_fmt(metrics['mean_auc'])}**; mean logloss {_fmt(metrics['mean_logloss'])}"
+    summary = f"Mean AUC over (scenario, task) pairs: **{number(metrics['mean_auc'])}**; mean logloss {number(metrics['mean_logloss'])}"
     if has_gauc:
-        summary += f"; mean GAUC {_fmt(metrics['mean_gauc'])}"
+        summary += f"; mean GAUC {number(metrics['mean_gauc'])}"
     if metrics.get("undefined_auc"):
         summary += f". {metrics['undefined_auc']} (scenario, task) group(s) have a single class and no AUC"
     lines.append(summary + ".")

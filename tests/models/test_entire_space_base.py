@@ -6,7 +6,7 @@ import torch
 from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
-from msmtrec.models.entire_space import entire_space_roles
+from msmtrec.models.entire_space_base import entire_space_roles
 from tests.conftest import make_schema
 
 CLICK_CONV = {"t0": "click", "t1": "conversion"}
@@ -93,6 +93,23 @@ def test_xcvr_target_only_when_conversions_can_skip_the_click():
     _, y, m = targets["t1(xcvr)"]
     assert y.tolist() == [1, 1, 0, 0] and m.all()  # the no-click conversion counts here ...
     assert targets["t1(ctcvr)"][1].tolist() == [1, 0, 0, 0]  # ... and not in CTCVR
+
+
+def test_declared_comparable_targets_are_the_all_impressions_targets():
+    roles = {"t0": "click", "t1": "conversion", "t2": "action"}
+    small = {"scenario_expert_dims": [8], "task_expert_dims": [8], "tower_dims": [4]}
+    batch = _rows([1, 0], [0, 0])
+    batch = EncodedData(batch.categorical, batch.numeric, batch.scenario, torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool))
+    for without_click, conversion in ((False, "t1(ctcvr)"), (True, "t1(xcvr)")):
+        schema = make_schema(tasks=3, task_roles=roles, conversion_without_click=without_click)
+        model = build_model("aem2tl", schema, small)
+        declared = [model.comparable_target(t) for t in schema.tasks]
+        assert declared == ["t0", conversion, "t2(ctavr)"]
+        assert set(declared) <= set(model.eval_targets(model(batch), batch))
+    esmm = build_model("esmm", make_schema(tasks=2, task_roles=CLICK_CONV), {"tower_dims": [4]})
+    assert [esmm.comparable_target(t) for t in ("t0", "t1")] == ["t0", "t1(ctcvr)"]
+    plain = build_model("shared_bottom", make_schema(tasks=2), {"bottom_dims": [8], "tower_dims": [4]})
+    assert [plain.comparable_target(t) for t in ("t0", "t1")] == ["t0", "t1"]
 
 
 def test_probabilities_in_schema_order():

@@ -136,7 +136,6 @@ class EntireSpaceModel(MSMTModel):
         super().__init__(schema)
         self.roles = entire_space_roles(schema)
         self.no_click_path = self.roles.conversion_without_click
-        self.notes: list[str] = []
 
     # -- what the trainer sees -----------------------------------------------------------------------
     def probabilities(self, output: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -197,3 +196,14 @@ class EntireSpaceModel(MSMTModel):
         if r.action is not None:
             out[f"{tasks[r.action]}(ctavr)"] = (output["ctavr"], *labels["ctavr"])
         return out
+
+    def comparable_target(self, task: str) -> str:
+        """The all-impressions target of ``task``: the click itself, ``<action>(ctavr)``, and
+        ``<conversion>(xcvr)`` when conversions may skip the click, else ``<conversion>(ctcvr)`` —
+        each the task's own label when actions and conversions follow clicks."""
+        i, r = self.schema.tasks.index(task), self.roles
+        if i == r.action:
+            return f"{task}(ctavr)"
+        if i == r.conversion:
+            return f"{task}(xcvr)" if r.conversion_without_click else f"{task}(ctcvr)"
+        return task

@@ -1,10 +1,14 @@
-"""Bank form of Gate NU: ``G`` independent Gate NU networks stored as stacked weights.
+"""Gate NU (PEPNet, Chang et al. KDD 2023; LHUC-style): a small MLP whose output scales a hidden
+vector element-wise — one gate (:class:`GateNU`) or many stored as stacked weights
+(:class:`GateNUBank`).
 
-Each gate is exactly :class:`~msmtrec.nn.gates.GateNU` —
-``δ_g = γ · sigmoid(W₂_g ReLU(W₁_g z + b₁_g) + b₂_g)`` with the output layer starting at zero, so
-``δ = γ/2`` (= 1 for γ = 2) at the start — but a slice of gates runs as two ``einsum`` calls
-(built on :class:`~msmtrec.nn.mlp.TowerBank`), which is what a model needs when every
-(scenario, task, layer) has its own gate (PPNet, AEM²TL Eq. 10–14).
+``δ = γ · sigmoid(W₂ ReLU(W₁ z + b₁) + b₂)`` with ``γ = 2``, so ``δ ∈ (0, γ)``. The last layer
+starts at zero, so every gate starts at exactly ``γ / 2 = 1`` (the identity scaling) and the
+network begins as the ungated model.
+
+A bank runs a slice of its gates as two ``einsum`` calls (built on
+:class:`~msmtrec.nn.mlp.TowerBank`), which is what a model needs when every (scenario, task,
+layer) has its own gate (PPNet, AEM²TL Eq. 10–14).
 """
 
 from __future__ import annotations
@@ -14,12 +18,38 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from msmtrec.nn.gates import GateNU
 from msmtrec.nn.mlp import TowerBank
 
 
-class GateNUBank(nn.Module):
+class GateNU(nn.Module):
     """Args:
+        in_dim: width of the gate input ``z`` (e.g. prior-feature embeddings ⊕ stop-gradient
+            general embedding).
+        out_dim: width of the vector being scaled.
+        hidden_dim: width of the hidden layer (default: ``out_dim``).
+        gamma: scale ``γ`` (2 in the paper).
+        zero_init: start the output layer at zero so that ``δ = γ/2`` initially.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None, gamma: float = 2.0,
+                 zero_init: bool = True) -> None:
+        super().__init__()
+        hidden_dim = hidden_dim or out_dim
+        self.gamma = gamma
+        self.hidden = nn.Linear(in_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim, out_dim)
+        if zero_init:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.gamma * torch.sigmoid(self.out(torch.relu(self.hidden(z))))
+
+
+class GateNUBank(nn.Module):
+    """``G`` independent :class:`GateNU` networks, stored as stacked weights.
+
+    Args:
         num_gates: number of independent gates ``G``.
         in_dim: width of the gate input ``z``.
         out_dim: width of the vector each gate scales.

@@ -1,5 +1,6 @@
-"""Training stages: a model's schedule is a list of stages run one after another by the same
-trainer loop (AutoIFS: search → retrain). A stage says how to build its optimiser and what to do
+"""Training stages, part of the model contract (:meth:`MSMTModel.training_stages`): a model's
+schedule is a list of stages run one after another by the same trainer loop (AutoIFS: search →
+retrain). A stage says how to build its optimiser and what to do
 at its edges; the loop itself never changes."""
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from msmtrec.models.base import MSMTModel
-    from msmtrec.train.trainer import Trainer
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Stage:
         select_best: whether this stage's validation scores compete for the final checkpoint
             (a search stage's weights are not a deliverable model).
         on_stage_start / on_epoch_start / on_epoch_end / on_stage_end: hooks
-            ``fn(trainer, model, ...)``: ``on_epoch_start(trainer, model, epoch)``,
+            ``fn(trainer, model, ...)`` (``trainer``: the :class:`msmtrec.train.Trainer` running them): ``on_epoch_start(trainer, model, epoch)``,
             ``on_epoch_end(trainer, model, epoch, val_metrics)``.
     """
 

@@ -1,0 +1,59 @@
+"""Atomic file writes: the content goes to a fresh temporary file in the target's folder, is
+flushed to disk and then renamed over the target, so a reader sees the old file or the whole new
+one, never half of it, and a failed write leaves no temporary file behind.
+
+The temporary file is created with mode ``0o666`` and the kernel applies the umask (and any
+default ACL) to it, so the result has the permissions any tool's output gets — not the ``0o600``
+of :func:`tempfile.mkstemp`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Content = bytes | str | Callable[[Path], None]
+
+
+def atomic_write(path: str | Path, content: Content) -> None:
+    """Write ``content`` to ``path`` atomically.
+
+    ``content`` is ``bytes``, a ``str`` (written as UTF-8) or a writer ``fn(tmp_path)`` that
+    writes the file itself (``torch.save``, pyarrow writers). The folder must exist.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # created under the umask
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            tmp.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as indented JSON (tensors and numpy scalars as numbers, paths as strings), atomically."""
+    atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,47 @@
+"""AutoIFS's flow selection for people: the table of kept fractions and its heatmap. The input is
+:meth:`msmtrec.models.autoifs.AutoIFS.flow_report` (``flows``, ``decomposition`` and
+``kept_fraction[scenario][task][flow]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from msmtrec.report.plotting import MISSING, pyplot, save_figure
+
+
+def format_flow_report(report: dict[str, Any]) -> str:
+    """The flow-selection table as text (one row per (scenario, task), one column per flow)."""
+    short = ["sh>sh", "sh>task", "scen>sh", "scen>task"]
+    rows = [f"{'scenario / task':<28}" + "".join(f"{c:>10}" for c in short)]
+    for scen, tasks in report["kept_fraction"].items():
+        for task, fr in tasks.items():
+            rows.append(f"{(scen + ' / ' + task)[:28]:<28}" + "".join(f"{fr[f]:>10.2f}" for f in report["flows"]))
+    return ("share of samples keeping each flow (sh = shared unit, scen = scenario-specific unit, "
+            "task = task-specific unit)\n" + "\n".join(rows))
+
+
+def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
+    """Heatmap of the kept fractions; returns None when written, else a note saying why not."""
+    plt = pyplot()
+    if plt is None:
+        return f"{MISSING}; heatmap skipped"
+    labels, values = [], []
+    for scen, tasks in report["kept_fraction"].items():
+        for task, fr in tasks.items():
+            labels.append(f"{scen} / {task}")
+            values.append([fr[f] for f in report["flows"]])
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
+    im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(report["flows"])))
+    ax.set_xticklabels([f.replace("->", "\n→ ") for f in report["flows"]], fontsize=8)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    ax.set_title(f"AutoIFS: share of samples keeping each flow ({report['decomposition']} decomposition)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path)
+    return None

@@ -14,7 +14,6 @@ column and the split (``source``) in one line.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -32,6 +31,7 @@ from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder, ScenarioF
 from msmtrec.data.fit.vocabulary import Vocabulary, VocabularyFitter
 from msmtrec.data.spec import SCENARIO_FIELD, DatasetSpec, load_spec
 from msmtrec.errors import CheckpointError, DataError, SpecError
+from msmtrec.files import atomic_write
 
 __all__ = ["ENCODERS_FILE", "EncodeResult", "Encoders", "EncodersFitter", "NumericStats", "ScenarioCoder",
            "SplitEncoder", "UserIds", "Vocabulary", "check_no_label_leak"]
@@ -279,11 +279,8 @@ class Encoders:
         path = folder / ENCODERS_FILE
         if path.exists() and not overwrite:
             raise CheckpointError(f"{path} already exists; pass overwrite=True to replace it")
-        tmp = path.with_suffix(".json.tmp")
         # allow_nan=False: every number is finite by construction; a NaN would not be JSON.
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n")
         return path
 
     @classmethod

@@ -54,7 +54,6 @@ Entry points: :func:`make_synthetic` / :func:`make_synthetic_splits` (in memory,
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -66,6 +65,7 @@ import torch
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.data.io import DEFAULT_FRACTIONS, SPLITS, split_sizes
 from msmtrec.errors import ConfigError
+from msmtrec.files import atomic_write, write_json
 
 __all__ = [
     "BLOCK_ROWS",
@@ -529,9 +529,9 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: 
                 pending = [{k: v[offset:] for k, v in merged.items()}]
         start += size
 
-    (out / "spec.yaml").write_text(yaml.safe_dump(spec_dict(config), sort_keys=False))
-    (out / "synthetic.json").write_text(json.dumps({"config": config.to_dict(), "fractions": list(fractions),
-                                                    "rows": dict(zip(SPLITS, sizes))}, indent=2) + "\n")
+    atomic_write(out / "spec.yaml", yaml.safe_dump(spec_dict(config), sort_keys=False))
+    write_json(out / "synthetic.json", {"config": config.to_dict(), "fractions": list(fractions),
+                                        "rows": dict(zip(SPLITS, sizes))})
     return out / "spec.yaml"
 
 

@@ -15,7 +15,6 @@ leaves a folder that looks complete. Nothing already in ``OUT`` is replaced unle
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import yaml
 
 from msmtrec.data.io import SPLITS
 from msmtrec.errors import ConfigError, DataError
+from msmtrec.files import atomic_write, write_json
 
 OUTPUT_FILES = tuple(f"{s}.parquet" for s in SPLITS) + ("spec.yaml", "manifest.json")
 ROW_GROUP_ROWS = 262_144
@@ -287,12 +287,6 @@ def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, ov
     }
     header = (f"# {recipe.title}\n# Written by `msmtrec prepare {recipe.name}`; the split is fixed by the "
               f"files below. See manifest.json for the inputs' sha256.\n")
-    _atomic_write(out / "spec.yaml", header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write(out / "spec.yaml", header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    write_json(out / "manifest.json", manifest)
     return out / "spec.yaml"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -34,7 +34,7 @@ from msmtrec.data.encode import Encoders, EncodersFitter, SplitEncoder
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
 from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
-                             DataFile, RandomSplit, time_parts)
+                             DataFile, RandomSplit, TimeSplit)
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.data.stream import prefetched, shuffled_batches
 from msmtrec.errors import ConfigError, DataError
@@ -49,17 +49,6 @@ SpecLike = str | Path | DatasetSpec | Mapping[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
-class _Assigned:
-    """A row split given as the part index of every row (time splits)."""
-
-    def __init__(self, parts: np.ndarray) -> None:
-        self._parts = parts
-        self.sizes = np.bincount(parts, minlength=3).tolist()
-
-    def parts(self, first: int, count: int) -> np.ndarray:
-        return self._parts[first:first + count]
-
-
 @dataclass
 class SplitSource:
     """The rows of one split: a file, whole or the ``part``-th part of its row split.
@@ -68,7 +57,7 @@ class SplitSource:
         split: ``train``, ``val`` or ``test``.
         file: the file.
         label: how to call these rows in messages (``"train split of d.csv"``).
-        row_split: the file's :class:`RandomSplit` (or time split); None: every row.
+        row_split: the file's :class:`RandomSplit` or :class:`TimeSplit`; None: every row.
         part: which part of ``row_split``.
         row_limit: read at most this many rows of the file.
     """
@@ -76,7 +65,7 @@ class SplitSource:
     split: str
     file: DataFile
     label: str
-    row_split: Any = None
+    row_split: RandomSplit | TimeSplit | None = None
     part: int = 0
     row_limit: int | None = None
 
@@ -123,7 +112,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
                                                                else DEFAULT_VAL_FRACTIONS)
         if split is not None and split.method == "time":
             times = file.read([split.column], row_limit=row_limit).column(split.column)
-            row_split: Any = _Assigned(time_parts(times, fractions, file.name, split.column))
+            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column)
         else:
             seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
             row_split = RandomSplit(n, fractions, seed)

@@ -12,7 +12,8 @@ batch is an integer; otherwise they stay text. No id ever passes through a float
 
 Splits: a random split (:class:`RandomSplit`) gives exact part sizes from ``(rows, fractions,
 seed)`` and tells the part of any row range without holding a permutation of the file, so the
-in-memory and the streamed paths split a file identically; a time split sorts the time column.
+in-memory and the streamed paths split a file identically; a :class:`TimeSplit` sorts the time
+column.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import pyarrow.parquet as pq
 from msmtrec.errors import DataError
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "SPLITS", "CsvOptions", "DataFile",
-           "RandomSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes", "split_table",
-           "time_parts"]
+           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes",
+           "split_table"]
 
 #: Split names, in order.
 SPLITS = ("train", "val", "test")
@@ -325,24 +326,28 @@ class RandomSplit:
         return joined[start:start + count]
 
 
-def time_parts(times: pa.ChunkedArray | pa.Array, fractions: Sequence[float], source: str,
-               column: str) -> np.ndarray:
-    """Part index (int8) per row for a time split: oldest rows → first part; equal times keep their
-    file order (Arrow's sort is stable).
+class TimeSplit:
+    """A split by time: oldest rows → first part, part sizes as :func:`split_sizes`; equal times
+    keep their file order (Arrow's sort is stable).
 
     Raises:
         DataError: the time column has missing values.
     """
-    if times.null_count:
-        raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
-                        f"a time split needs a time for every row")
-    order = pc.sort_indices(times).to_numpy().astype(np.int64)
-    out = np.empty(len(order), dtype=np.int8)
-    start = 0
-    for k, size in enumerate(split_sizes(len(order), fractions)):
-        out[order[start:start + size]] = k
-        start += size
-    return out
+
+    def __init__(self, times: pa.ChunkedArray | pa.Array, fractions: Sequence[float], source: str,
+                 column: str) -> None:
+        if times.null_count:
+            raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
+                            f"a time split needs a time for every row")
+        self.order = pc.sort_indices(times).to_numpy().astype(np.int64)
+        self.sizes = split_sizes(len(self.order), fractions)
+        self._parts = np.empty(len(self.order), dtype=np.int8)
+        for k, (start, size) in enumerate(zip(np.cumsum([0, *self.sizes[:-1]]), self.sizes)):
+            self._parts[self.order[start:start + size]] = k
+
+    def parts(self, first: int, count: int) -> np.ndarray:
+        """Part index (int8) of rows ``first .. first + count - 1``."""
+        return self._parts[first:first + count]
 
 
 def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None,
@@ -364,16 +369,12 @@ def split_table(table: pa.Table, fractions: Sequence[float], *, method: str = "r
     n = table.num_rows
     if method == "random":
         parts = RandomSplit(n, fractions, DEFAULT_SPLIT_SEED if seed is None else seed).parts(0, n)
-    elif method == "time":
-        if column is None:
-            raise ValueError("a time split needs its column")
-        parts = time_parts(table.column(column), fractions, source, column)
-    else:
-        raise ValueError(f"unknown split method {method!r}")
-    if method == "time":  # time order within a part
-        order = pc.sort_indices(table.column(column)).to_numpy()
-        return [table.take(pa.array(order[parts[order] == k])) for k in range(len(fractions))]
-    return [table.filter(pa.array(parts == k)) for k in range(len(fractions))]
+        return [table.filter(pa.array(parts == k)) for k in range(len(fractions))]
+    if method != "time" or column is None:
+        raise ValueError(f"a split needs method random, or time with its column; got {method!r}, {column!r}")
+    split = TimeSplit(table.column(column), fractions, source, column)
+    parts = split.parts(0, n)
+    return [table.take(pa.array(split.order[parts[split.order] == k])) for k in range(len(fractions))]  # time order
 
 
 def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:

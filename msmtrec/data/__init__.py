@@ -25,13 +25,13 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from msmtrec.data.encode import EncodeResult, Encoders, check_no_label_leak
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.data.io import detect_format, read_table, split_table
-from msmtrec.data.spec import DatasetSpec, SpecLoader, load_spec
+from msmtrec.data.spec import DatasetSpec, load_spec
 from msmtrec.errors import DataError, SpecError
+from msmtrec.yaml_io import load_yaml
 
 __all__ = [
     "DataSchema",
@@ -112,8 +112,8 @@ def _builtin_index() -> tuple[tuple[str, Path], ...]:
     out = []
     for path in sorted(_BUILTIN_DIR.glob("*.yaml")):
         try:
-            name = (yaml.load(path.read_text(encoding="utf-8"), Loader=SpecLoader) or {}).get("name")
-        except yaml.YAMLError:
+            name = (load_yaml(path, f"spec {path.name}", SpecError) or {}).get("name")
+        except SpecError:
             name = None
         out.append((str(name) if name else path.stem.replace("_", "-"), path))
     return tuple(out)
@@ -252,7 +252,7 @@ def _read_splits(spec: DatasetSpec, columns: list[str], row_limit: int | None
             raise DataError(f"{spec.where}: {f.path.name} has no rows")
         tables = cut(whole, SPLITS, f.path.name)
         sources = {s: f"{s} split of {f.path.name}" for s in SPLITS}
-        files = {"path": str(f.path), "split": f.split.to_dict() if f.split else None}
+        files = {"path": str(f.path), "split": f.split.model_dump(mode="json") if f.split else None}
     else:
         assert f.train is not None and f.test is not None
         tables = {"test": read(f.test)}
@@ -268,7 +268,7 @@ def _read_splits(spec: DatasetSpec, columns: list[str], row_limit: int | None
             sources.update(train=f"train split of {f.train.name}", val=f"val split of {f.train.name}")
         files = {k: str(getattr(f, k)) for k in SPLITS if getattr(f, k) is not None}
         if f.split is not None:
-            files["val_from_train"] = f.split.to_dict()
+            files["val_from_train"] = f.split.model_dump(mode="json")
     for s in SPLITS:
         if tables[s].num_rows == 0:
             how = " (the split fractions leave it no rows; use more rows)" if f.split is not None else ""

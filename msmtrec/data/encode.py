@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -700,7 +700,7 @@ class Encoders:
             raise CheckpointError(f"{path} has encoders format version {d.get('version')}; this msmtrec reads "
                                   f"version {_VERSION}")
         try:
-            spec = replace(load_spec(d["spec"]), source=str(d.get("spec_source", "<dict>")))
+            spec = load_spec(d["spec"], source=str(d.get("spec_source", "<dict>")))
             scenario = ScenarioCoder(**d["scenario"])
             vocabularies = {c: Vocabulary(column=c, dtype=v["dtype"], values=v["values"])
                             for c, v in d["vocabularies"].items()}

@@ -30,11 +30,13 @@ def main() -> None:
 
 
 def _parse_value(text: str) -> Any:
-    import yaml
+    """A ``KEY=VALUE`` value read as YAML (``32``, ``[128,64]``, ``1e-3``), or as text if it is not YAML."""
+    from msmtrec.errors import ConfigError
+    from msmtrec.yaml_io import load_yaml
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text, "value", ConfigError)
+    except ConfigError:
         return text
 
 

@@ -1,21 +1,25 @@
-"""Run configuration: one dataclass, loadable from YAML, overridable from the CLI.
+"""Run configuration: one declared model, loadable from YAML, overridable from the CLI.
 
-Unknown keys are errors (no silently ignored options)."""
+An unknown key or a value of the wrong type or range is a one-line
+:class:`~msmtrec.errors.ConfigError` naming the key (no silently ignored options)."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Mapping
 
-import yaml
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
+                      ValidationInfo, ValidatorFunctionWrapHandler, model_validator)
 
+from msmtrec.declared import explain
 from msmtrec.errors import ConfigError
+from msmtrec.yaml_io import load_yaml
+
+_Positive = Annotated[StrictInt, Field(gt=0)]
+_AtLeastOne = Annotated[StrictInt, Field(ge=1)]
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(BaseModel):
     """Everything that defines a training run.
 
     Attributes:
@@ -40,71 +44,62 @@ class TrainConfig:
         streaming: stream the train split from disk through a shuffle buffer instead of holding
             it in memory (:mod:`msmtrec.data.stream`); validation and test stay in memory.
         shuffle_buffer: rows in the streaming shuffle buffer.
+
+    ``TrainConfig(**values)`` validates like :meth:`from_dict` (its messages start with ``config:``).
     """
 
-    model: str = "shared_bottom"
-    model_params: dict[str, Any] = field(default_factory=dict)
-    data: str = "womens-ecommerce"
-    seed: int = 2024
-    batch_size: int = 256
-    eval_batch_size: int = 16384
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    max_epochs: int = 20
-    patience: int = 3
-    task_weights: dict[str, float] | None = None
-    weighting: str | None = None
-    weighting_params: dict[str, Any] = field(default_factory=dict)
-    threads: int | None = None
-    device: str = "cpu"
-    runs_root: str = "runs"
-    run_dir: str | None = None
-    row_limit: int | None = None
-    deterministic: bool = False
-    streaming: bool = False
-    shuffle_buffer: int = 262_144
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.batch_size > 0, "batch_size must be positive"),
-            (self.eval_batch_size > 0, "eval_batch_size must be positive"),
-            (self.lr > 0, "lr must be positive"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.max_epochs >= 1, "max_epochs must be >= 1"),
-            (self.patience >= 1, "patience must be >= 1"),
-            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
-            (self.shuffle_buffer >= 1, "shuffle_buffer must be >= 1"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"config: {msg}")
+    model: StrictStr = "shared_bottom"
+    model_params: dict[str, Any] = Field(default_factory=dict)
+    data: StrictStr = "womens-ecommerce"
+    seed: StrictInt = 2024
+    batch_size: _Positive = 256
+    eval_batch_size: _Positive = 16384
+    lr: Annotated[StrictFloat, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[StrictFloat, Field(ge=0)] = 0.0
+    max_epochs: _AtLeastOne = 20
+    patience: _AtLeastOne = 3
+    task_weights: dict[str, StrictFloat] | None = None
+    weighting: StrictStr | None = None
+    weighting_params: dict[str, Any] = Field(default_factory=dict)
+    threads: _AtLeastOne | None = None
+    device: StrictStr = "cpu"
+    runs_root: StrictStr = "runs"
+    run_dir: StrictStr | None = None
+    row_limit: StrictInt | None = None
+    deterministic: StrictBool = False
+    streaming: StrictBool = False
+    shuffle_buffer: _AtLeastOne = 262_144
 
+    @model_validator(mode="wrap")
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}")
+    def _one_line_errors(cls, values: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """Wraps all validation, so ``TrainConfig(**values)`` and :meth:`from_dict` alike raise one
+        ConfigError line (pydantic passes an exception that is not a ValueError through as is)."""
         try:
-            return cls(**d)
-        except TypeError as e:
-            raise ConfigError(f"{source}: {e}") from None
+            return handler(values)
+        except ValidationError as exc:
+            source = (info.context or {}).get("source", "config")
+            raise ConfigError(f"{source}: {explain(exc, cls, 'the config')}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Validate ``d``; ``source`` starts every message (``"config run.yaml"``, ``"command line"``)."""
+        return cls.model_validate(d, context={"source": source})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Load a YAML file of TrainConfig keys (an empty file gives the defaults)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys, found {type(d).__name__}")
-        return cls.from_dict(d, source=str(path))
+        d = load_yaml(path, f"config {path}", ConfigError)
+        return cls.from_dict({} if d is None else d, source=f"config {path}")
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes`` applied."""
+        return self.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()

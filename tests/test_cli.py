@@ -87,3 +87,10 @@ def test_models_and_datasets_listing():
 def test_console_script_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "msmtrec.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "train" in res.stdout
+
+
+def test_set_values_are_read_as_yaml_1_2_like_config_files():
+    from msmtrec.cli import _parse_value
+
+    values = [_parse_value(t) for t in ["32", "[128,64]", "1e-3", "true", "yes", "010", "a: ["]]
+    assert values == [32, [128, 64], 0.001, True, "yes", "010", "a: ["]  # not YAML: the text itself

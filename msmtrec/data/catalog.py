@@ -7,11 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from msmtrec.data.io import DataFile
-from msmtrec.data.spec import DatasetSpec, SpecLoader, load_spec
+from msmtrec.data.spec import DatasetSpec, load_spec
 from msmtrec.errors import SpecError
+from msmtrec.yaml_io import load_yaml
 
 __all__ = ["builtin_datasets", "describe_dataset", "resolve_spec"]
 
@@ -23,8 +22,8 @@ def _builtin_index() -> tuple[tuple[str, Path], ...]:
     out = []
     for path in sorted(_BUILTIN_DIR.glob("*.yaml")):
         try:
-            name = (yaml.load(path.read_text(encoding="utf-8"), Loader=SpecLoader) or {}).get("name")
-        except yaml.YAMLError:
+            name = (load_yaml(path, f"spec {path.name}", SpecError) or {}).get("name")
+        except SpecError:
             name = None
         out.append((str(name) if name else path.stem.replace("_", "-"), path))
     return tuple(out)

@@ -14,7 +14,7 @@ column and the split (``source``) in one line.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
@@ -306,7 +306,7 @@ class Encoders:
             raise CheckpointError(f"{path} has encoders format version {d.get('version')}; this msmtrec reads "
                                   f"version {_VERSION}")
         try:
-            spec = replace(load_spec(d["spec"]), source=str(d.get("spec_source", "<dict>")))
+            spec = load_spec(d["spec"], source=str(d.get("spec_source", "<dict>")))
             scenario = ScenarioCoder(**d["scenario"])
             vocabularies = {c: Vocabulary(column=c, dtype=v["dtype"], values=v["values"])
                             for c, v in d["vocabularies"].items()}

@@ -11,7 +11,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import yaml
 
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
@@ -22,6 +21,7 @@ from msmtrec.report import results_table
 from msmtrec.train.checkpoint import create_run_dir, load_checkpoint, save_checkpoint
 from msmtrec.train.evaluate import evaluate_model
 from msmtrec.train.trainer import FitResult, Trainer
+from msmtrec.yaml_io import dump_yaml
 
 
 def seed_everything(seed: int) -> None:
@@ -95,7 +95,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     if write_run:
         run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
                                  config.run_dir)
-        atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        atomic_write(run_dir / "config.yaml", dump_yaml(config.to_dict()))
         write_json(run_dir / "schema.json", data.schema.to_dict())
         data.encoders.save(run_dir)
         write_json(run_dir / "data_report.json", data.report)

@@ -161,6 +161,77 @@ def test_bad_spec_is_one_line_error_naming_file_and_key(tmp_path, old, new, mess
     assert text.startswith("spec bad.yaml: ") and "\n" not in text
 
 
+# Messages now produced by the declared models' types and validators (the ones above are pinned
+# from the hand-written checker they replace).
+MORE_BAD_SPECS = [
+    ("  - {name: a, column: y}", "  - {name: a, column: y, rule: {op: '>', vaule: 1}}",
+     "spec bad.yaml: unknown key 'tasks[0].rule.vaule' (did you mean 'value'?) (allowed: op, value, column)"),
+    ("categorical: [c]", "categorical: [c]\nsource: x.yaml", "spec bad.yaml: unknown key 'source' (allowed: name,"),
+    ("  - {name: a, column: y}", "  - 5", "spec bad.yaml: tasks[0] must be a mapping, got 5 (int)"),
+    ("  - {name: a, column: y}", "  - {name: a, column: y, rule: {op: '>', value: [1]}}",
+     "spec bad.yaml: tasks[0].rule.value must be a finite number, text or true/false, got [1] (list)"),
+    ("  - {name: a, column: y}", "  - {name: a, column: y, rule: {op: '<', value: .inf}}",
+     "spec bad.yaml: tasks[0].rule.value must be a finite number, text or true/false, got inf (float)"),
+    ("scenario: {column: s}", "scenario: {column: s, mapping: {Tops: 5}}",
+     "spec bad.yaml: scenario.mapping['Tops'] must be a non-empty string, got 5 (int)"),
+    ("scenario: {column: s}", "scenario: {column: s, mapping: {1: a, '1': b}}",
+     "spec bad.yaml: scenario.mapping lists raw value '1' twice"),
+    ("scenario: {column: s}", "scenario: {column: s, mapping: {}}", "spec bad.yaml: scenario.mapping is empty;"),
+    ("scenario: {column: s}", "scenario: {column: s, mapping: [a]}",
+     "spec bad.yaml: scenario.mapping must be a mapping, got ['a'] (list)"),
+    ("scenario: {column: s}", "scenario: {constant: x, column: s}",
+     "spec bad.yaml: scenario.constant cannot be combined with scenario.column"),
+    ("files: {path: data.csv}", "files: [data.csv]", "spec bad.yaml: files must be a mapping, got ['data.csv'] (list)"),
+    ("files: {path: data.csv}", "files: {path: 5}",
+     "spec bad.yaml: files.path must be a non-empty string, got 5 (int)"),
+    ("files: {path: data.csv}", "files: {path: a.csv, split: {fractions: [0.8, x, 0.1]}}",
+     "spec bad.yaml: files.split.fractions[1] must be a number, got 'x'"),
+    ("files: {path: data.csv}", "files: {path: a.csv, split: {fractions: [1.8, -0.9, 0.1]}}",
+     "spec bad.yaml: files.split.fractions[0] must be less than 1, got 1.8"),
+    ("files: {path: data.csv}", "files: {train: a.csv, test: b.csv, split: {fractions: [0.8, 0.1, 0.1]}}",
+     "spec bad.yaml: files.split.fractions must be a list of 2 numbers (train, val (validation rows are carved"),
+    ("files: {path: data.csv}", "files: {path: a.csv, split: {column: t}}",
+     "spec bad.yaml: files.split.column is only used with method: time"),
+    ("files: {path: data.csv}", "files: {path: a.csv, split: {seed: -1}}",
+     "spec bad.yaml: files.split.seed must be at least 0, got -1"),
+    ("files: {path: data.csv}", "files: {path: a.csv, split: {method: time, column: y}}",
+     "spec bad.yaml: files.split.column 'y' is also a label column"),
+    ("categorical: [c]", "categorical: [c, 1.5]",
+     "spec bad.yaml: categorical[1] must be a column name, got 1.5 (float)"),
+    ("categorical: [c]", "categorical: [c]\nnumeric: abc", "spec bad.yaml: numeric must be a list, got 'abc'"),
+    ("categorical: [c]", "categorical: [c]\nnumeric: [1.5]", "spec bad.yaml: numeric[0] must be a mapping, got 1.5"),
+    ("categorical: [c]", "categorical: [c]\nnumeric: [x, {column: x, transform: log1p}]",
+     "spec bad.yaml: numeric lists column 'x' twice"),
+    ("categorical: [c]", "categorical: [c]\nnumeric: [{column: x, transform: bucketize, buckets: 1}]",
+     "spec bad.yaml: numeric[0].buckets must be at least 2, got 1"),
+    ("categorical: [c]", "categorical: [c]\nmin_count: 010", "spec bad.yaml: min_count must be an integer, got '010'"),
+    ("name: t\n", "nme: t\n", "spec bad.yaml: unknown key 'nme' (did you mean 'name'?)"),  # before "missing name"
+]
+
+
+@pytest.mark.parametrize("old,new,message", MORE_BAD_SPECS, ids=[m[15:55] for _, _, m in MORE_BAD_SPECS])
+def test_declared_spec_errors_are_one_line_naming_file_key_expected_and_found(tmp_path, old, new, message):
+    assert old in BASE
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path, BASE.replace(old, new)))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_source_names_a_mapping_in_messages_and_is_not_compared():
+    spec = load_spec(spec_dict(), source="womens.yaml")
+    assert spec.source == "womens.yaml" and spec.where == "spec womens.yaml" and "source" not in spec.to_dict()
+    assert spec == load_spec(spec_dict()) and load_spec(spec_dict()).source == "<dict>"
+    with pytest.raises(SpecError, match=r"^spec womens.yaml: min_count must be at least 1, got 0$"):
+        load_spec(spec_dict(min_count=0), source="womens.yaml")
+
+
+def test_spec_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(BASE.replace("name: t", "name: caf\xe9").encode("latin-1"))
+    with pytest.raises(SpecError, match=r"^spec latin1.yaml: cannot read .*latin1.yaml: 'utf-8' codec"):
+        load_spec(path)
+
+
 def test_prior_features_may_name_the_user_column_or_scenario_field():
     spec = load_spec(spec_dict(user="u", prior_features=["u", "c", SCENARIO_FIELD], scenario_as_feature=True))
     assert spec.prior_features == ("u", "c", SCENARIO_FIELD)

@@ -474,7 +474,7 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: 
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import yaml
+    from msmtrec.yaml_io import dump_yaml
 
     if chunk_rows < 1:
         raise ConfigError(f"synthetic: chunk_rows must be >= 1, got {chunk_rows}")
@@ -529,7 +529,7 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: 
                 pending = [{k: v[offset:] for k, v in merged.items()}]
         start += size
 
-    atomic_write(out / "spec.yaml", yaml.safe_dump(spec_dict(config), sort_keys=False))
+    atomic_write(out / "spec.yaml", dump_yaml(spec_dict(config)))
     write_json(out / "synthetic.json", {"config": config.to_dict(), "fractions": list(fractions),
                                         "rows": dict(zip(SPLITS, sizes))})
     return out / "spec.yaml"

@@ -25,11 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 from msmtrec.data.io import SPLITS
 from msmtrec.errors import ConfigError, DataError
 from msmtrec.files import atomic_write, write_json
+from msmtrec.yaml_io import dump_yaml
 
 OUTPUT_FILES = tuple(f"{s}.parquet" for s in SPLITS) + ("spec.yaml", "manifest.json")
 ROW_GROUP_ROWS = 262_144
@@ -287,6 +287,6 @@ def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, ov
     }
     header = (f"# {recipe.title}\n# Written by `msmtrec prepare {recipe.name}`; the split is fixed by the "
               f"files below. See manifest.json for the inputs' sha256.\n")
-    atomic_write(out / "spec.yaml", header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    atomic_write(out / "spec.yaml", header + dump_yaml(spec))
     write_json(out / "manifest.json", manifest)
     return out / "spec.yaml"

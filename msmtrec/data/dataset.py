@@ -312,33 +312,29 @@ class StreamedDataset(Dataset):
         return prefetched(batches, self.prefetch * max(1, self.shuffle_buffer // batch_size))
 
 
-def _split_report(data: EncodedData, schema: DataSchema) -> dict[str, Any]:
+def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> dict[str, Any]:
+    """One split's part of the report (the form of :attr:`EncodersFitter.report`)."""
     counts = np.bincount(data.scenario.numpy(), minlength=schema.num_scenarios)
     mask, labels = data.label_mask.numpy(), data.labels.numpy()
     n_obs, pos = mask.sum(axis=0), (labels * mask).sum(axis=0)
-    return {"scenario_rows": {name: int(c) for name, c in zip(schema.scenarios, counts)},
+    return {"rows": len(data), "rows_read": encoder.rows, "dropped": encoder.dropped,
+            "scenario_rows": {name: int(c) for name, c in zip(schema.scenarios, counts)},
             "label_observed": {t: int(n_obs[j]) for j, t in enumerate(schema.tasks)},
             "label_positive_rate": {t: (float(pos[j] / n_obs[j]) if n_obs[j] else None)
                                     for j, t in enumerate(schema.tasks)}}
 
 
-def _report(spec: DatasetSpec, sources: dict[str, SplitSource], rows: dict[str, int], rows_read: dict[str, int],
-            dropped: dict[str, dict[str, int]], per_split: dict[str, dict[str, Any]],
-            row_limit: int | None, **extra: Any) -> dict[str, Any]:
+def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
+            **extra: Any) -> dict[str, Any]:
+    """The dataset report: the spec's files and split, and each split's summary by key."""
     f = spec.files
     files: dict[str, Any] = {k: str(getattr(f, k)) for k in ("path", *SPLITS) if getattr(f, k) is not None}
     if f.split is not None:
-        split = {"method": f.split.method, "fractions": list(f.split.fractions)}
-        split.update({"seed": f.split.seed} if f.split.method == "random" else {"column": f.split.column})
-        files["split" if f.path is not None else "val_from_train"] = split
-    return {
-        "dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit,
-        "rows": rows, "rows_read": rows_read, "dropped": dropped,
-        "dropped_total": int(sum(sum(d.values()) for d in dropped.values())),
-        **{key: {s: per_split[s][key] for s in SPLITS} for key in ("scenario_rows", "label_positive_rate",
-                                                                     "label_observed")},
-        **extra,
-    }
+        files["split" if f.path is not None else "val_from_train"] = f.split.model_dump(mode="json")
+    by_key = {key: {s: summaries[s][key] for s in SPLITS}
+              for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed")}
+    return {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
+            "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
 
 
 def _check_row_limit(row_limit: int | None) -> None:
@@ -372,11 +368,8 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
         encoders, _ = _fit(spec, sources["train"], columns)
     split_encoders = _encode(encoders, list(sources.values()), columns)
     data = {s: e.finish() for s, e in split_encoders.items()}
-    schema = encoders.schema
-    report = _report(spec, sources, {s: len(d) for s, d in data.items()},
-                     {s: e.rows for s, e in split_encoders.items()}, {s: e.dropped for s, e in split_encoders.items()},
-                     {s: _split_report(d, schema) for s, d in data.items()}, row_limit)
-    return InMemoryDataset(data["train"], data["val"], data["test"], schema, encoders=encoders, spec=spec,
+    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit)
+    return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
 
@@ -408,20 +401,9 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample, seed=seed)
     held = _encode(encoders, [sources["val"], sources["test"]], columns)
     data = {s: e.finish() for s, e in held.items()}
-    schema = encoders.schema
-    train_rows = fitted["rows_read"] - fitted["missing_scenario"]
-    labels = fitted["labels"]
-    per_split = {s: _split_report(d, schema) for s, d in data.items()}
-    per_split["train"] = {"scenario_rows": fitted["scenario_rows"],
-                          "label_observed": {t: v["observed"] for t, v in labels.items()},
-                          "label_positive_rate": {t: (v["positive"] / v["observed"] if v["observed"] else None)
-                                                  for t, v in labels.items()}}
-    dropped = {"train": {"missing_scenario": fitted["missing_scenario"]} if fitted["missing_scenario"] else {},
-               **{s: e.dropped for s, e in held.items()}}
-    report = _report(spec, sources, {"train": train_rows, **{s: len(d) for s, d in data.items()}},
-                     {"train": fitted["rows_read"], **{s: e.rows for s, e in held.items()}}, dropped, per_split,
-                     row_limit, streaming=True, shuffle_buffer=shuffle_buffer, read_rows=read_rows)
-    return StreamedDataset(sources["train"], columns, schema, data["val"], data["test"], train_rows=train_rows,
+    summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
+    report = _report(spec, summaries, row_limit, streaming=True, shuffle_buffer=shuffle_buffer, read_rows=read_rows)
+    return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 

@@ -329,8 +329,9 @@ class EncodersFitter:
     """Fits :class:`Encoders` on train chunks: ``update(chunk)`` per chunk, then ``finish()``.
 
     Rows without a scenario are not fitted on (they are dropped from every split). Besides the
-    encoders it keeps what train looked like (:attr:`report` after :meth:`finish`): rows,
-    rows without a scenario, rows per scenario, and per task the labels observed and positive.
+    encoders it keeps what train looked like (:attr:`report` after :meth:`finish`, in the form of
+    a dataset report's split): rows kept and read, rows dropped, rows per scenario, and per task the
+    labels observed, their positive rate and the raw column's most frequent values.
 
     Args:
         spec: the dataset spec.
@@ -377,8 +378,14 @@ class EncodersFitter:
         coder = self.scenario.finish(source)
         encoders = Encoders(self.spec, coder, {c: f.finish() for c, f in self.vocabularies.items()},
                             {c: f.finish() for c, f in self.numeric.items()})
-        self.report = {"rows_read": self.scenario.rows, "missing_scenario": self.scenario.missing,
-                       "scenario_rows": self.scenario.scenario_rows(), "labels": self.labels.finish()}
+        missing, labels = self.scenario.missing, self.labels.finish()
+        self.report = {"rows": self.scenario.rows - missing, "rows_read": self.scenario.rows,
+                       "dropped": {"missing_scenario": missing} if missing else {},
+                       "scenario_rows": self.scenario.scenario_rows(),
+                       "label_observed": {t: v["observed"] for t, v in labels.items()},
+                       "label_positive_rate": {t: v["positive"] / v["observed"] if v["observed"] else None
+                                               for t, v in labels.items()},
+                       "label_values": {t: v["top_values"] for t, v in labels.items()}}
         return encoders
 
 

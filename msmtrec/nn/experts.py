@@ -49,7 +49,8 @@ class MixingGateBank(nn.Module):
         self.relu = activation == "relu"
 
     def forward(self, x: torch.Tensor, gates: slice = slice(None)) -> torch.Tensor:
-        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates]) + self.bias[gates]
+        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates])
+        logits = logits + self.bias[gates].to(logits.dtype)  # the autocast dtype, if any
         if self.relu:
             logits = torch.relu(logits)
         return torch.softmax(logits, dim=-1)

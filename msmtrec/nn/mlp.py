@@ -103,7 +103,7 @@ class TowerBank(nn.Module):
                 x = (x @ w.transpose(0, 1).reshape(d_in, h * d_out)).view(-1, h, d_out).transpose(0, 1)
             else:
                 x = torch.bmm(x, w)
-            x = x + b.unsqueeze(1)
+            x = x + b.unsqueeze(1).to(x.dtype)  # under autocast x is bf16/fp16: keep it so
             last = i == n_layers - 1 and self.has_output
             if not last:
                 x = self.dropout(self.act(x))

@@ -176,7 +176,7 @@ class AEM2TL(EntireSpaceModel):
         if self.tower_gates is not None:
             inputs.append(self.gate_input(batch, x))
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
-        logits = groups.apply(self._scenario_heads, *inputs)  # [B, J]
+        logits = groups.apply(self._scenario_heads, *inputs, rowwise=True)  # [B, J]
         return self.compose(torch.sigmoid(logits))
 
     def gate_input(self, batch: EncodedData, x: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,8 @@ class ESMM(EntireSpaceModel):
         if self.bottom is not None:
             h = self.bottom(h)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
-        logits = groups.apply(lambda s, x: self.towers(x, slice(2 * s, 2 * s + 2)).squeeze(-1), h)  # [B, 2]
+        logits = groups.apply(lambda s, x: self.towers(x, slice(2 * s, 2 * s + 2)).squeeze(-1), h,
+                              rowwise=True)  # [B, 2]
         p_ctr, p_cvr = torch.sigmoid(logits).unbind(1)
         return compose_entire_space(p_ctr, p_cvr)
 

@@ -167,7 +167,7 @@ class HiNet(MSMTModel):
             own = all_logits[torch.arange(c.shape[0], device=c.device), batch.scenario]
             return HiNetOutput(own, all_logits)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
-        return groups.apply(lambda s, cs: self.heads(cs, slice(s, s + 1)), c)
+        return groups.apply(lambda s, cs: self.heads(cs, slice(s, s + 1)), c, rowwise=True)
 
     # -- contract -------------------------------------------------------------------------------
     def probabilities(self, output: torch.Tensor | HiNetOutput) -> torch.Tensor:

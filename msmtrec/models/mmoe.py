@@ -52,7 +52,7 @@ class MMoE(MSMTModel):
             mixed = mix(self.gates(xs, heads), es.unsqueeze(1))  # [b, T, h]
             return self.towers(mixed, heads).squeeze(-1)
 
-        return groups.apply(scenario_heads, x, experts)
+        return groups.apply(scenario_heads, x, experts, rowwise=True)
 
     def shared_layer(self) -> torch.Tensor:
         return self.experts.weights[-1]

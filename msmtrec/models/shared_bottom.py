@@ -40,7 +40,7 @@ class SharedBottom(MSMTModel):
         h = self.bottom(self.embedding(batch.categorical, batch.numeric))
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         t = self.num_tasks
-        return groups.apply(lambda s, x: self.towers(x, slice(s * t, (s + 1) * t)).squeeze(-1), h)
+        return groups.apply(lambda s, x: self.towers(x, slice(s * t, (s + 1) * t)).squeeze(-1), h, rowwise=True)
 
     def shared_layer(self) -> torch.Tensor:
         return [m for m in self.bottom.net if isinstance(m, torch.nn.Linear)][-1].weight

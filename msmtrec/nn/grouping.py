@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
+
+#: Under autocast, ``apply(..., rowwise=True)`` pads every scenario's chunk to a multiple of this.
+ROW_BUCKET = 64
 
 
 class ScenarioGroups:
@@ -35,14 +39,24 @@ class ScenarioGroups:
         """Rows in scenario order (as ``x[order]`` has them) back in the batch's row order."""
         return x[self.inverse]
 
-    def apply(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+    def apply(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, rowwise: bool = False) -> torch.Tensor:
         """``fn(s, *chunks_of_s)`` for every scenario with rows, results merged back in row order.
 
         Scenarios with no rows in the batch are skipped (their parameters get no gradient from
-        this batch, as they should)."""
+        this batch, as they should).
+
+        ``rowwise=True`` says that ``fn`` computes each output row from the same rows of its inputs
+        alone (banks, gates and towers do; a batch norm does not). Then, under autocast, every
+        chunk is padded with zero rows to a multiple of :data:`ROW_BUCKET` and the padded rows'
+        outputs are dropped: oneDNN's bf16/fp16 matmuls compile a kernel for every new shape
+        (about 5 ms each, far more than the matmul), and unpadded chunk sizes change every batch.
+        Outside autocast (fp32) nothing is padded."""
         split = [self.split(t) for t in tensors]
+        bucket = ROW_BUCKET if rowwise and tensors and torch.is_autocast_enabled(tensors[0].device.type) else 1
         outs = []
         for s, n in enumerate(self.counts):
             if n:
-                outs.append(fn(s, *(chunks[s] for chunks in split)))
+                pad = -n % bucket
+                chunks = [c[s] if not pad else F.pad(c[s], (0, 0) * (c[s].dim() - 1) + (0, pad)) for c in split]
+                outs.append(fn(s, *chunks)[:n])
         return self.merge(outs)

@@ -54,10 +54,12 @@ class LoRABank(nn.Module):
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, *, with_bias: bool = True) -> torch.Tensor:
         """``x [B, in]``, ``index [B]`` (each row's group) → ``[B, out]``."""
-        low = torch.bmm(x.unsqueeze(1), self.A[index])  # [B, 1, r]
-        out = torch.bmm(low, self.B[index]).squeeze(1)
+        # Cast the (small) banks before gathering them per row, not the [B, in, r] gathers after.
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        low = torch.bmm(x.unsqueeze(1), self.A.to(dtype)[index])  # [B, 1, r]
+        out = torch.bmm(low, self.B.to(dtype)[index]).squeeze(1)
         if with_bias and self.bias is not None:
-            out = out + self.bias[index].to(out.dtype)
+            out = out + self.bias.to(out.dtype)[index]
         return out
 
     def group(self, x: torch.Tensor, g: int, *, with_bias: bool = True) -> torch.Tensor:

@@ -61,9 +61,12 @@ def _parse_value(text: str) -> Any:
 @click.option("--stream", "streaming", is_flag=True, default=None,
               help="Stream the train split from disk through a shuffle buffer (data larger than memory).")
 @click.option("--shuffle-buffer", type=int, help="Rows in the streaming shuffle buffer (default 262144).")
+@click.option("--precision", help="fp32 (default) | bf16 (autocast, CPU or CUDA) | fp16 (CUDA, gradient scaler).")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="Run the model through torch.compile (eager, with a note, if compiling fails).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
 def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
-          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, quiet) -> None:
+          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, precision, compile_, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
@@ -74,7 +77,7 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
     overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
-                 "streaming": streaming, "shuffle_buffer": shuffle_buffer}
+                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "precision": precision, "compile": compile_}
     changes = {k: v for k, v in overrides.items() if v is not None}
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}

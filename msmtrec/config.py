@@ -6,7 +6,7 @@ An unknown key or a value of the wrong type or range is a one-line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
                       ValidationInfo, ValidatorFunctionWrapHandler, model_validator)
@@ -14,6 +14,9 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Str
 from msmtrec.declared import explain
 from msmtrec.errors import ConfigError
 from msmtrec.yaml_io import load_yaml
+
+#: Training precisions (:mod:`msmtrec.train.precision`).
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 _Positive = Annotated[StrictInt, Field(gt=0)]
 _AtLeastOne = Annotated[StrictInt, Field(ge=1)]
@@ -44,6 +47,11 @@ class TrainConfig(BaseModel):
         streaming: stream the train split from disk through a shuffle buffer instead of holding
             it in memory (:mod:`msmtrec.data.stream`); validation and test stay in memory.
         shuffle_buffer: rows in the streaming shuffle buffer.
+        precision: ``fp32``, ``bf16`` (autocast; CPU or CUDA) or ``fp16`` (CUDA, with a gradient
+            scaler); weights, losses, metrics and checkpoints stay fp32
+            (:mod:`msmtrec.train.precision`).
+        compile: run the model (training and evaluation) through ``torch.compile``; falls back to
+            eager execution, with a note, if compiling fails.
 
     ``TrainConfig(**values)`` validates like :meth:`from_dict` (its messages start with ``config:``).
     """
@@ -71,6 +79,8 @@ class TrainConfig(BaseModel):
     deterministic: StrictBool = False
     streaming: StrictBool = False
     shuffle_buffer: _AtLeastOne = 262_144
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    compile: StrictBool = False
 
     @model_validator(mode="wrap")
     @classmethod

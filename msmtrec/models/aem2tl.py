@@ -177,7 +177,7 @@ class AEM2TL(EntireSpaceModel):
             inputs.append(self.gate_input(batch, x))
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         logits = groups.apply(self._scenario_heads, *inputs, rowwise=True)  # [B, J]
-        return self.compose(torch.sigmoid(logits))
+        return self.compose(torch.sigmoid(logits.float()))  # probabilities composed in fp32, also under autocast
 
     def gate_input(self, batch: EncodedData, x: torch.Tensor) -> torch.Tensor:
         """``E_prior ⊕ stopgrad(E_ep)`` (Eq. 12): prior-feature embeddings, and the shared embedding

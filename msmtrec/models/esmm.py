@@ -71,7 +71,7 @@ class ESMM(EntireSpaceModel):
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         logits = groups.apply(lambda s, x: self.towers(x, slice(2 * s, 2 * s + 2)).squeeze(-1), h,
                               rowwise=True)  # [B, 2]
-        p_ctr, p_cvr = torch.sigmoid(logits).unbind(1)
+        p_ctr, p_cvr = torch.sigmoid(logits.float()).unbind(1)  # probabilities in fp32, also under autocast
         return compose_entire_space(p_ctr, p_cvr)
 
     def shared_layer(self) -> torch.Tensor:

@@ -117,8 +117,9 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
          + (f"; run directory {run_dir}" if run_dir else ""))
 
     fit = trainer.fit()
-    validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size)
-    test = evaluate_model(model, test_split, data.schema, config.eval_batch_size)  # once, with the best weights
+    validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size, forward=trainer.forward)
+    test = evaluate_model(model, test_split, data.schema, config.eval_batch_size,
+                          forward=trainer.forward)  # once, with the best weights
     result = TrainResult(config, model, data.schema, fit, validation, test, run_dir, model.num_parameters())
     extra = model.extra_report(test_split, run_dir)
     if isinstance(extra.get("summary"), str):  # the model's findings in words (AutoIFS: flow selection)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 
@@ -11,14 +13,19 @@ from msmtrec.models.base import MSMTModel
 
 
 @torch.no_grad()
-def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Run the model over ``data`` (in order, eval mode) and gather its evaluation targets."""
+def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int,
+                    forward: Callable[[EncodedData], Any] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Run the model over ``data`` (in order, eval mode) and gather its evaluation targets.
+
+    ``forward(batch)`` computes the model's output (default: ``model`` itself; the trainer passes
+    its precision- and compile-aware :meth:`~msmtrec.train.Trainer.forward`)."""
+    forward = forward or model
     was_training = model.training
     model.eval()
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     try:
         for batch in iterate_batches(data, batch_size, shuffle=False):
-            out = model(batch)
+            out = forward(batch)
             for name, (p, y, m) in model.eval_targets(out, batch).items():
                 parts.setdefault(name, []).append((p.float().cpu(), y.cpu(), m.cpu()))
     finally:
@@ -26,9 +33,11 @@ def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int) -> dic
     return {name: tuple(torch.cat([x[i] for x in chunks]).numpy() for i in range(3)) for name, chunks in parts.items()}
 
 
-def evaluate_model(model: MSMTModel, data: EncodedData, schema: DataSchema, batch_size: int = 16384) -> dict:
-    """AUC / logloss (/ GAUC) per (scenario, target), per target and their means on ``data``."""
-    targets = collect_targets(model, data, batch_size)
+def evaluate_model(model: MSMTModel, data: EncodedData, schema: DataSchema, batch_size: int = 16384,
+                   forward: Callable[[EncodedData], Any] | None = None) -> dict:
+    """AUC / logloss (/ GAUC) per (scenario, target), per target and their means on ``data``
+    (``forward``: as in :func:`collect_targets`)."""
+    targets = collect_targets(model, data, batch_size, forward)
     user = data.user.cpu().numpy() if data.user is not None else None
     return evaluate_predictions(data.scenario.cpu().numpy(), schema.scenarios, targets, user)
 

@@ -11,6 +11,10 @@ its ``train_batches(epoch, rank=, world_size=)`` give each epoch's batches — a
 seed and the epoch alone —, its ``val`` split drives selection. Batches move to the model's device
 as they are used. Data parallelism: the trainer knows its ``rank`` and ``world_size``; each rank
 gets a disjoint share of every epoch and evaluation runs on the full split.
+
+Training and evaluation both run the model through :meth:`Trainer.forward`: in the run's
+``precision`` (:mod:`msmtrec.train.precision`; losses and metrics in fp32) and, with ``compile``,
+through one ``torch.compile``-d module (:mod:`msmtrec.train.compiled`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import MsmtrecError
 from msmtrec.models.base import MSMTModel
 from msmtrec.models.stages import Stage
+from msmtrec.train.compiled import CompiledForward
 from msmtrec.train.evaluate import evaluate_model
+from msmtrec.train.precision import Precision
 from msmtrec.train.weighting import TaskWeighting, build_weighting
 
 
@@ -87,6 +93,10 @@ class Trainer:
         self.on_epoch = on_epoch
         self.on_improvement = on_improvement
         self.rank, self.world_size = rank, world_size
+        self.precision = Precision(config.precision, self.device)
+        if self.precision.note:
+            self.log(f"note: {self.precision.note}")
+        self.run_model: Callable[[EncodedData], Any] = CompiledForward(model, self.log) if config.compile else model
         self.weighting: TaskWeighting = build_weighting(
             config.weighting or model.default_weighting,
             model.loss_names, model, config.task_weights, config.weighting_params)
@@ -98,6 +108,12 @@ class Trainer:
     # -- helpers the stages' hooks may use ----------------------------------------------------------
     def log(self, message: str) -> None:
         self.echo(message)
+
+    def forward(self, batch: EncodedData) -> Any:
+        """The model's output on ``batch`` in the run's precision (compiled if asked), as fp32."""
+        with self.precision.autocast():
+            out = self.run_model(batch)
+        return self.precision.fp32(out)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> FitResult:
@@ -148,7 +164,7 @@ class Trainer:
             seconds = time.perf_counter() - t0
             self.result.train_seconds += seconds
             self.result.samples_seen += n_seen
-            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size)
+            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size, forward=self.forward)
             score = selection_score(val)
             improved = score > best_score
             record = {
@@ -199,7 +215,7 @@ class Trainer:
                    desc=f"{stage.name} {epoch + 1}/{max_epochs}", mininterval=0.5)
         try:
             for step, batch in enumerate(self._batches(data_epoch)):
-                out = model(batch)
+                out = self.forward(batch)
                 losses = model.task_losses(out, batch)
                 loss = weighting.combine(losses)
                 aux = model.aux_loss(out)
@@ -209,8 +225,7 @@ class Trainer:
                     raise TrainingDiverged(f"[{stage.name}] epoch {epoch + 1} step {step}: the loss became {loss.item()}; "
                                            f"try a lower learning rate (lr={opt.param_groups[0]['lr']:g})")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                self.precision.backward_step(loss, opt)
                 weighting.after_step()
                 b = len(batch)
                 loss_sum += losses.detach().float().cpu() * b

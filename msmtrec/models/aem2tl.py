@@ -175,8 +175,8 @@ class AEM2TL(EntireSpaceModel):
             inputs.append(self.scenario_shared(x).squeeze(1))  # G, shared by every scenario [B, h_s]
         if self.tower_gates is not None:
             inputs.append(self.gate_input(batch, x))
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
-        logits = groups.apply(self._scenario_heads, *inputs, rowwise=True)  # [B, J]
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
+        logits = groups.apply(self._scenario_heads, *inputs)  # [B, J]
         return self.compose(torch.sigmoid(logits.float()))  # probabilities composed in fp32, also under autocast
 
     def gate_input(self, batch: EncodedData, x: torch.Tensor) -> torch.Tensor:

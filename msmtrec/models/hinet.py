@@ -166,8 +166,8 @@ class HiNet(MSMTModel):
             all_logits = self.heads(c, slice(None)).view(-1, self.num_scenarios, self.num_tasks)
             own = all_logits[torch.arange(c.shape[0], device=c.device), batch.scenario]
             return HiNetOutput(own, all_logits)
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
-        return groups.apply(lambda s, cs: self.heads(cs, slice(s, s + 1)), c, rowwise=True)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
+        return groups.apply(lambda s, cs: self.heads(cs, slice(s, s + 1)), c)
 
     # -- contract -------------------------------------------------------------------------------
     def probabilities(self, output: torch.Tensor | HiNetOutput) -> torch.Tensor:

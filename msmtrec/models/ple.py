@@ -56,17 +56,17 @@ class PLE(MSMTModel):
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         x = self.embedding(batch.categorical, batch.numeric)
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
         # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.
         # Shared experts serve every scenario, so each level runs them once on the whole batch.
         present = [s for s, n in enumerate(groups.counts) if n]
-        x_sorted = x[groups.order]
-        heads_in = dict(zip(range(self.num_scenarios), x_sorted.split(groups.counts)))
+        x_sorted = groups.sort(x)
+        heads_in = dict(zip(range(self.num_scenarios), x_sorted.split(groups.sizes)))
         shared_in = x_sorted
         for level in self.levels:
-            shared_experts = level.shared(shared_in).split(groups.counts) if level.shared is not None else None
-            shared_in_chunks = shared_in.split(groups.counts)
+            shared_experts = level.shared(shared_in).split(groups.sizes) if level.shared is not None else None
+            shared_in_chunks = shared_in.split(groups.sizes)
             shared_out = []
             for s in present:
                 heads_in[s], sh = level(heads_in[s], shared_in_chunks[s], slice(s * t, (s + 1) * t),

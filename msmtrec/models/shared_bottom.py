@@ -38,9 +38,9 @@ class SharedBottom(MSMTModel):
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         h = self.bottom(self.embedding(batch.categorical, batch.numeric))
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
-        return groups.apply(lambda s, x: self.towers(x, slice(s * t, (s + 1) * t)).squeeze(-1), h, rowwise=True)
+        return groups.apply(lambda s, x: self.towers(x, slice(s * t, (s + 1) * t)).squeeze(-1), h)
 
     def shared_layer(self) -> torch.Tensor:
         return [m for m in self.bottom.net if isinstance(m, torch.nn.Linear)][-1].weight

@@ -71,26 +71,30 @@ def test_zero_dropped_equals_multiplying_by_the_mask(dtype):
     assert torch.equal(out, expected)
 
 
-def _chunk_sizes_seen(rowwise, autocast):
+def _blocks_seen(rowwise, autocast):
     scenario = torch.tensor([0] * 70 + [2] * 5 + [1] * 130)[torch.randperm(205, generator=torch.Generator().manual_seed(0))]
     x = torch.randn(205, 4)
-    groups = ScenarioGroups(scenario, 3)
     seen = []
 
-    def fn(s, chunk):
-        seen.append(chunk.shape[0])
-        return chunk.sum(1, keepdim=True) * (s + 1)  # row-wise
+    def fn(s, block):
+        seen.append(block.shape[0])
+        return block.sum(1, keepdim=True) * (s + 1)  # row-wise
 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        out = groups.apply(fn, x, rowwise=rowwise)
-    return seen, out, (x.sum(1, keepdim=True) * (scenario + 1).unsqueeze(1))
+        groups = ScenarioGroups(scenario, 3, rowwise=rowwise)
+        out = groups.apply(fn, x)
+    assert torch.equal(groups.restore(groups.sort(x)), x)
+    return seen, out, (x.sum(1, keepdim=True) * (scenario + 1).unsqueeze(1)), groups
 
 
-def test_rowwise_apply_pads_chunks_under_autocast_only_and_drops_the_padding():
-    seen, out, expected = _chunk_sizes_seen(rowwise=True, autocast=True)
-    assert seen == [128, 192, 64] and all(n % ROW_BUCKET == 0 for n in seen)
+def test_rowwise_groups_pad_blocks_under_autocast_only_and_drop_the_padding():
+    seen, out, expected, groups = _blocks_seen(rowwise=True, autocast=True)
+    assert seen == groups.sizes == [128, 192, 64] and groups.counts == [70, 130, 5]
     torch.testing.assert_close(out, expected)
+    blocks = groups.split(torch.ones(205, 2))  # real rows first in each block, then zero rows
+    assert [int(b[:, 0].sum()) for b in blocks] == groups.counts and all(b[n:].abs().sum() == 0
+                                                                          for b, n in zip(blocks, groups.counts))
     for rowwise, autocast in ((True, False), (False, True)):  # fp32, or a function that couples rows
-        seen, out, expected = _chunk_sizes_seen(rowwise, autocast)
-        assert seen == [70, 130, 5]
+        seen, out, expected, groups = _blocks_seen(rowwise, autocast)
+        assert seen == groups.sizes == [70, 130, 5]
         torch.testing.assert_close(out, expected)

@@ -117,3 +117,17 @@ def test_compiled_and_eager_evaluation_agree():
     assert comp.run_model.active  # it really ran compiled
     for name in a:
         torch.testing.assert_close(torch.from_numpy(b[name][0]), torch.from_numpy(a[name][0]), rtol=1e-5, atol=1e-6)
+
+
+def test_the_scaled_step_unscales_before_the_update_and_skips_an_overflow():
+    """fp16's path (scale → backward → unscale + step → update), exercised with a CPU scaler."""
+    prec = Precision("bf16", "cpu")
+    prec.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    prec.backward_step((w * torch.tensor([3.0, 4.0])).sum(), opt)
+    torch.testing.assert_close(w.detach(), torch.tensor([0.7, 1.6]))  # the true gradient, not 1024x
+    opt.zero_grad()
+    prec.backward_step(w.sum() * float("inf"), opt)  # overflowing gradients: no step, smaller scale
+    torch.testing.assert_close(w.detach(), torch.tensor([0.7, 1.6]))
+    assert prec.scaler.get_scale() < 1024.0

@@ -34,8 +34,7 @@ import pyarrow.parquet as pq
 from msmtrec.errors import DataError
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "SPLITS", "CsvOptions", "DataFile",
-           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes",
-           "split_table"]
+           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes"]
 
 #: Split names, in order.
 SPLITS = ("train", "val", "test")
@@ -348,11 +347,11 @@ class TimeSplit:
         if times.null_count:
             raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
                             f"a time split needs a time for every row")
-        self.order = pc.sort_indices(times).to_numpy().astype(np.int64)
-        self.sizes = split_sizes(len(self.order), fractions)
-        self._parts = np.empty(len(self.order), dtype=np.int8)
+        order = pc.sort_indices(times).to_numpy()
+        self.sizes = split_sizes(len(order), fractions)
+        self._parts = np.empty(len(order), dtype=np.int8)
         for k, (start, size) in enumerate(zip(np.cumsum([0, *self.sizes[:-1]]), self.sizes)):
-            self._parts[self.order[start:start + size]] = k
+            self._parts[order[start:start + size]] = k
 
     def parts(self, first: int, count: int) -> np.ndarray:
         """Part index (int8) of rows ``first .. first + count - 1``."""
@@ -370,20 +369,6 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None
         return np.split(np.asarray(order, dtype=np.int64), cuts)
     parts = RandomSplit(n, fractions, seed).parts(0, n)
     return [np.flatnonzero(parts == k) for k in range(len(fractions))]
-
-
-def split_table(table: pa.Table, fractions: Sequence[float], *, method: str = "random", seed: int | None = None,
-                column: str | None = None, source: str = "table") -> list[pa.Table]:
-    """``table`` divided into parts (train, val[, test]) by :class:`RandomSplit` or by time."""
-    n = table.num_rows
-    if method == "random":
-        parts = RandomSplit(n, fractions, DEFAULT_SPLIT_SEED if seed is None else seed).parts(0, n)
-        return [table.filter(pa.array(parts == k)) for k in range(len(fractions))]
-    if method != "time" or column is None:
-        raise ValueError(f"a split needs method random, or time with its column; got {method!r}, {column!r}")
-    split = TimeSplit(table.column(column), fractions, source, column)
-    parts = split.parts(0, n)
-    return [table.take(pa.array(split.order[parts[split.order] == k])) for k in range(len(fractions))]  # time order
 
 
 def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:

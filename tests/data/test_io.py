@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msmtrec.data.io import detect_format, read_table, split_indices, split_table
+from msmtrec.data.io import detect_format, read_table, split_indices
 from msmtrec.errors import DataError
 from tests.data.conftest import FIXTURES
 
@@ -122,30 +122,36 @@ def test_random_split_is_seeded_disjoint_and_covering():
     assert all(np.all(np.diff(p) > 0) for p in parts)
 
 
-def test_split_table_keeps_rows_intact():
-    t = pa.table({"id": list(range(50)), "v": [i * 10 for i in range(50)]})
-    parts = split_table(t, (0.6, 0.2, 0.2), seed=1)
-    assert [p.num_rows for p in parts] == [30, 10, 10]
-    for p in parts:
+def test_split_sources_keep_rows_intact(tmp_path):
+    from msmtrec.data.dataset import plan_splits
+    from tests.data.conftest import make_spec
+
+    pq.write_table(pa.table({"id": list(range(50)), "v": [i * 10 for i in range(50)]}), tmp_path / "t.parquet",
+                   row_group_size=7)
+    spec = make_spec(files={"path": str(tmp_path / "t.parquet"), "split": {"fractions": [0.6, 0.2, 0.2], "seed": 1}})
+    parts = {s: pa.concat_tables(src.chunks(["id", "v"])) for s, src in plan_splits(spec).items()}
+    assert [p.num_rows for p in parts.values()] == [30, 10, 10]
+    for p in parts.values():
         assert [v // 10 for v in p.column("v").to_pylist()] == p.column("id").to_pylist()
-    assert sorted(sum((p.column("id").to_pylist() for p in parts), [])) == list(range(50))
+    assert sorted(sum((p.column("id").to_pylist() for p in parts.values()), [])) == list(range(50))
 
 
 def test_time_split_respects_order():
-    rng = np.random.default_rng(0)
-    ts = rng.permutation(200)
-    t = pa.table({"ts": ts, "row": np.arange(200)})
-    train, val, test = split_table(t, (0.7, 0.2, 0.1), method="time", column="ts")
-    assert (train.num_rows, val.num_rows, test.num_rows) == (140, 40, 20)
-    assert max(train.column("ts").to_pylist()) < min(val.column("ts").to_pylist())
-    assert max(val.column("ts").to_pylist()) < min(test.column("ts").to_pylist())
-    assert sorted(test.column("ts").to_pylist()) == list(range(180, 200))
+    from msmtrec.data.io import TimeSplit
+
+    ts = np.random.default_rng(0).permutation(200)
+    parts = TimeSplit(pa.array(ts), (0.7, 0.2, 0.1), "t.csv", "ts").parts(0, 200)
+    train, val, test = (ts[parts == k] for k in range(3))
+    assert (len(train), len(val), len(test)) == (140, 40, 20)
+    assert train.max() < val.min() and val.max() < test.min()
+    assert sorted(test.tolist()) == list(range(180, 200))
 
 
 def test_time_split_rejects_missing_times():
-    t = pa.table({"ts": [1, None, 3]})
+    from msmtrec.data.io import TimeSplit
+
     with pytest.raises(DataError, match="time column 'ts' of data.csv has 1 missing value"):
-        split_table(t, (0.5, 0.25, 0.25), method="time", column="ts", source="data.csv")
+        TimeSplit(pa.array([1, None, 3]), (0.5, 0.25, 0.25), "data.csv", "ts")
 
 
 def test_random_split_of_any_row_range_agrees_with_the_whole():

@@ -96,19 +96,20 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--data", "-d", help="Dataset spec or built-in name to evaluate on (default: the run's own test split).")
+@click.option("--data", "-d", help="Dataset spec or built-in name to evaluate on, as it is now (default: the run's own "
+                                   "data, refused if it changed since training).")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 def evaluate(run_dir, data, split) -> None:
-    """Evaluate a trained run on its test split (or another dataset, encoded with the run's encoders)."""
-    from msmtrec.data import open_dataset
+    """Evaluate a trained run on its own test split (the same rows as in training), or on another
+    dataset encoded with the run's encoders."""
     from msmtrec.report import results_table
     from msmtrec.train import evaluate_model, load_run
+    from msmtrec.train.api import run_dataset
 
     run = load_run(run_dir)
-    config = run.config.replace(data=data, row_limit=None) if data else run.config
-    dataset = open_dataset(config, encoders=run.encoders)
+    dataset = run_dataset(run, data)
     metrics = evaluate_model(run.model, dataset.split(split), run.schema, run.config.eval_batch_size)
-    click.echo(results_table(metrics, title=f"{run.config.model} ({run_dir}) on {data or run.config.data} — {split} split"))
+    click.echo(results_table(metrics, title=f"{run.config.model} ({run_dir}) on {dataset.spec.name} — {split} split"))
 
 
 @main.command()

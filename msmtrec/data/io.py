@@ -132,7 +132,7 @@ class DataFile:
         """Column names (CSV: from the first block; Parquet: from the schema)."""
         try:
             if self.kind == "parquet":
-                return list(pq.read_schema(self._parquet_files[0]).names)
+                return list(pq.read_schema(self.files[0]).names)
             reader = pacsv.open_csv(self.path, parse_options=self._parse,
                                     read_options=pacsv.ReadOptions(block_size=1 << 16))
             return list(reader.schema.names)
@@ -154,7 +154,8 @@ class DataFile:
                         f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}")
 
     @functools.cached_property
-    def _parquet_files(self) -> list[Path]:
+    def files(self) -> list[Path]:
+        """The files read: the file itself, or the ``.parquet`` files of a folder in name order."""
         files = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
         if not files:
             raise DataError(f"{self.path} holds no .parquet files")
@@ -166,7 +167,7 @@ class DataFile:
         if self.kind == "csv":
             return [_Piece(self.path, -1, 0, None)]
         out, first = [], 0
-        for f in self._parquet_files:
+        for f in self.files:
             try:
                 meta = pq.ParquetFile(f).metadata
             except (pa.ArrowException, OSError) as exc:

@@ -14,11 +14,11 @@ import torch
 
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
-from msmtrec.errors import CheckpointError
+from msmtrec.errors import CheckpointError, DataError
 from msmtrec.files import atomic_write, write_json
 from msmtrec.models.base import MSMTModel, build_model
 from msmtrec.report import results_table
-from msmtrec.train.checkpoint import create_run_dir, load_checkpoint, save_checkpoint
+from msmtrec.train.checkpoint import SPEC_FILE, create_run_dir, load_checkpoint, save_checkpoint
 from msmtrec.train.evaluate import evaluate_model
 from msmtrec.train.trainer import FitResult, Trainer
 from msmtrec.yaml_io import dump_yaml
@@ -96,6 +96,11 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
         run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
                                  config.run_dir)
         atomic_write(run_dir / "config.yaml", dump_yaml(config.to_dict()))
+        if data.spec is not None:  # what `evaluate` needs to read the same rows again
+            from msmtrec.data.fingerprint import fingerprint_spec, write_fingerprint
+
+            atomic_write(run_dir / SPEC_FILE, dump_yaml(data.spec.to_dict()))
+            write_fingerprint(run_dir, fingerprint_spec(data.spec))
         write_json(run_dir / "schema.json", data.schema.to_dict())
         data.encoders.save(run_dir)
         write_json(run_dir / "data_report.json", data.report)
@@ -138,16 +143,23 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
 
 @dataclass
 class LoadedRun:
+    """A trained run read back: ``spec`` and ``fingerprint`` (of its data files) are None for a
+    run written without them (a dataset built in code, or an older msmtrec)."""
+
     run_dir: Path
     config: TrainConfig
     schema: DataSchema
     model: MSMTModel
     encoders: Any
+    spec: Any = None
+    fingerprint: dict | None = None
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Load a run directory written by :func:`train` (config, encoders, best checkpoint)."""
-    from msmtrec.data import Encoders
+    """Load a run directory written by :func:`train` (config, encoders, best checkpoint, and the
+    resolved spec with its data fingerprint)."""
+    from msmtrec.data import Encoders, load_spec
+    from msmtrec.data.fingerprint import FINGERPRINT_FILE, read_fingerprint
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -166,4 +178,33 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                               f"{str(e).splitlines()[0]}") from None
     model.eval()
     encoders = Encoders.load(run_dir)
-    return LoadedRun(run_dir, config, schema, model, encoders)
+    spec = load_spec(run_dir / SPEC_FILE) if (run_dir / SPEC_FILE).is_file() else None
+    fingerprint = read_fingerprint(run_dir) if (run_dir / FINGERPRINT_FILE).is_file() else None
+    return LoadedRun(run_dir, config, schema, model, encoders, spec, fingerprint)
+
+
+def run_dataset(run: LoadedRun, data: Any = None) -> Any:
+    """The data to evaluate ``run`` on, encoded with its encoders, in memory.
+
+    Without ``data``: the run's own data, read with its saved spec (the same files, rows and
+    split as in training), refused when a data file changed since. With ``data`` (a spec path,
+    built-in name, mapping or spec): that data, as it is now, split as its spec says.
+
+    Raises:
+        DataError: a data file of the run changed since training (the message says which and how).
+        CheckpointError: the run has no saved spec or fingerprint and ``data`` is not given.
+    """
+    from msmtrec.data import load_dataset
+    from msmtrec.data.fingerprint import FINGERPRINT_FILE, changed_files, fingerprint_spec
+
+    options = {"batch_size": run.config.batch_size, "seed": run.config.seed, "encoders": run.encoders}
+    if data is not None:
+        return load_dataset(data, **options)
+    if run.spec is None or run.fingerprint is None:
+        raise CheckpointError(f"{run.run_dir} has no {SPEC_FILE} or {FINGERPRINT_FILE}, so its data cannot be "
+                              f"checked; name the data to evaluate on with --data SPEC")
+    changes = changed_files(run.fingerprint, fingerprint_spec(run.spec))
+    if changes:
+        raise DataError(f"the data of run {run.run_dir} changed since training ({'; '.join(changes)}), so its "
+                        f"splits may not hold the same rows; to evaluate on the data as it is now, pass --data SPEC")
+    return load_dataset(run.spec, row_limit=run.config.row_limit, **options)

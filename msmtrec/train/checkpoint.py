@@ -1,8 +1,10 @@
 """Run directories and checkpoints.
 
 A run directory holds everything needed to evaluate or serve the model again:
-``config.yaml`` (resolved), ``schema.json``, ``encoders.json`` (+ the dataset spec), the best
-``checkpoint.pt``, ``log.jsonl`` (one record per epoch), ``metrics.json`` and ``results.md``.
+``config.yaml`` (resolved), ``spec.resolved.yaml`` (the dataset spec with absolute data paths and
+every default filled in), ``data_fingerprint.json`` (of every data file it read),
+``schema.json``, ``encoders.json``, the best ``checkpoint.pt``, ``log.jsonl`` (one record per
+epoch), ``data_report.json``, ``metrics.json`` and ``results.md``.
 Files are written atomically (:func:`msmtrec.files.atomic_write`) so an interrupted run never
 leaves a half-written checkpoint, and an existing directory is never reused.
 """
@@ -17,6 +19,8 @@ import torch
 from msmtrec.errors import CheckpointError
 from msmtrec.files import atomic_write
 
+#: The dataset spec a run was trained on, resolved (absolute paths, defaults filled in).
+SPEC_FILE = "spec.resolved.yaml"
 CHECKPOINT_FORMAT = "msmtrec-checkpoint"
 CHECKPOINT_VERSION = 1
 

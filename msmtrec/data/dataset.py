@@ -32,6 +32,7 @@ import torch
 from msmtrec.data.catalog import resolve_spec
 from msmtrec.data.encode import Encoders, EncodersFitter, SplitEncoder
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
 from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
                              DataFile, RandomSplit, TimeSplit)
@@ -153,7 +154,9 @@ def _fit(spec: DatasetSpec, train: SplitSource, columns: list[str], **options: A
         fitter.update(table, train.label)
     if fitter.scenario.rows == 0:
         raise DataError(f"{spec.where}: split 'train' is empty: {train.label} has no rows")
-    return fitter.finish(train.label), fitter.report
+    encoders = fitter.finish(train.label)
+    check_two_classes(spec, fitter.report, train.label)
+    return encoders, fitter.report
 
 
 def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) -> dict[str, SplitEncoder]:

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 import torch
 
@@ -174,6 +175,26 @@ def test_non_binary_label_names_the_values():
     t = table(s=["a"] * 2, c=[1] * 2, **{"Recommended IND": ["yes", "no"]})
     with pytest.raises(DataError, match=r"must be 0/1 after its rule, found values \['no', 'yes'\]"):
         enc.transform(t, source="train")
+
+
+@pytest.mark.parametrize("labels,rule,message", [
+    ([1] * 20, None, "task 'y' has a single class in train split of d.csv (all 16 observed labels are 1): column 'y' "
+                     "holds only 1; the most frequent values of column 'y' in train split of d.csv: '1' (16)"),
+    ([None] * 20, None, "task 'y' has no observed label in train split of d.csv; the most frequent values of column "
+                        "'y' in train split of d.csv: missing (16)"),
+    ([3] * 5 + [4] * 15, {"op": ">", "value": 4}, "task 'y' has a single class in train split of d.csv (all 16 "
+                                                  "observed labels are 0): its rule 'y' > 4 is false for every row"),
+])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_task_with_one_class_in_train_is_refused(tmp_path, labels, rule, message, streaming):
+    from msmtrec.data import open_streaming
+
+    pacsv.write_csv(table(s=["a"] * 20, c=list(range(20)), y=pa.array(labels, pa.int64())), tmp_path / "d.csv")
+    task = {"name": "y", "column": "y", **({"rule": rule} if rule else {})}
+    spec = spec_dict(files={"path": str(tmp_path / "d.csv")}, tasks=[task])
+    with pytest.raises(DataError) as err:
+        (open_streaming if streaming else load_dataset)(spec)
+    assert str(err.value).startswith(f"spec <dict>: {message}")
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -117,7 +117,8 @@ def evaluate(run_dir, data, split) -> None:
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="CSV or Parquet with the feature columns.")
 @click.option("--output", "-o", "output_path", required=True, type=click.Path(), help="CSV or Parquet to write.")
 @click.option("--unknown-scenario", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Rows whose scenario the model does not know: fail, or write empty probabilities and report them.")
+              help="Rows without a scenario or with one the model does not know: fail, or write empty probabilities "
+                   "and count them.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> None:
     """Write one probability column per task (``<task>_prob``) next to the input's columns."""
@@ -126,7 +127,7 @@ def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> No
     n, skipped = predict_file(run_dir, input_path, output_path, unknown_scenario=unknown_scenario, overwrite=overwrite)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
-        msg += f"; {skipped:,} row(s) had a scenario the model does not know and got empty probabilities"
+        msg += f"; {skipped:,} row(s) had no scenario or one the model does not know and got empty probabilities"
     click.echo(msg)
 
 

@@ -3,11 +3,16 @@ leaves everything the user had as it was (no run directory either)."""
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
+
+import pytest
 
 from msmtrec.errors import SpecError
 from msmtrec.yaml_io import load_yaml
-from tests.cli.conftest import SMALL, cli, refused_untouched, succeeded, write_spec
+from tests.cli.conftest import (COLUMNS, SMALL, census_rows, cli, refused_untouched, succeeded, write_csv,
+                               write_spec)
 
 
 def test_a_rule_that_matches_nothing_names_the_task_the_rule_and_the_values(user_dir):
@@ -30,3 +35,29 @@ def test_text_labels_get_a_rule_that_works(user_dir):
     assert hint == {"rule": {"op": "==", "value": "yes"}}
     write_spec(user_dir, tasks=[{"name": "subscribed", "column": "subscribed", **hint}])  # the hint, as given, works
     succeeded(cli("train", "--data", "spec.yaml", *SMALL, "-q"))
+
+
+@pytest.fixture(scope="module")
+def census_run(tmp_path_factory) -> Path:
+    """A run trained on the census data, in a folder of its own."""
+    folder = tmp_path_factory.mktemp("census")
+    write_csv(folder / "census.csv", census_rows())
+    succeeded(cli("train", "--data", write_spec(folder), "--runs-root", folder / "runs", *SMALL, "-q"))
+    (run_dir,) = list((folder / "runs").iterdir())
+    return run_dir
+
+
+def test_predict_on_rows_without_a_scenario_is_an_error_or_skips_them(census_run, tmp_path):
+    rows = census_rows(4, seed=3)
+    rows[1][COLUMNS.index("sex")] = ""
+    rows[2][COLUMNS.index("sex")] = " "
+    write_csv(tmp_path / "in.csv", rows)
+    refused_untouched(tmp_path, "predict", census_run, "-i", tmp_path / "in.csv", "-o", tmp_path / "out.csv",
+                      needles=(f"input {tmp_path / 'in.csv'}: 2 row(s) have no value in scenario column 'sex' (the "
+                               f"first is row 2)", "--unknown-scenario skip"))
+    out = succeeded(cli("predict", census_run, "-i", tmp_path / "in.csv", "-o", tmp_path / "out.csv",
+                        "--unknown-scenario", "skip"))
+    assert "wrote 4 rows" in out and "2 row(s) had no scenario" in out
+    probs = [r["rich_prob"] for r in csv.DictReader(open(tmp_path / "out.csv"))]
+    assert probs[1] == probs[2] == "" and all(0 < float(p) < 1 for p in (probs[0], probs[3]))
+    assert probs[0] != probs[3]  # each row its own probability (not one broadcast over the rows)

@@ -270,10 +270,15 @@ def test_missing_scenario_is_dropped_and_counted_or_refused():
 
 def test_transform_for_prediction_drops_unknown_scenarios_and_needs_no_labels():
     enc = Encoders.fit(make_spec(), table(s=["a", "b"], y=[0, 1], c=[1, 2]))
-    data, kept = enc.transform_for_prediction(table(s=["b", "zz", "a", None], c=[2, 1, 5, 1]), source="input.csv")
-    assert kept.tolist() == [True, False, True, False]
+    result = enc.transform_for_prediction(table(s=["b", "zz", "a", None, " "], c=[2, 1, 5, 1, 1], y=["?"] * 5),
+                                          source="input.csv")  # a label column is not read
+    assert result.kept_rows.tolist() == [True, False, True, False, False]
+    assert result.dropped == {"missing_scenario": 2, "unknown_scenario": 1}
+    data = result.data
     assert data.scenario.tolist() == [1, 0] and data.categorical[:, 0].tolist() == [2, 0]
     assert not data.label_mask.any()
+    with pytest.raises(DataError, match=r"scenario value\(s\) \['zz'\] of column 's' occur in input.csv"):
+        enc.transform_for_prediction(table(s=["zz"], c=[1]), source="input.csv", unknown_scenario="error")
     result = enc.encode(table(s=["zz"], c=[1], y=[1]), source="x", unknown_scenario="drop", allow_empty=True)
     assert len(result.data) == 0 and result.dropped == {"unknown_scenario": 1}
 

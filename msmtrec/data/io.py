@@ -48,15 +48,6 @@ DEFAULT_SPLIT_SEED = 2024
 #: Rows per record batch read from disk.
 READ_ROWS = 65_536
 
-#: The splits of a dataset, in order.
-SPLITS = ("train", "val", "test")
-#: Default train/val/test fractions of a single file.
-DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-#: Default train/val fractions when validation rows are carved out of a train file.
-DEFAULT_VAL_FRACTIONS = (0.9, 0.1)
-#: Default seed of a random split.
-DEFAULT_SPLIT_SEED = 2024
-
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")

@@ -33,7 +33,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         raise DataError(f"output {output_path} is the input file; choose another path")
     run = load_run(run_dir)
     spec = run.encoders.spec
-    table = DataFile(input_path, id_columns=spec.id_columns).read()
+    table = DataFile(input_path, id_columns=spec.id_columns, csv=spec.files.csv).read()  # a CSV read as in training
     if table.num_rows == 0:
         raise DataError(f"input {input_path} has no rows")
     source = f"input {input_path}"

@@ -47,7 +47,8 @@ SPECS = [
     {
         "name": "rich",
         "files": {"path": "all.csv", "split": {"method": "time", "fractions": [0.7, 0.2, 0.1], "column": "ts"},
-                  "format": "csv"},
+                  "format": "csv", "csv": {"delimiter": ";", "null_values": ["?", ""], "encoding": "latin-1",
+                                           "quote_char": "'"}},
         "scenario": {"column": "s", "mapping": {"a": "x", 1: "y"}, "other": "z", "drop_missing": False},
         "tasks": [{"name": "click", "column": "c", "role": "click"},
                   {"name": "buy", "column": "b", "rule": {"op": ">=", "value": 1}, "role": "conversion"},
@@ -69,7 +70,8 @@ SPECS = [
     },
 ]
 _WORDS = st.sampled_from(["", " ", "x", "s", "u", "m", "ts", "y", "__scenario__", "a.csv", "random", "time",
-                          "bucketize", "log1p", "click", "action", "conversion", "==", "=>", "csv", "column"])
+                          "bucketize", "log1p", "click", "action", "conversion", "==", "=>", "csv", "column", ";",
+                          "utf-8", "utf-9", "\n", "'"])
 _SCALARS = (st.none() | st.booleans() | st.integers(-2, 12) | st.floats(allow_nan=False) | _WORDS
             | st.sampled_from([0.5, 0.25, float("nan"), float("inf")]))
 _VALUES = _SCALARS | st.lists(_SCALARS, max_size=3) | st.dictionaries(_WORDS | st.integers(0, 2), _SCALARS, max_size=3)

@@ -59,7 +59,8 @@ def as_float(col: Column, what: str) -> np.ndarray:
     try:
         col = pc.cast(col, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{what} must hold numbers, found values {unparsable(col)}") from None
+        raise DataError(f"{what} must hold numbers, found values {unparsable(col)} (texts that mean a missing value "
+                        f"in a CSV file go in files.csv.null_values)") from None
     return np.asarray(col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy(),
                       dtype=np.float64)
 

@@ -102,7 +102,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     f = spec.files
 
     def open_file(path: Path) -> DataFile:
-        return DataFile(path, f.format, id_columns=spec.id_columns, read_rows=read_rows)
+        return DataFile(path, f.format, id_columns=spec.id_columns, csv=f.csv, read_rows=read_rows)
 
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
         n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)

@@ -33,8 +33,7 @@ END_BYTES = 1 << 20
 def spec_files(spec: DatasetSpec) -> list[Path]:
     """Every file ``spec`` reads, in the order path/train/val/test (a Parquet folder: its files)."""
     f = spec.files
-    paths = [p for p in (f.path, f.train, f.val, f.test) if p is not None]
-    return [file for p in paths for file in (DataFile(p, f.format).files if p.exists() else [p])]
+    return [file for p in f.paths for file in (DataFile(p, f.format).files if p.exists() else [p])]
 
 
 def fingerprint_files(paths: list[Path]) -> dict[str, dict[str, Any]]:

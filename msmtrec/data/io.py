@@ -18,19 +18,23 @@ column.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import functools
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Annotated, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictStr, model_validator
 
+from msmtrec.declared import problem, show
 from msmtrec.errors import DataError
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "SPLITS", "CsvOptions", "DataFile",
@@ -48,6 +52,7 @@ DEFAULT_SPLIT_SEED = 2024
 #: Rows per record batch read from disk.
 READ_ROWS = 65_536
 
+_ARROW_NULLS = tuple(pacsv.ConvertOptions().null_values)
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
@@ -74,11 +79,59 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
     raise DataError(f"cannot tell the format of {p.name} from its extension; set files.format to csv or parquet")
 
 
-@dataclass(frozen=True)
-class CsvOptions:
-    """How a CSV file is parsed. ``delimiter`` None: tab for ``.tsv``, else comma."""
+def _character(value: Any) -> Any:
+    if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+        raise problem("{at} must be a single character (not a line break), got {got}", got=show(value))
+    return value
 
-    delimiter: str | None = None
+
+def _encoding(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # the declared type says what is wrong
+    try:
+        codecs.lookup(value)
+        return value
+    except LookupError:
+        raise problem("{at} must be a text encoding such as utf-8, latin-1 or cp1252, got {got}",
+                      got=show(value)) from None
+
+
+_Character = Annotated[str, BeforeValidator(_character)]
+
+
+class CsvOptions(BaseModel):
+    """How a CSV file is parsed (a spec's ``files.csv``).
+
+    Attributes:
+        delimiter: the field separator; None: tab for ``.tsv``, else comma.
+        null_values: texts read as missing, besides the empty field and the usual markers
+            (``NA``, ``null``, ``NaN``, ``N/A``, ...): e.g. ``["?"]``.
+        encoding: the file's text encoding.
+        quote_char: the character that quotes a field holding the delimiter.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delimiter: _Character | None = None
+    null_values: tuple[StrictStr, ...] = ()
+    encoding: Annotated[StrictStr, BeforeValidator(_encoding)] = "utf-8"
+    quote_char: _Character = '"'
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CsvOptions:
+        if self.delimiter == self.quote_char:
+            raise problem("{at}.delimiter and {at}.quote_char must differ, both are {got}", got=show(self.quote_char))
+        return self
+
+    def parse_options(self, path: Path) -> pacsv.ParseOptions:
+        tsv = ".tsv" in [s.lower() for s in path.suffixes]
+        return pacsv.ParseOptions(delimiter=self.delimiter or ("\t" if tsv else ","), quote_char=self.quote_char)
+
+    def read_options(self, block_size: int) -> pacsv.ReadOptions:
+        return pacsv.ReadOptions(block_size=block_size, encoding=self.encoding)
+
+    def null_markers(self) -> list[str]:
+        return [*_ARROW_NULLS, *(v for v in self.null_values if v not in _ARROW_NULLS)]
 
 
 @dataclass(frozen=True)
@@ -124,13 +177,11 @@ class DataFile:
         try:
             if self.kind == "parquet":
                 return list(pq.read_schema(self.files[0]).names)
-            reader = pacsv.open_csv(self.path, parse_options=self._parse,
-                                    read_options=pacsv.ReadOptions(block_size=1 << 16))
+            reader = pacsv.open_csv(self.path, parse_options=self.csv.parse_options(self.path),
+                                    read_options=self.csv.read_options(1 << 16))
             return list(reader.schema.names)
-        except (pa.ArrowException, OSError) as exc:
-            what = "Parquet" if self.kind == "parquet" else "CSV"
-            verb = "read" if self.kind == "parquet" else "parse"
-            raise DataError(f"cannot {verb} {self.name} as {what}: {_first_line(exc)}") from None
+        except (pa.ArrowException, OSError, UnicodeError) as exc:
+            raise self._unreadable(self.path, exc) from None
 
     def require(self, columns: Sequence[str]) -> None:
         """Raise a :class:`DataError` naming the missing columns, some available ones and close matches."""
@@ -142,7 +193,20 @@ class DataFile:
         more = f", ... ({len(have) - 8} more)" if len(have) > 8 else ""
         hint = f"; did you mean {', '.join(hints)}" if hints else ""
         raise DataError(f"{self.name} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}")
+                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}{self._delimiter_hint()}")
+
+    def _delimiter_hint(self) -> str:
+        """For a CSV whose header is one column holding delimiter-like characters: which to set."""
+        if self.kind != "csv" or len(self.columns) != 1:
+            return ""
+        used = self.csv.parse_options(self.path).delimiter
+        found = Counter(c for c in self.columns[0] if c in ",;\t|" and c != used).most_common(1)
+        if not found:
+            return ""
+        char = found[0][0]
+        shown_char = "\\t" if char == "\t" else char
+        return (f"; its header is one column holding '{shown_char}': is the file '{shown_char}'-separated? "
+                f'set files.csv.delimiter: "{shown_char}"')
 
     @functools.cached_property
     def files(self) -> list[Path]:
@@ -175,11 +239,6 @@ class DataFile:
         if self.kind == "parquet":
             return sum(p.rows or 0 for p in self.pieces)
         return sum(t.num_rows for _, t in self.batches(self.columns[:1]))
-
-    @property
-    def _parse(self) -> pacsv.ParseOptions:
-        delimiter = self.csv.delimiter or ("\t" if ".tsv" in [s.lower() for s in self.path.suffixes] else ",")
-        return pacsv.ParseOptions(delimiter=delimiter)
 
     # -- reading --------------------------------------------------------------------------------
     def batches(self, columns: Sequence[str] | None = None, *, pieces: Sequence[int] | None = None,
@@ -224,14 +283,25 @@ class DataFile:
             # point, or a value above 2**63) would merge distinct ids.
             types = {c: pa.string() for c in columns if c in self.id_columns}
             types.update({c: t for c, t in self.column_types.items() if c in columns})
-            convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, strings_can_be_null=True)
-            reader = pacsv.open_csv(piece.path, parse_options=self._parse, convert_options=convert,
-                                    read_options=pacsv.ReadOptions(block_size=1 << 24))
+            convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, strings_can_be_null=True,
+                                           null_values=self.csv.null_markers())
+            reader = pacsv.open_csv(piece.path, parse_options=self.csv.parse_options(piece.path),
+                                    convert_options=convert, read_options=self.csv.read_options(1 << 24))
+            undecoded = [f.name for f in reader.schema if pa.types.is_binary(f.type)]  # Arrow's type for bad text
+            if undecoded:
+                raise UnicodeError(f"column '{undecoded[0]}' is not valid {self.csv.encoding} text")
             for batch in reader:
                 yield self._exact_ids(pa.Table.from_batches([batch]))
-        except (pa.ArrowException, OSError) as exc:
-            what, verb = ("Parquet", "read") if self.kind == "parquet" else ("CSV", "parse")
-            raise DataError(f"cannot {verb} {piece.path.name} as {what}: {_first_line(exc)}") from None
+        except (pa.ArrowException, OSError, UnicodeError) as exc:
+            raise self._unreadable(piece.path, exc) from None
+
+    def _unreadable(self, path: Path, exc: BaseException) -> DataError:
+        if self.kind == "parquet":
+            return DataError(f"cannot read {path.name} as Parquet: {_first_line(exc)}")
+        hint = ""
+        if isinstance(exc, UnicodeError) or "UTF8" in str(exc):
+            hint = f"; is it not {self.csv.encoding}? set files.csv.encoding (e.g. latin-1 or cp1252)"
+        return DataError(f"cannot parse {path.name} as CSV: {_first_line(exc)}{hint}")
 
     def _exact_ids(self, table: pa.Table) -> pa.Table:
         """Text ids → int64 when every value of the batch is an integer literal, else text."""

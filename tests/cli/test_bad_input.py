@@ -4,6 +4,7 @@ leaves everything the user had as it was (no run directory either)."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -61,3 +62,39 @@ def test_predict_on_rows_without_a_scenario_is_an_error_or_skips_them(census_run
     probs = [r["rich_prob"] for r in csv.DictReader(open(tmp_path / "out.csv"))]
     assert probs[1] == probs[2] == "" and all(0 < float(p) < 1 for p in (probs[0], probs[3]))
     assert probs[0] != probs[3]  # each row its own probability (not one broadcast over the rows)
+
+
+def test_csv_options_from_the_spec_read_a_semicolon_file_with_question_marks(user_dir):
+    write_csv(user_dir / "semi.csv", census_rows(), delimiter=";")
+    files = {"path": "semi.csv", "split": {"seed": 1}}
+    write_spec(user_dir, files=files, numeric=["age", "hours"])
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
+                      needles=("semi.csv is missing column(s) 'sex'", "its header is one column holding ';': is the "
+                               "file ';'-separated? set files.csv.delimiter: \";\""))
+    write_spec(user_dir, files={**files, "csv": {"delimiter": ";"}}, numeric=["age", "hours"])
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
+                      needles=("numeric column 'hours' must hold numbers, found values ['?']", "files.csv.null_values"))
+    write_spec(user_dir, files={**files, "csv": {"delimiter": ";", "null_values": ["?"]}}, numeric=["age", "hours"])
+    succeeded(cli("train", "--data", "spec.yaml", *SMALL, "-q"))
+    (run_dir,) = list((user_dir / "runs").iterdir())
+    report = json.loads((run_dir / "data_report.json").read_text())
+    assert report["rows"]["train"] == 480
+
+    rows = census_rows(3, seed=5)
+    rows[0][COLUMNS.index("hours")] = "?"
+    write_csv(user_dir / "new.csv", rows, delimiter=";")  # predict reads a CSV as the run's data was read
+    succeeded(cli("predict", run_dir, "-i", "new.csv", "-o", "scored.csv"))
+    scored = list(csv.DictReader(open(user_dir / "scored.csv")))
+    assert [r["hours"] for r in scored] == ["", *(str(r[COLUMNS.index("hours")]) for r in rows[1:])]
+    assert all(0 < float(r["rich_prob"]) < 1 for r in scored)
+
+
+@pytest.mark.parametrize("csv_options,needle", [
+    ({"delimiter": ";;"}, "spec spec.yaml: files.csv.delimiter must be a single character (not a line break), got ';;'"),
+    ({"encoding": "utf-9"}, "spec spec.yaml: files.csv.encoding must be a text encoding such as utf-8, latin-1 or "
+                            "cp1252, got 'utf-9'"),
+    ({"null_values": "?"}, "spec spec.yaml: files.csv.null_values must be a list, got '?'"),
+])
+def test_bad_csv_options_are_refused(user_dir, csv_options, needle):
+    write_spec(user_dir, files={"path": "census.csv", "csv": csv_options})
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL, needles=(needle,))

@@ -105,7 +105,7 @@ def _follow(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
     path, tp = "", model
     for part in loc:
         tp = _bare(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and str(part).isprintable():
             path += f".{part}" if path else str(part)
             field = tp.model_fields.get(str(part))
             tp = field.annotation if field is not None else None

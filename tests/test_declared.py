@@ -33,6 +33,7 @@ class _Tiny(BaseModel):
                                 "got ['a', 'b', 'c'] (list)"),
     ({"ratio": "x", "rato": 1}, "unknown key 'rato' (did you mean 'ratio'?) (allowed: tags, ratio)"),  # first
     ({1: 2}, "unknown key '1' (allowed: tags, ratio)"),  # YAML reads `1:` as an integer key
+    ({"a\nb": 2}, "unknown key '['a\\nb']' (allowed: tags, ratio)"),  # still one line
     ([1], "the document must be a mapping, got [1] (list)"),
 ])
 def test_explain(data, message):

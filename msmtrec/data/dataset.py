@@ -113,7 +113,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
                                                                else DEFAULT_VAL_FRACTIONS)
         if split is not None and split.method == "time":
             times = file.read([split.column], row_limit=row_limit).column(split.column)
-            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column)
+            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column, split.format)
         else:
             seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
             row_split = RandomSplit(n, fractions, seed)

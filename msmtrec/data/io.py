@@ -401,15 +401,17 @@ class TimeSplit:
     """A split by time: oldest rows → first part, part sizes as :func:`split_sizes`; equal times
     keep their file order (Arrow's sort is stable).
 
+    The times must be timestamps, dates or numbers, or text parsed with ``fmt`` (strptime codes:
+    ``%m/%d/%Y``): text compared as text would put 12/31/2001 after 01/01/2009.
+
     Raises:
-        DataError: the time column has missing values.
+        DataError: the time column has missing values, text without ``fmt`` (or that ``fmt`` does
+            not parse), or values of another kind; the message names the column and a value.
     """
 
     def __init__(self, times: pa.ChunkedArray | pa.Array, fractions: Sequence[float], source: str,
-                 column: str) -> None:
-        if times.null_count:
-            raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
-                            f"a time split needs a time for every row")
+                 column: str, fmt: str | None = None) -> None:
+        times = _time_values(times, fmt, f"time column '{column}' of {source}")
         self.order = pc.sort_indices(times).to_numpy().astype(np.int64)
         self.sizes = split_sizes(len(self.order), fractions)
         self._parts = np.empty(len(self.order), dtype=np.int8)
@@ -419,6 +421,33 @@ class TimeSplit:
     def parts(self, first: int, count: int) -> np.ndarray:
         """Part index (int8) of rows ``first .. first + count - 1``."""
         return self._parts[first:first + count]
+
+
+def _time_values(times: pa.ChunkedArray | pa.Array, fmt: str | None, what: str) -> pa.ChunkedArray | pa.Array:
+    """``times`` as values that sort in time order (see :class:`TimeSplit`)."""
+    t = times.type
+    if pa.types.is_floating(t):
+        times = pc.if_else(pc.is_nan(times), pa.scalar(None, t), times)
+    if times.null_count:
+        raise DataError(f"{what} has {times.null_count} missing value(s); a time split needs a time for every row")
+    text = pa.types.is_string(t) or pa.types.is_large_string(t)
+    if fmt is not None and not text:
+        raise DataError(f"{what} holds {t} values, not text: remove files.split.format (it is for text times)")
+    if text and fmt is None:
+        raise DataError(f"{what} holds text (e.g. {times[0].as_py()!r}), which would sort as text, not as time; "
+                        f"declare how to read it, e.g. files.split.format: '%m/%d/%Y' for 12/31/2024 (strptime "
+                        f"codes), or store timestamps, dates or numbers")
+    if text:
+        parsed = pc.strptime(times, format=fmt, unit="s", error_is_null=True)
+        if parsed.null_count:
+            bad = times.filter(pc.is_null(parsed))[0].as_py()
+            raise DataError(f"{what}: {parsed.null_count} value(s) do not match files.split.format {fmt!r}, "
+                            f"e.g. {bad!r}")
+        return parsed
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t)):
+        raise DataError(f"{what} must hold timestamps, dates or numbers (or text with files.split.format), got {t} "
+                        f"values (e.g. {times[0].as_py()!r})")
+    return times
 
 
 def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None,
@@ -435,7 +464,7 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None
 
 
 def split_table(table: pa.Table, fractions: Sequence[float], *, method: str = "random", seed: int | None = None,
-                column: str | None = None, source: str = "table") -> list[pa.Table]:
+                column: str | None = None, time_format: str | None = None, source: str = "table") -> list[pa.Table]:
     """``table`` divided into parts (train, val[, test]) by :class:`RandomSplit` or by time."""
     n = table.num_rows
     if method == "random":
@@ -443,7 +472,7 @@ def split_table(table: pa.Table, fractions: Sequence[float], *, method: str = "r
         return [table.filter(pa.array(parts == k)) for k in range(len(fractions))]
     if method != "time" or column is None:
         raise ValueError(f"a split needs method random, or time with its column; got {method!r}, {column!r}")
-    split = TimeSplit(table.column(column), fractions, source, column)
+    split = TimeSplit(table.column(column), fractions, source, column, time_format)
     parts = split.parts(0, n)
     return [table.take(pa.array(split.order[parts[split.order] == k])) for k in range(len(fractions))]  # time order
 

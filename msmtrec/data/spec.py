@@ -6,6 +6,7 @@ A :class:`DatasetSpec` is usually written as YAML and loaded with :func:`load_sp
     files:                       # exactly one of: path (+ split) | train + test (+ val)
       path: womens_ecommerce.parquet   # relative paths resolve against the spec file's folder
       split: {method: random, fractions: [0.8, 0.1, 0.1], seed: 2024}
+      # split: {method: time, column: date, format: "%m/%d/%Y"}   # format only for text times
       format: auto               # auto (by extension) | csv | parquet
       csv: {delimiter: ";", null_values: ["?"], encoding: latin-1}   # CSV only; quote_char too
     scenario:
@@ -128,6 +129,7 @@ class SplitSpec(_Spec):
     fractions: tuple[Annotated[StrictFloat, Field(gt=0, lt=1)], ...] = DEFAULT_FRACTIONS  # summing to 1
     seed: Annotated[StrictInt, Field(ge=0)] | None = Field(None, validate_default=True)  # random only
     column: _Column | None = None  # the time column (time only)
+    format: _Text | None = None  # time only: how to read a text time column (strptime codes, e.g. %m/%d/%Y)
 
     @field_validator("fractions")
     @classmethod
@@ -148,8 +150,8 @@ class SplitSpec(_Spec):
 
     @model_validator(mode="after")
     def _column_for_time(self) -> SplitSpec:
-        if self.method == "random" and self.column is not None:
-            raise problem("{at}.column is only used with method: time")
+        if self.method == "random" and (self.column is not None or self.format is not None):
+            raise problem("{at}.{key} is only used with method: time", key="column" if self.column else "format")
         if self.method == "time" and self.column is None:
             raise problem("{at}.method time needs {at}.column (the time column)")
         return self

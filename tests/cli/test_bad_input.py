@@ -98,3 +98,21 @@ def test_csv_options_from_the_spec_read_a_semicolon_file_with_question_marks(use
 def test_bad_csv_options_are_refused(user_dir, csv_options, needle):
     write_spec(user_dir, files={"path": "census.csv", "csv": csv_options})
     refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL, needles=(needle,))
+
+
+def test_a_time_split_on_text_dates_needs_their_format(user_dir):
+    split = {"method": "time", "column": "date"}
+    write_spec(user_dir, files={"path": "census.csv", "split": split})
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
+                      needles=("time column 'date' of census.csv holds text (e.g. '", "which would sort as text",
+                               "files.split.format: '%m/%d/%Y'"))
+    write_spec(user_dir, files={"path": "census.csv", "split": {**split, "format": "%d.%m.%Y"}})
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
+                      needles=("time column 'date' of census.csv: 600 value(s) do not match files.split.format "
+                               "'%d.%m.%Y', e.g. '",))
+    write_spec(user_dir, files={"path": "census.csv", "split": {**split, "format": "%m/%d/%Y"}})
+    succeeded(cli("train", "--data", "spec.yaml", *SMALL, "-q"))
+    write_spec(user_dir, files={"path": "census.csv", "split": {"method": "time", "column": "age", "format": "%Y"}})
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
+                      needles=("time column 'age' of census.csv holds int64 values, not text: remove "
+                               "files.split.format",))

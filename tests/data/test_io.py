@@ -194,6 +194,33 @@ def test_time_split_rejects_missing_times():
         split_table(t, (0.5, 0.25, 0.25), method="time", column="ts", source="data.csv")
 
 
+def test_a_time_split_reads_text_times_with_their_format_and_refuses_them_without():
+    dates = ["12/31/2001", "01/01/2009", "06/15/2005", "02/01/2001"]  # as text, 12/31/2001 sorts after 2009
+    t = pa.table({"d": dates, "row": [0, 1, 2, 3]})
+    with pytest.raises(DataError) as err:
+        split_table(t, (0.5, 0.25, 0.25), method="time", column="d", source="data.csv")
+    assert str(err.value).startswith("time column 'd' of data.csv holds text (e.g. '12/31/2001'), which would sort as "
+                                     "text, not as time; declare how to read it, e.g. files.split.format: '%m/%d/%Y'")
+    train, val, test = split_table(t, (0.5, 0.25, 0.25), method="time", column="d", time_format="%m/%d/%Y")
+    assert (train.column("row").to_pylist(), val.column("row").to_pylist(), test.column("row").to_pylist()) == \
+        ([3, 0], [2], [1])
+    with pytest.raises(DataError, match=r"time column 'd' of table: 4 value\(s\) do not match files.split.format "
+                                        r"'%Y-%m-%d', e.g. '12/31/2001'"):
+        split_table(t, (0.5, 0.25, 0.25), method="time", column="d", time_format="%Y-%m-%d")
+
+
+@pytest.mark.parametrize("values,fmt,message", [
+    ([True, False], None, "time column 't' of table must hold timestamps, dates or numbers (or text with "
+                          "files.split.format), got bool values (e.g. True)"),
+    ([1.0, float("nan")], None, "time column 't' of table has 1 missing value(s)"),
+    ([1, 2], "%Y", "time column 't' of table holds int64 values, not text: remove files.split.format"),
+])
+def test_a_time_column_of_another_kind_is_refused(values, fmt, message):
+    with pytest.raises(DataError) as err:
+        split_table(pa.table({"t": values}), (0.5, 0.5), method="time", column="t", time_format=fmt)
+    assert str(err.value).startswith(message)
+
+
 def test_random_split_of_any_row_range_agrees_with_the_whole():
     from msmtrec.data.io import RandomSplit
 

@@ -4,7 +4,7 @@ error (SpecError / ConfigError), never as a pydantic ValidationError; what valid
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import Annotated, Any, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,6 +40,23 @@ def test_explain(data, message):
     with pytest.raises(ValidationError) as err:
         _Tiny.model_validate(data)
     assert explain(err.value, _Tiny, "the document") == message
+
+
+class _Union(BaseModel):
+    model_config = ConfigDict(strict=True)
+    penalty: Annotated[float, Field(ge=0)] | Sequence[Annotated[float, Field(ge=0)]] = 0.0
+
+
+@pytest.mark.parametrize("value,message", [
+    ("abc", "penalty must be a number or a list, got 'abc'"),  # neither member: both named
+    (-1.0, "penalty must be at least 0, got -1.0"),  # a number out of range: the number's problem
+    ([1.0, -2.0], "penalty[1] must be at least 0, got -2.0"),  # a list: the problem inside it
+    ([1.0, "x"], "penalty[1] must be a number, got 'x'"),
+])
+def test_explain_a_union_names_the_value_not_pydantics_member_tags(value, message):
+    with pytest.raises(ValidationError) as err:
+        _Union.model_validate({"penalty": value})
+    assert explain(err.value, _Union, "the document") == message
 
 
 # ---- property: random edits of valid documents ------------------------------------------------

@@ -16,7 +16,8 @@ from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
 from msmtrec.errors import CheckpointError, DataError
 from msmtrec.files import atomic_write, write_json
-from msmtrec.models.base import MSMTModel, build_model
+from msmtrec.models.base import MSMTModel, build_model, get_model_class
+from msmtrec.models.options import validate_options
 from msmtrec.report import results_table
 from msmtrec.train.checkpoint import SPEC_FILE, create_run_dir, load_checkpoint, save_checkpoint
 from msmtrec.train.evaluate import evaluate_model
@@ -79,6 +80,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or (lambda _m: None)
+    validate_options(get_model_class(config.model), config.model_params)  # before any data is read
     configure_torch(config)
     seed_everything(config.seed)
     data = dataset if dataset is not None else open_dataset(config)

@@ -116,3 +116,18 @@ def test_a_time_split_on_text_dates_needs_their_format(user_dir):
     refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
                       needles=("time column 'age' of census.csv holds int64 values, not text: remove "
                                "files.split.format",))
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "ple", "-p", "num_levels=abc"], "error: model 'ple': option num_levels must be an integer, got 'abc'"),
+    (["--model", "mmoe", "-p", "expert_dims=abc"], "error: model 'mmoe': option expert_dims must be a list, got 'abc'"),
+    (["-p", "embed_dim=0"], "error: model 'shared_bottom': option embed_dim must be at least 1, got 0"),
+    (["-p", "tower_dims=[8,0]"], "error: model 'shared_bottom': option tower_dims[1] must be at least 1, got 0"),
+    (["--config", "run.yaml"], "error: model 'ple': option dropout must be less than 1, got 1.5"),
+    (["--config", "bad.yaml"], "error: config bad.yaml: batch_size must be an integer, got 'abc'"),
+])
+def test_option_type_errors_name_the_key_the_type_and_the_value(user_dir, args, needle):
+    (user_dir / "run.yaml").write_text("model: ple\nmodel_params: {dropout: 1.5}\n")
+    (user_dir / "bad.yaml").write_text("batch_size: abc\n")
+    message = refused_untouched(user_dir, "train", "--data", "spec.yaml", "--epochs", "1", *args)
+    assert message == needle

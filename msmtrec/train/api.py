@@ -14,12 +14,13 @@ import torch
 
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
-from msmtrec.errors import CheckpointError, DataError
+from msmtrec.errors import CheckpointError, ConfigError, DataError
 from msmtrec.files import atomic_write, write_json
 from msmtrec.models.base import MSMTModel, build_model, get_model_class
 from msmtrec.models.options import validate_options
 from msmtrec.report import results_table
-from msmtrec.train.checkpoint import SPEC_FILE, create_run_dir, load_checkpoint, save_checkpoint
+from msmtrec.train.checkpoint import (SPEC_FILE, check_run_location, create_run_dir, load_checkpoint,
+                                     save_checkpoint)
 from msmtrec.train.evaluate import evaluate_model
 from msmtrec.train.trainer import FitResult, Trainer
 from msmtrec.yaml_io import dump_yaml
@@ -29,6 +30,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device called ``name`` (``cpu``, ``cuda``, ``cuda:N``), if this machine has it.
+
+    Raises:
+        ConfigError: another name, or CUDA (that device) is not available here.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got '{name}'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "has no CUDA support" if torch.version.cuda is None else "finds no GPU"
+            raise ConfigError(f"device '{name}': CUDA is not available on this machine (this torch "
+                              f"{torch.__version__} {why}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def configure_torch(config: TrainConfig) -> None:
@@ -80,13 +104,16 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or (lambda _m: None)
-    validate_options(get_model_class(config.model), config.model_params)  # before any data is read
+    # What can be refused without the data is refused before reading it.
+    validate_options(get_model_class(config.model), config.model_params)
+    device = resolve_device(config.device)
+    if write_run:
+        check_run_location(config.runs_root, config.run_dir)
     configure_torch(config)
     seed_everything(config.seed)
     data = dataset if dataset is not None else open_dataset(config)
     model = build_model(config.model, data.schema, config.model_params)
     seed_everything(config.seed)  # the same init whatever loading consumed from the RNGs
-    device = torch.device(config.device)
     model.to(device)
     val_split, test_split = data.val.to(device), data.test.to(device)
     streamed = data.train is None
@@ -171,15 +198,22 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise CheckpointError(f"{run_dir} is not a msmtrec run directory (no config.yaml)")
     config = TrainConfig.from_yaml(cfg_path)
     payload = load_checkpoint(run_dir / "checkpoint.pt")
+    if payload["model"] != config.model:
+        raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'} holds a '{payload['model']}' model, but "
+                              f"config.yaml trained '{config.model}'; it belongs to another run")
     schema = DataSchema.from_dict(payload["schema"])
     model = build_model(payload["model"], schema, payload["model_params"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]  # the first line is a header
         raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'} does not match model '{payload['model']}': "
-                              f"{str(e).splitlines()[0]}") from None
+                              f"{detail}") from None
     model.eval()
     encoders = Encoders.load(run_dir)
+    if encoders.schema != schema:  # e.g. a checkpoint copied from another run
+        raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'} was not trained with this run's encoders "
+                              f"({_schema_difference(schema, encoders.schema)}); it belongs to another run")
     spec = load_spec(run_dir / SPEC_FILE) if (run_dir / SPEC_FILE).is_file() else None
     fingerprint = read_fingerprint(run_dir) if (run_dir / FINGERPRINT_FILE).is_file() else None
     return LoadedRun(run_dir, config, schema, model, encoders, spec, fingerprint)
@@ -210,3 +244,11 @@ def run_dataset(run: LoadedRun, data: Any = None) -> Any:
         raise DataError(f"the data of run {run.run_dir} changed since training ({'; '.join(changes)}), so its "
                         f"splits may not hold the same rows; to evaluate on the data as it is now, pass --data SPEC")
     return load_dataset(run.spec, row_limit=run.config.row_limit, **options)
+
+
+def _schema_difference(checkpoint: DataSchema, encoders: DataSchema) -> str:
+    """The first field where a checkpoint's schema and the encoders' differ, in words."""
+    a, b = checkpoint.to_dict(), encoders.to_dict()
+    key = next(k for k in a if a[k] != b.get(k))
+    shown = [text if len(text := repr(v)) <= 60 else text[:57] + "..." for v in (a[key], b.get(key))]
+    return f"{key}: {shown[0]} in the checkpoint, {shown[1]} in encoders.json"

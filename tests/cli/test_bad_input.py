@@ -131,3 +131,35 @@ def test_option_type_errors_name_the_key_the_type_and_the_value(user_dir, args, 
     (user_dir / "bad.yaml").write_text("batch_size: abc\n")
     message = refused_untouched(user_dir, "train", "--data", "spec.yaml", "--epochs", "1", *args)
     assert message == needle
+
+
+def test_a_checkpoint_from_another_run_is_refused_by_evaluate_and_predict(user_dir, census_run):
+    write_spec(user_dir, categorical=["education"], numeric=["age", "hours"],
+               files={"path": "census.csv", "csv": {"null_values": ["?"]}})
+    succeeded(cli("train", "--data", "spec.yaml", *SMALL, "-q"))
+    (other,) = list((user_dir / "runs").iterdir())
+    (other / "checkpoint.pt").write_bytes((census_run / "checkpoint.pt").read_bytes())
+    write_csv(user_dir / "new.csv", census_rows(3))
+    needle = (f"checkpoint {other / 'checkpoint.pt'} was not trained with this run's encoders (categorical: ",
+              "in encoders.json); it belongs to another run")
+    refused_untouched(user_dir, "evaluate", other, needles=needle)
+    refused_untouched(user_dir, "predict", other, "-i", "new.csv", "-o", "out.csv", needles=needle)
+
+
+@pytest.mark.parametrize("args,cuda,needle", [
+    (["--device", "cuda"], (False, 0), "error: device 'cuda': CUDA is not available on this machine"),
+    (["--device", "cuda:3"], (True, 1), "error: device 'cuda:3': this machine has 1 CUDA device(s) (cuda:0 .. cuda:0)"),
+    (["--device", "gpu"], (False, 0), "error: device must be cpu, cuda or cuda:N, got 'gpu'"),
+    (["--runs-root", "notes.txt"], (False, 0), "error: cannot create a run directory in notes.txt: notes.txt is a "
+                                               "file, not a folder; choose another --runs-root"),
+    (["--run-dir", "notes.txt/run"], (False, 0), "error: cannot create a run directory in notes.txt: notes.txt is a "
+                                                 "file, not a folder; choose another --run-dir"),
+])
+def test_device_and_run_location_mistakes_are_one_line(user_dir, monkeypatch, args, cuda, needle):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda[0])  # whatever this machine has
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda[1])
+    (user_dir / "notes.txt").write_text("mine\n")
+    message = refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL, *args)
+    assert message.startswith(needle)

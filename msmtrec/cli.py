@@ -108,6 +108,8 @@ def evaluate(run_dir, data, split) -> None:
 
     run = load_run(run_dir)
     dataset = run_dataset(run, data)
+    for warning in dataset.report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     metrics = evaluate_model(run.model, dataset.split(split), run.schema, run.config.eval_batch_size)
     click.echo(results_table(metrics, title=f"{run.config.model} ({run_dir}) on {dataset.spec.name} — {split} split"))
 

@@ -36,6 +36,7 @@ from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
 from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
                              DataFile, RandomSplit, TimeSplit)
+from msmtrec.data.quality import data_warnings
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.data.stream import prefetched, shuffled_batches
 from msmtrec.errors import ConfigError, DataError
@@ -199,8 +200,8 @@ class Dataset:
         val, test: the encoded validation and test splits (always in memory).
         report: plain-data summary (JSON-serialisable): ``rows`` per split, ``rows_read`` before
             dropping, ``dropped`` per split and reason, ``scenario_rows``, ``label_positive_rate``
-            and ``label_observed`` per split and task, ``files``, ``row_limit``; :meth:`summary`
-            renders it.
+            and ``label_observed`` per split and task, ``files``, ``row_limit``, what fitting saw of
+            train, and ``warnings`` (lines for a person); :meth:`summary` renders it.
         batch_size, seed: defaults of :meth:`train_batches`.
     """
 
@@ -234,18 +235,15 @@ class Dataset:
         return data
 
     def summary(self) -> str:
-        """A few human-readable lines: rows per split, what was dropped, label rates."""
+        """A few human-readable lines: rows per split, label rates and the report's warnings."""
         r = self.report
         lines = [f"dataset {r.get('dataset')}: " + ", ".join(f"{s} {r['rows'][s]:,}" for s in SPLITS) + " rows; "
                  f"{len(self.schema.scenarios)} scenarios ({', '.join(self.schema.scenarios)}); "
                  f"{self.schema.num_fields} categorical fields, {len(self.schema.numeric)} numeric"]
-        if r.get("dropped_total"):
-            parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS
-                     for why, n in r["dropped"].get(s, {}).items()]
-            lines.append(f"dropped {r['dropped_total']:,} rows: " + "; ".join(parts))
         for task in self.schema.tasks:
             rates = [f"{s} {'n/a' if (v := r['label_positive_rate'][s][task]) is None else f'{v:.3f}'}" for s in SPLITS]
             lines.append(f"task {task}: positive rate " + ", ".join(rates))
+        lines += [f"warning: {w}" for w in r.get("warnings", [])]
         return "\n".join(lines)
 
 
@@ -328,16 +326,21 @@ def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> di
 
 
 def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
-            **extra: Any) -> dict[str, Any]:
-    """The dataset report: the spec's files and split, and each split's summary by key."""
+            fitted: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The dataset report: the spec's files and split, each split's summary by key, what fitting
+    saw of train (``fitted``: :attr:`EncodersFitter.report`, None when encoders were given) and
+    the warnings all of it gives (:func:`~msmtrec.data.quality.data_warnings`)."""
     f = spec.files
     files: dict[str, Any] = {k: str(getattr(f, k)) for k in ("path", *SPLITS) if getattr(f, k) is not None}
     if f.split is not None:
         files["split" if f.path is not None else "val_from_train"] = f.split.model_dump(mode="json")
     by_key = {key: {s: summaries[s][key] for s in SPLITS}
               for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed")}
-    return {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
-            "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
+    report = {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
+              "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
+    report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite")} if fitted else {})
+    report["warnings"] = data_warnings(report, spec.min_count)
+    return report
 
 
 def _check_row_limit(row_limit: int | None) -> None:
@@ -367,11 +370,13 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
         EncodersFitter(spec)  # refuses a label used as a feature before anything is read
     sources = plan_splits(spec, row_limit=row_limit)
     columns = _columns(spec, encoders)
+    fitted = None
     if encoders is None:
-        encoders, _ = _fit(spec, sources["train"], columns)
+        encoders, fitted = _fit(spec, sources["train"], columns)
     split_encoders = _encode(encoders, list(sources.values()), columns)
     data = {s: e.finish() for s, e in split_encoders.items()}
-    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit)
+    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
+                     fitted)
     return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
@@ -405,7 +410,8 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     held = _encode(encoders, [sources["val"], sources["test"]], columns)
     data = {s: e.finish() for s, e in held.items()}
     summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
-    report = _report(spec, summaries, row_limit, streaming=True, shuffle_buffer=shuffle_buffer, read_rows=read_rows)
+    report = _report(spec, summaries, row_limit, fitted, streaming=True, shuffle_buffer=shuffle_buffer,
+                     read_rows=read_rows)
     return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)

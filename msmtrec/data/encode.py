@@ -335,8 +335,9 @@ class EncodersFitter:
 
     Rows without a scenario are not fitted on (they are dropped from every split). Besides the
     encoders it keeps what train looked like (:attr:`report` after :meth:`finish`, in the form of
-    a dataset report's split): rows kept and read, rows dropped, rows per scenario, and per task the
-    labels observed, their positive rate and the raw column's most frequent values.
+    a dataset report's split): rows kept and read, rows dropped, rows per scenario, per task the
+    labels observed, their positive rate and the raw column's most frequent values, per categorical
+    column its distinct and kept values, and per numeric column its infinite values (if any).
 
     Args:
         spec: the dataset spec.
@@ -390,7 +391,10 @@ class EncodersFitter:
                        "label_observed": {t: v["observed"] for t, v in labels.items()},
                        "label_positive_rate": {t: v["positive"] / v["observed"] if v["observed"] else None
                                                for t, v in labels.items()},
-                       "label_values": {t: v["top_values"] for t, v in labels.items()}}
+                       "label_values": {t: v["top_values"] for t, v in labels.items()},
+                       "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
+                                              for c, f in self.vocabularies.items()},
+                       "numeric_infinite": {c: f.infinite for c, f in self.numeric.items() if f.infinite}}
         return encoders
 
 

@@ -149,6 +149,8 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     echo(f"{config.model} on {config.data}: {data.num_train_rows:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
          f"{data.schema.num_scenarios} scenarios × {data.schema.num_tasks} tasks, {model.num_parameters():,} parameters"
          + (f"; run directory {run_dir}" if run_dir else ""))
+    for warning in data.report.get("warnings", []):
+        echo(f"warning: {warning}")
 
     fit = trainer.fit()
     validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size)

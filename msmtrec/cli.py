@@ -3,7 +3,9 @@ and exit with status 2."""
 
 from __future__ import annotations
 
+import re
 import sys
+import textwrap
 from typing import Any
 
 import click
@@ -89,7 +91,7 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
     config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     result = run_train(config, echo=echo)
-    click.echo(results_table(result.test, title=f"{config.model} on {config.data} — test split"))
+    click.echo(results_table(result.test, title=f"{config.model} on {result.dataset} — test split"))
     if result.run_dir:
         click.echo(f"run directory: {result.run_dir}")
 
@@ -140,10 +142,20 @@ def models() -> None:
 
     for name in sorted(MODELS):
         cls = MODELS[name]
-        doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-        click.echo(f"{name:14s} {doc[0] if doc else ''}")
-        hp = ", ".join(f"{k}={v!r}" for k, v in model_hyperparameters(cls).items())
-        click.echo(f"{'':14s} options: {hp}")
+        click.echo(_wrapped(f"{name:14s} {_first_sentence(sys.modules[cls.__module__].__doc__ or '')}"))
+        hp = ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in model_hyperparameters(cls).items())
+        click.echo(_wrapped(f"{'':14s} options: {hp}"))
+
+
+def _first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, whole ("et al." does not end it)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = re.search(r"(?<!\bal)[.!?](?=\s|$)", paragraph)
+    return paragraph[:end.end()] if end else paragraph
+
+
+def _wrapped(line: str) -> str:
+    return textwrap.fill(line, width=100, subsequent_indent=" " * 15, break_on_hyphens=False)
 
 
 @main.command()

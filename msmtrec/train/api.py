@@ -72,6 +72,7 @@ class TrainResult:
     test: dict
     run_dir: Path | None
     num_parameters: int
+    dataset: str = ""  # the dataset's name (its spec's ``name``)
 
     @property
     def comparable_targets(self) -> dict[str, str]:
@@ -80,7 +81,7 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "model": self.config.model, "dataset": self.config.data, "seed": self.config.seed,
+            "model": self.config.model, "dataset": self.dataset, "data": self.config.data, "seed": self.config.seed,
             "num_parameters": self.num_parameters, "train_seconds": round(self.fit.train_seconds, 3),
             "samples_per_second": round(self.fit.samples_per_second, 1), "epochs": len(self.fit.history),
             "best": self.fit.best, "comparable_targets": self.comparable_targets, "validation": self.validation,
@@ -120,10 +121,10 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
 
     # Built before the run directory, so a bad option (e.g. an unknown weighting) leaves nothing on disk.
     trainer = Trainer(model, config, data, echo=echo, progress=progress)
+    name = getattr(data.spec, "name", None) or Path(str(config.data)).stem
     run_dir = None
     if write_run:
-        run_dir = create_run_dir(config.runs_root, config.model, getattr(data.spec, "name", None) or Path(str(config.data)).stem,
-                                 config.run_dir)
+        run_dir = create_run_dir(config.runs_root, config.model, name, config.run_dir)
         atomic_write(run_dir / "config.yaml", dump_yaml(config.to_dict()))
         if data.spec is not None:  # what `evaluate` needs to read the same rows again
             from msmtrec.data.fingerprint import fingerprint_spec, write_fingerprint
@@ -146,7 +147,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
 
         trainer.on_epoch = append_log
         trainer.on_improvement = lambda m, record: save(m.state_dict(), record)
-    echo(f"{config.model} on {config.data}: {data.num_train_rows:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
+    echo(f"{config.model} on {name}: {data.num_train_rows:,} train{' (streamed)' if streamed else ''} / {len(data.val):,} val / {len(data.test):,} test rows, "
          f"{data.schema.num_scenarios} scenarios × {data.schema.num_tasks} tasks, {model.num_parameters():,} parameters"
          + (f"; run directory {run_dir}" if run_dir else ""))
     for warning in data.report.get("warnings", []):
@@ -155,7 +156,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     fit = trainer.fit()
     validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size)
     test = evaluate_model(model, test_split, data.schema, config.eval_batch_size)  # once, with the best weights
-    result = TrainResult(config, model, data.schema, fit, validation, test, run_dir, model.num_parameters())
+    result = TrainResult(config, model, data.schema, fit, validation, test, run_dir, model.num_parameters(), name)
     extra = model.extra_report(test_split, run_dir)
     if isinstance(extra.get("summary"), str):  # the model's findings in words (AutoIFS: flow selection)
         echo(extra.pop("summary"))
@@ -168,7 +169,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
         if extra:
             summary["model_report"] = extra
         write_json(run_dir / "metrics.json", summary)
-        atomic_write(run_dir / "results.md", results_table(test, title=f"{config.model} on {config.data} — test split"))
+        atomic_write(run_dir / "results.md", results_table(test, title=f"{config.model} on {name} — test split"))
     return result
 
 

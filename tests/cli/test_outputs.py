@@ -72,3 +72,27 @@ def test_quiet_degradations_are_warned_about_and_shown_in_the_table(user_dir):
     assert sum(c[1].endswith(" †") for c in cells) >= 2
     assert "GAUC –: 4 cell(s) have no user with both a positive and a negative label, so no GAUC." in table
     assert re.search(r"†: \d cell\(s\) have fewer than 30 positives or negatives: their AUC is unreliable\.", table)
+
+
+def test_model_descriptions_are_whole_sentences():
+    import sys
+
+    from msmtrec.models import MODELS
+
+    out = succeeded(cli("models"))
+    blocks = re.split(r"\n(?=\S)", out.strip())
+    assert [b.split()[0] for b in blocks] == sorted(MODELS)
+    for block in blocks:
+        name, text = block.split(None, 1)
+        description = " ".join(text.split(" options: ")[0].split())
+        doc = " ".join(sys.modules[MODELS[name].__module__].__doc__.split("\n\n")[0].split())
+        assert description.endswith(".") and doc.startswith(description), (name, description)
+        assert all(len(line) <= 100 for line in block.splitlines())
+
+
+def test_result_titles_name_the_dataset_not_the_spec_path(user_dir):
+    out = succeeded(cli("train", "--data", "spec.yaml", *SMALL))
+    assert "### shared_bottom on census — test split" in out and "shared_bottom on census: 480 train" in out
+    (run_dir,) = list((user_dir / "runs").iterdir())
+    assert (run_dir / "results.md").read_text().startswith("### shared_bottom on census — test split")
+    assert f"### shared_bottom ({run_dir}) on census — test split" in succeeded(cli("evaluate", run_dir))

@@ -173,8 +173,13 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) 
                 if rows.num_rows:
                     out[s.split].add(rows)
     for s in sources:
-        if out[s.split].rows == 0:
+        enc = out[s.split]
+        if enc.rows == 0:
             raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: {s.label} has no rows")
+        if enc.kept == 0:
+            why = ", ".join(f"{n:,} with {k.replace('_', ' ')}" for k, n in enc.dropped.items())
+            raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: every row of {s.label} was dropped "
+                            f"({why})")
     return out
 
 

@@ -402,20 +402,21 @@ class SplitEncoder:
     """Encodes the raw chunks of one split, as they come, into one :class:`EncodedData`
     preallocated for ``capacity`` rows (see :class:`EncodedBuilder`).
 
-    Attributes (while adding): ``rows`` read, ``dropped`` rows per reason.
+    Attributes (while adding): ``rows`` read, ``kept`` rows encoded, ``dropped`` rows per reason.
     """
 
     def __init__(self, encoders: Encoders, source: str, capacity: int = 0, **options: Any) -> None:
         self.encoders, self.source, self.options = encoders, source, options
         self._builder = EncodedBuilder(encoders.empty(), capacity)
         self._users = UserIds()
-        self.rows = 0
+        self.rows = self.kept = 0
         self.dropped: dict[str, int] = {}
 
     def add(self, table: pa.Table) -> None:
         """Encode one chunk (``options`` of :meth:`Encoders.encode` apply)."""
         self.rows += table.num_rows
         result = self.encoders.encode(table, source=self.source, allow_empty=True, users=self._users, **self.options)
+        self.kept += len(result.data)
         self._builder.append(result.data)
         for k, v in result.dropped.items():
             self.dropped[k] = self.dropped.get(k, 0) + v

@@ -177,6 +177,28 @@ def test_non_binary_label_names_the_values():
         enc.transform(t, source="train")
 
 
+def test_huge_integers_are_named_exactly_as_labels_and_read_as_numbers_as_features():
+    huge = 2**53 + 1  # the first integer a float64 cannot hold
+    spec = make_spec(tasks=[{"name": "y", "column": "y"}], numeric=["n"])
+    t = table(s=["a"] * 3, c=[1] * 3, y=[0, 1, huge], n=[1, 2, 3])
+    with pytest.raises(DataError, match=rf"must be 0/1 after its rule, found values \[{huge}\] in train"):
+        Encoders.fit(spec, t)
+    t = table(s=["a"] * 3, c=[1] * 3, y=[0, 1, 1], n=[0, huge, 2**63 - 1])
+    assert Encoders.fit(spec, t).numeric["n"].mean == pytest.approx((huge + 2**63 - 1) / 3)
+
+
+def test_a_split_whose_every_row_is_dropped_is_empty(tmp_path):
+    from msmtrec.data.io import RandomSplit
+
+    parts = RandomSplit(10, (0.8, 0.1, 0.1), 0).parts(0, 10)  # one row of test: give it no scenario
+    pacsv.write_csv(table(s=[None if p == 2 else "a" for p in parts], c=list(range(10)), y=[0, 1] * 5),
+                    tmp_path / "d.csv")
+    spec = spec_dict(files={"path": str(tmp_path / "d.csv"), "split": {"fractions": [0.8, 0.1, 0.1], "seed": 0}})
+    with pytest.raises(DataError, match=r"split 'test' is empty: every row of test split of d.csv was dropped \(1 with "
+                                        r"missing scenario\)"):
+        load_dataset(spec)
+
+
 @pytest.mark.parametrize("labels,rule,message", [
     ([1] * 20, None, "task 'y' has a single class in train split of d.csv (all 16 observed labels are 1): column 'y' "
                      "holds only 1; the most frequent values of column 'y' in train split of d.csv: '1' (16)"),

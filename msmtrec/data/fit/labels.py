@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import nan_to_null, plain, shown
+from msmtrec.data.columns import as_float, nan_to_null, plain, shown
 from msmtrec.errors import DataError
 
 _POSITIVE_WORDS = ("yes", "y", "true", "t", "positive", "pos")
@@ -38,7 +38,10 @@ def encode_label(where: str, task: Any, table: pa.Table, source: str) -> tuple[n
         values = x[observed]
         bad_mask = (values != 0) & (values != 1)
         if bad_mask.any():
-            bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(values[bad_mask])]
+            if pa.types.is_integer(col.type):  # exactly, not through a float
+                bad = sorted(set(pc.unique(col.drop_null()).to_pylist()) - {0, 1})
+            else:
+                bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(values[bad_mask])]
             raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
                             f"found values {shown(bad)} in {source}; {_rule_hint(bad)}")
         return np.where(observed, x, 0.0).astype(np.float32), observed
@@ -103,17 +106,12 @@ def _close_value(value: Any, values: list[str]) -> str | None:
 
 
 def _as_float_label(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """A label column as float64 (NaN = missing), or None if it is not numeric/boolean."""
-    t = col.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
-        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        try:  # "0"/"1" stored as text is still 0/1; anything else is reported by the caller
-            return np.asarray(nan_to_null(pc.cast(col, pa.float64())).to_numpy(zero_copy_only=False),
-                              dtype=np.float64)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-    return None
+    """A label column as float64 (NaN = missing; "0"/"1" stored as text is still 0/1), or None if
+    it does not hold numbers (the caller names the values)."""
+    try:
+        return as_float(col, "label")
+    except DataError:
+        return None
 
 
 class LabelFitter:

@@ -199,6 +199,17 @@ def test_a_split_whose_every_row_is_dropped_is_empty(tmp_path):
         load_dataset(spec)
 
 
+def test_a_rule_that_matches_nothing_on_a_column_with_missing_values_names_them():
+    from msmtrec.data.fit.labels import check_two_classes
+
+    spec = make_spec(tasks=[{"name": "y", "column": "y", "rule": {"op": "==", "value": "YES"}}])
+    report = {"label_observed": {"y": 3}, "label_positive_rate": {"y": 0.0}, "label_values": {"y": [[None, 5], ["yes", 3]]}}
+    with pytest.raises(DataError) as err:
+        check_two_classes(spec, report, "train")
+    assert str(err.value).endswith("its rule 'y' == 'YES' is false for every row (did you mean 'yes'?); the most "
+                                   "frequent values of column 'y' in train: missing (5), 'yes' (3)")
+
+
 @pytest.mark.parametrize("labels,rule,message", [
     ([1] * 20, None, "task 'y' has a single class in train split of d.csv (all 16 observed labels are 1): column 'y' "
                      "holds only 1; the most frequent values of column 'y' in train split of d.csv: '1' (16)"),

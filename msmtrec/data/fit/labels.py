@@ -102,7 +102,7 @@ def _close_value(value: Any, values: list[str]) -> str | None:
     if not isinstance(value, str):
         return None
     wanted = value.strip().lower()
-    return next((v for v in values if v != value and v.strip().lower() == wanted), None)
+    return next((v for v in values if v is not None and v != value and v.strip().lower() == wanted), None)
 
 
 def _as_float_label(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:

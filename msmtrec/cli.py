@@ -105,8 +105,7 @@ def evaluate(run_dir, data, split) -> None:
     """Evaluate a trained run on its own test split (the same rows as in training), or on another
     dataset encoded with the run's encoders."""
     from msmtrec.report import results_table
-    from msmtrec.train import evaluate_model, load_run
-    from msmtrec.train.api import run_dataset
+    from msmtrec.train import evaluate_model, load_run, run_dataset
 
     run = load_run(run_dir)
     dataset = run_dataset(run, data)

@@ -45,7 +45,8 @@ from typing import Annotated, Any, Iterable, Literal, Mapping, get_args
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
                       StrictFloat, StrictInt, ValidationError, ValidationInfo, field_validator, model_validator)
 
-from msmtrec.data.io import DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, CsvOptions, detect_format
+from msmtrec.data.csv_options import CsvOptions
+from msmtrec.data.io import DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, detect_format
 from msmtrec.declared import explain, problem, show
 from msmtrec.errors import DataError, SpecError
 from msmtrec.yaml_io import load_yaml

@@ -14,6 +14,7 @@ import torch
 
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
+from msmtrec.declared import show
 from msmtrec.errors import CheckpointError, ConfigError, DataError
 from msmtrec.files import atomic_write, write_json
 from msmtrec.models.base import MSMTModel, build_model, get_model_class
@@ -253,5 +254,4 @@ def _schema_difference(checkpoint: DataSchema, encoders: DataSchema) -> str:
     """The first field where a checkpoint's schema and the encoders' differ, in words."""
     a, b = checkpoint.to_dict(), encoders.to_dict()
     key = next(k for k in a if a[k] != b.get(k))
-    shown = [text if len(text := repr(v)) <= 60 else text[:57] + "..." for v in (a[key], b.get(key))]
-    return f"{key}: {shown[0]} in the checkpoint, {shown[1]} in encoders.json"
+    return f"{key}: {show(a[key])} in the checkpoint, {show(b.get(key))} in encoders.json"

@@ -32,9 +32,11 @@ import torch
 from msmtrec.data.catalog import resolve_spec
 from msmtrec.data.encode import Encoders, EncodersFitter, SplitEncoder
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
 from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
                              DataFile, RandomSplit, TimeSplit)
+from msmtrec.data.quality import data_warnings
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.data.stream import prefetched, shuffled_batches
 from msmtrec.errors import ConfigError, DataError
@@ -101,7 +103,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     f = spec.files
 
     def open_file(path: Path) -> DataFile:
-        return DataFile(path, f.format, id_columns=spec.id_columns, read_rows=read_rows)
+        return DataFile(path, f.format, id_columns=spec.id_columns, csv=f.csv, read_rows=read_rows)
 
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
         n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
@@ -112,7 +114,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
                                                                else DEFAULT_VAL_FRACTIONS)
         if split is not None and split.method == "time":
             times = file.read([split.column], row_limit=row_limit).column(split.column)
-            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column)
+            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column, split.format)
         else:
             seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
             row_split = RandomSplit(n, fractions, seed)
@@ -153,7 +155,9 @@ def _fit(spec: DatasetSpec, train: SplitSource, columns: list[str], **options: A
         fitter.update(table, train.label)
     if fitter.scenario.rows == 0:
         raise DataError(f"{spec.where}: split 'train' is empty: {train.label} has no rows")
-    return fitter.finish(train.label), fitter.report
+    encoders = fitter.finish(train.label)
+    check_two_classes(spec, fitter.report, train.label)
+    return encoders, fitter.report
 
 
 def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) -> dict[str, SplitEncoder]:
@@ -169,8 +173,13 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) 
                 if rows.num_rows:
                     out[s.split].add(rows)
     for s in sources:
-        if out[s.split].rows == 0:
+        enc = out[s.split]
+        if enc.rows == 0:
             raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: {s.label} has no rows")
+        if enc.kept == 0:
+            why = ", ".join(f"{n:,} with {k.replace('_', ' ')}" for k, n in enc.dropped.items())
+            raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: every row of {s.label} was dropped "
+                            f"({why})")
     return out
 
 
@@ -196,8 +205,8 @@ class Dataset:
         val, test: the encoded validation and test splits (always in memory).
         report: plain-data summary (JSON-serialisable): ``rows`` per split, ``rows_read`` before
             dropping, ``dropped`` per split and reason, ``scenario_rows``, ``label_positive_rate``
-            and ``label_observed`` per split and task, ``files``, ``row_limit``; :meth:`summary`
-            renders it.
+            and ``label_observed`` per split and task, ``files``, ``row_limit``, what fitting saw of
+            train, and ``warnings`` (lines for a person); :meth:`summary` renders it.
         batch_size, seed: defaults of :meth:`train_batches`.
     """
 
@@ -231,18 +240,15 @@ class Dataset:
         return data
 
     def summary(self) -> str:
-        """A few human-readable lines: rows per split, what was dropped, label rates."""
+        """A few human-readable lines: rows per split, label rates and the report's warnings."""
         r = self.report
         lines = [f"dataset {r.get('dataset')}: " + ", ".join(f"{s} {r['rows'][s]:,}" for s in SPLITS) + " rows; "
                  f"{len(self.schema.scenarios)} scenarios ({', '.join(self.schema.scenarios)}); "
                  f"{self.schema.num_fields} categorical fields, {len(self.schema.numeric)} numeric"]
-        if r.get("dropped_total"):
-            parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS
-                     for why, n in r["dropped"].get(s, {}).items()]
-            lines.append(f"dropped {r['dropped_total']:,} rows: " + "; ".join(parts))
         for task in self.schema.tasks:
             rates = [f"{s} {'n/a' if (v := r['label_positive_rate'][s][task]) is None else f'{v:.3f}'}" for s in SPLITS]
             lines.append(f"task {task}: positive rate " + ", ".join(rates))
+        lines += [f"warning: {w}" for w in r.get("warnings", [])]
         return "\n".join(lines)
 
 
@@ -325,16 +331,21 @@ def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> di
 
 
 def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
-            **extra: Any) -> dict[str, Any]:
-    """The dataset report: the spec's files and split, and each split's summary by key."""
+            fitted: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The dataset report: the spec's files and split, each split's summary by key, what fitting
+    saw of train (``fitted``: :attr:`EncodersFitter.report`, None when encoders were given) and
+    the warnings all of it gives (:func:`~msmtrec.data.quality.data_warnings`)."""
     f = spec.files
     files: dict[str, Any] = {k: str(getattr(f, k)) for k in ("path", *SPLITS) if getattr(f, k) is not None}
     if f.split is not None:
         files["split" if f.path is not None else "val_from_train"] = f.split.model_dump(mode="json")
     by_key = {key: {s: summaries[s][key] for s in SPLITS}
               for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed")}
-    return {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
-            "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
+    report = {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
+              "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
+    report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite")} if fitted else {})
+    report["warnings"] = data_warnings(report, spec.min_count)
+    return report
 
 
 def _check_row_limit(row_limit: int | None) -> None:
@@ -364,11 +375,13 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
         EncodersFitter(spec)  # refuses a label used as a feature before anything is read
     sources = plan_splits(spec, row_limit=row_limit)
     columns = _columns(spec, encoders)
+    fitted = None
     if encoders is None:
-        encoders, _ = _fit(spec, sources["train"], columns)
+        encoders, fitted = _fit(spec, sources["train"], columns)
     split_encoders = _encode(encoders, list(sources.values()), columns)
     data = {s: e.finish() for s, e in split_encoders.items()}
-    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit)
+    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
+                     fitted)
     return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
@@ -402,7 +415,8 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     held = _encode(encoders, [sources["val"], sources["test"]], columns)
     data = {s: e.finish() for s, e in held.items()}
     summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
-    report = _report(spec, summaries, row_limit, streaming=True, shuffle_buffer=shuffle_buffer, read_rows=read_rows)
+    report = _report(spec, summaries, row_limit, fitted, streaming=True, shuffle_buffer=shuffle_buffer,
+                     read_rows=read_rows)
     return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from msmtrec.nn.dropout import BitDropout, keep_mask, use_bit_dropout
+from msmtrec.nn.dropout import BitDropout, keep_bits, keep_mask, use_bit_dropout, zero_dropped_
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
@@ -50,3 +50,26 @@ def test_use_bit_dropout_replaces_every_nn_dropout():
     assert [type(m) for m in drops] == [BitDropout, BitDropout] and [m.p for m in drops] == [0.3, 0.6]
     with pytest.raises(ValueError, match="dropout"):
         BitDropout(1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_keep_bits_are_all_ones_or_zero_at_the_rate_independent_of_position(dtype, p):
+    """Both paths (one bit per element at p = 0.5, keep_mask otherwise), every integer width."""
+    torch.manual_seed(2)
+    bits = keep_bits(torch.Size([6000, 67]), p, dtype, torch.device("cpu"))  # 67: not a whole word
+    assert bits.shape == (6000, 67) and bits.element_size() == dtype.itemsize
+    assert set(bits.unique().tolist()) == {0, -1}  # -1: every bit set
+    keep = (bits != 0).float()
+    assert abs(keep.mean().item() - (1 - p)) < 0.005
+    flat = keep.flatten()[: 6000 * 64].view(-1, 64)  # every bit position of a 64-bit word
+    assert ((flat.mean(0) - (1 - p)).abs() < 0.03).all()
+    assert abs(torch.corrcoef(torch.stack([flat[:, 0], flat[:, 1]]))[0, 1].item()) < 0.05
+    torch.manual_seed(2)
+    assert torch.equal(keep_bits(torch.Size([6000, 67]), p, dtype, torch.device("cpu")), bits)
+
+
+def test_zero_dropped_with_keep_bits_equals_multiplying_by_the_mask():
+    x = torch.randn(50, 33).bfloat16()
+    bits = keep_bits(x.shape, 0.5, x.dtype, x.device)
+    torch.testing.assert_close(zero_dropped_(x.clone(), bits), x * (bits != 0), rtol=0, atol=0)

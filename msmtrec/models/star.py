@@ -88,8 +88,7 @@ class STAR(MSMTModel):
         # The star FCN is row-wise and PN is not: blocks padded under autocast (one bf16 kernel per
         # block shape, ScenarioGroups), PN's statistics from each block's real rows.
         groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
-        blocks = groups.split(x)
-        main = groups.merge([self.star_network(s, blocks[s], n) for s, n in enumerate(groups.counts) if n])
+        main = groups.apply(lambda s, block: self.star_network(s, block, groups.counts[s]), x)
         aux = self.auxiliary(torch.cat([self.scenario_embedding(batch.scenario), x], dim=1))
         return main + aux
 

@@ -48,14 +48,11 @@ def keep_bits(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.dev
 
 
 def zero_dropped_(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """``x`` with the elements where ``bits`` (from :func:`keep_bits`, or a bool keep mask) is 0 /
-    False set to 0, in place, outside autograd: a bitwise AND of ``x``'s bits with an all-ones /
+    """``x`` with the elements where ``bits`` (from :func:`keep_bits` for ``x``'s shape and dtype)
+    is 0 set to 0, in place, outside autograd: a bitwise AND of ``x``'s bits with the all-ones /
     all-zeros integer mask (on CPU, multiplying by a bool mask converts it element by element,
     unvectorised, several times the cost of this pass). Returns ``x``."""
-    ints = _SAME_WIDTH_INT[x.element_size()]
-    if bits.dtype == torch.bool:
-        bits = bits.view(torch.uint8).to(ints).neg_()
-    return x.view(ints).bitwise_and_(bits).view(x.dtype)
+    return x.view(bits.dtype).bitwise_and_(bits).view(x.dtype)
 
 
 class BitDropout(nn.Module):

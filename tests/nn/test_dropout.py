@@ -69,7 +69,24 @@ def test_keep_bits_are_all_ones_or_zero_at_the_rate_independent_of_position(dtyp
     assert torch.equal(keep_bits(torch.Size([6000, 67]), p, dtype, torch.device("cpu")), bits)
 
 
-def test_zero_dropped_with_keep_bits_equals_multiplying_by_the_mask():
-    x = torch.randn(50, 33).bfloat16()
-    bits = keep_bits(x.shape, 0.5, x.dtype, x.device)
-    torch.testing.assert_close(zero_dropped_(x.clone(), bits), x * (bits != 0), rtol=0, atol=0)
+def test_half_rate_masks_use_each_random_bit_once():
+    """At p = 0.5 the kept elements are exactly the set bits of the random words drawn (no bit
+    reused for two elements, none skipped): their counts agree for a whole number of words."""
+    n = 6000 * 64
+    for dtype in (torch.bfloat16, torch.float32):
+        torch.manual_seed(5)
+        kept = int((keep_bits(torch.Size([6000, 64]), 0.5, dtype, torch.device("cpu")) != 0).sum())
+        torch.manual_seed(5)
+        words = torch.randint(-2**63, 2**63 - 1, (n // 64,), dtype=torch.int64)
+        set_bits = int(((words.unsqueeze(1) >> torch.arange(64)) & 1).sum())
+        assert kept == set_bits
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64, torch.float16])
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_zero_dropped_equals_multiplying_by_the_mask(dtype, p):
+    x = torch.randn(37, 11).to(dtype)
+    bits = keep_bits(x.shape, p, x.dtype, x.device)
+    out = zero_dropped_(x.clone(), bits)
+    assert out.dtype == dtype and 0 < int((out == 0).sum()) < x.numel()
+    assert torch.equal(out, x * (bits != 0))

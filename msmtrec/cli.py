@@ -3,7 +3,9 @@ and exit with status 2."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,12 +13,18 @@ import click
 from msmtrec.errors import MsmtrecError
 
 
+def _rank() -> int:
+    """The rank torchrun gave this process (0 when not launched by it)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MsmtrecError as e:
-            click.echo(f"error: {e}", err=True)
+            if not getattr(e, "from_main", False) or _rank() == 0:  # one line, not one per rank
+                click.echo(f"error: {e}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -61,16 +69,27 @@ def _parse_value(text: str) -> Any:
 @click.option("--stream", "streaming", is_flag=True, default=None,
               help="Stream the train split from disk through a shuffle buffer (data larger than memory).")
 @click.option("--shuffle-buffer", type=int, help="Rows in the streaming shuffle buffer (default 262144).")
+@click.option("--resume", "resume_dir", type=click.Path(),
+              help="Continue the unfinished run in RUN_DIR after its last completed epoch (its own config).")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Train data-parallel on N processes of this machine (as torchrun --nproc-per-node N).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
 def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
-          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, quiet) -> None:
+          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
     from msmtrec.report import results_table
     from msmtrec.train import train as run_train
 
-    config = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
+    if config_path:
+        config = TrainConfig.from_yaml(config_path)
+    elif resume_dir:
+        if not (Path(resume_dir) / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume {resume_dir}: not a msmtrec run directory (no config.yaml)")
+        config = TrainConfig.from_yaml(Path(resume_dir) / "config.yaml")
+    else:
+        config = TrainConfig()
     overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
@@ -87,11 +106,36 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
     elif model and model != config.model:
         changes["model_params"] = {}  # a config's hyperparameters belong to its own model
     config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
+    if nproc is not None and nproc > 1:
+        sys.exit(_launch_ranks(nproc, config, resume_dir, quiet))
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    result = run_train(config, echo=echo)
-    click.echo(results_table(result.test, title=f"{config.model} on {config.data} — test split"))
-    if result.run_dir:
-        click.echo(f"run directory: {result.run_dir}")
+    result = run_train(config, echo=echo, resume=resume_dir)
+    if _rank() == 0:
+        click.echo(results_table(result.test, title=f"{config.model} on {config.data} — test split"))
+        if result.run_dir:
+            click.echo(f"run directory: {result.run_dir}")
+
+
+def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) -> int:
+    """``train --nproc N``: the resolved config, checked here (a refused resume is one line and
+    starts nothing), trained by N ranks started as torchrun would start them."""
+    import tempfile
+
+    from msmtrec.errors import ConfigError
+    from msmtrec.files import atomic_write
+    from msmtrec.train.distributed import launch
+    from msmtrec.train.run_dir import resumable_state
+    from msmtrec.yaml_io import dump_yaml
+
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc starts its own processes; under torchrun leave it out")
+    if resume_dir:
+        resumable_state(Path(resume_dir), config, nproc, load=False)
+    with tempfile.TemporaryDirectory(prefix="msmtrec-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        atomic_write(path, dump_yaml(config.to_dict()))
+        args = ["train", "--config", str(path)] + (["--resume", resume_dir] if resume_dir else []) + (["-q"] if quiet else [])
+        return launch(nproc, args)
 
 
 @main.command()
@@ -105,6 +149,7 @@ def evaluate(run_dir, data, split) -> None:
     from msmtrec.train import evaluate_model, load_run
 
     run = load_run(run_dir)
+    _note_unfinished(run_dir)
     config = run.config.replace(data=data, row_limit=None) if data else run.config
     dataset = open_dataset(config, encoders=run.encoders)
     metrics = evaluate_model(run.model, dataset.split(split), run.schema, run.config.eval_batch_size)
@@ -122,11 +167,20 @@ def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> No
     """Write one probability column per task (``<task>_prob``) next to the input's columns."""
     from msmtrec.predict import predict_file
 
+    _note_unfinished(run_dir)
     n, skipped = predict_file(run_dir, input_path, output_path, unknown_scenario=unknown_scenario, overwrite=overwrite)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
         msg += f"; {skipped:,} row(s) had a scenario the model does not know and got empty probabilities"
     click.echo(msg)
+
+
+def _note_unfinished(run_dir: str) -> None:
+    from msmtrec.train.run_dir import unfinished_note
+
+    note = unfinished_note(Path(run_dir))
+    if note:
+        click.echo(note, err=True)
 
 
 @main.command()

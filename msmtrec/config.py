@@ -27,7 +27,8 @@ class TrainConfig(BaseModel):
         model_params: the model's hyperparameters (its constructor keywords).
         data: a built-in dataset name or the path of a dataset spec YAML.
         seed: seeds Python, NumPy and PyTorch, the split (when the spec has none) and shuffling.
-        batch_size / eval_batch_size: training / evaluation batch sizes.
+        batch_size / eval_batch_size: training / evaluation batch sizes (training: of each process
+            when data-parallel, so a step trains on ``batch_size × processes`` rows).
         lr / weight_decay: Adam settings (weight decay is L2 added to the gradient, as in the papers).
         max_epochs: upper bound on epochs (per stage for multi-stage models).
         patience: epochs without improvement of the validation mean AUC before stopping.

@@ -65,11 +65,13 @@ class Ranks:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        # torch >= 2.12 calls it forward_sync_buffers; both still sync once at construction.
+        # Newer torch calls it forward_sync_buffers; both still sync the buffers once, here.
         no_sync = ({"forward_sync_buffers": False}
                    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                    else {"broadcast_buffers": False})
-        return DistributedDataParallel(model, find_unused_parameters=model.may_skip_parameters, **no_sync)
+        # gradient_as_bucket_view: the gradients live in DDP's all-reduce buffers, not in a copy.
+        return DistributedDataParallel(model, find_unused_parameters=model.may_skip_parameters,
+                                       gradient_as_bucket_view=True, **no_sync)
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` averaged over the ranks (a new tensor; ``tensor`` itself in one process)."""

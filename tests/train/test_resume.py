@@ -1,6 +1,6 @@
 """Resuming: a run stopped after epoch k — by an exception, or killed with SIGKILL — and resumed
-ends with the weights and metrics of the uninterrupted run (1 thread), AutoIFS stopped inside its
-search stage and a 2-rank run included; refused resumes are one line and change nothing; the
+ends with the weights and metrics of the uninterrupted run (1 thread), a streamed run, AutoIFS
+stopped inside its search stage and a 2-rank run included; refused resumes are one line and change nothing; the
 run directory says whether its run is running, interrupted, failed or finished."""
 
 from __future__ import annotations
@@ -82,6 +82,16 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupt
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["global_epoch"] for r in log] == [1, 2, 3, 4]
     assert read_status(run_dir).state == "finished" and not (run_dir / STATE_FILE).exists()
+
+
+def test_a_streamed_run_resumes_with_its_epoch_order(tmp_path):
+    # The streamed epoch's row-group order and shuffle come from (seed, epoch): resumed after
+    # epoch 2, epochs 3 and 4 read the rows in the uninterrupted run's order.
+    cfg = config(tmp_path / "stopped", streaming=True, shuffle_buffer=2000, max_epochs=3)
+    full = train(cfg.replace(runs_root=str(tmp_path / "full")))
+    with pytest.raises(Stop):
+        train(cfg, on_epoch=stop_after(2))
+    assert_same_run(train(cfg, resume=only_run(tmp_path / "stopped")), full)
 
 
 @pytest.fixture(scope="module")

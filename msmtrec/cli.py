@@ -27,7 +27,8 @@ class _Group(click.Group):
                 click.echo(f"error: {e}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            if _rank() == 0:
+                click.echo("interrupted", err=True)
             ctx.exit(130)
 
 

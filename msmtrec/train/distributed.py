@@ -164,8 +164,10 @@ def process_group(device: str) -> Iterator[tuple[Ranks, torch.device]]:
 def launch(nproc: int, args: list[str]) -> int:
     """Run ``python -m msmtrec ARGS`` as ``nproc`` ranks on this machine, as
     ``torchrun --standalone --nproc-per-node NPROC -m msmtrec ARGS`` does; returns the exit
-    status of the first rank that failed (0 when all succeeded). Each rank gets one intra-op
-    thread unless ``OMP_NUM_THREADS`` says otherwise."""
+    status of the first rank that failed (0 when all succeeded; 128 + N when this process got
+    signal N and stopped the ranks). Each rank gets one intra-op thread unless ``OMP_NUM_THREADS``
+    says otherwise."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -178,4 +180,6 @@ def launch(nproc: int, args: list[str]) -> int:
         codes = [f.exitcode for _, f in sorted(exc.failures.items())]
         code = next((c for c in codes if c), 1)
         return code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
+    except SignalException as exc:  # Ctrl-C or kill: the launcher has stopped the ranks (each said so)
+        return 128 + int(exc.sigval)
     return 0

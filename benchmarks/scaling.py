@@ -32,7 +32,6 @@ import os
 import platform
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import torch
@@ -45,7 +44,7 @@ from msmtrec.config import TrainConfig  # noqa: E402
 from msmtrec.data import InMemoryDataset, open_streaming  # noqa: E402
 from msmtrec.models import build_model  # noqa: E402
 from msmtrec.train import Trainer  # noqa: E402
-from msmtrec.train.distributed import process_group  # noqa: E402
+from msmtrec.train.distributed import local_launch_config, process_group  # noqa: E402
 from throughput import random_data  # noqa: E402
 
 
@@ -125,11 +124,10 @@ def allreduce_rates(sizes_mb: list[int]) -> dict[int, float]:
 
 
 def launch(nproc: int, fn, *args):
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    """``fn(*args)`` on ``nproc`` ranks started as ``msmtrec train --nproc`` starts them; rank 0's result."""
+    from torch.distributed.launcher.api import elastic_launch
 
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
-    return elastic_launch(config, fn)(*args)[0]
+    return elastic_launch(local_launch_config(nproc), fn)(*args)[0]
 
 
 def reader_rate(spec: str, batch_size: int, world_size: int) -> float:

@@ -120,20 +120,21 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
 
 
 def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) -> int:
-    """``train --nproc N``: the resolved config, checked here (a refused resume is one line and
-    starts nothing), trained by N ranks started as torchrun would start them."""
+    """``train --nproc N``: the resolved config, checked here (a bad option, device or run
+    directory, or a refused resume, is one line and starts nothing), trained by N ranks started as
+    torchrun would start them."""
     import tempfile
 
     from msmtrec.errors import ConfigError
     from msmtrec.files import atomic_write
+    from msmtrec.train.api import check_start, resolve_device
     from msmtrec.train.distributed import launch
-    from msmtrec.train.run_dir import resumable_state
     from msmtrec.yaml_io import dump_yaml
 
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc starts its own processes; under torchrun leave it out")
-    if resume_dir:
-        resumable_state(Path(resume_dir), config, nproc, load=False)
+    resolve_device(config.device)
+    check_start(config, resume=resume_dir, world_size=nproc, load=False)
     with tempfile.TemporaryDirectory(prefix="msmtrec-") as tmp:
         path = Path(tmp) / "config.yaml"
         atomic_write(path, dump_yaml(config.to_dict()))

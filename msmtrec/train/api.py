@@ -116,31 +116,27 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or _silent
-    if resume is not None and not write_run:
-        raise ConfigError("resuming a run needs write_run=True")
-    # What can be refused without the data is refused before reading it.
-    validate_options(get_model_class(config.model), config.model_params)
-    resolve_device(config.device)
-    if write_run and resume is None:
-        check_run_location(config.runs_root, config.run_dir)
+    resolve_device(config.device)  # before joining a process group: NCCL needs the GPUs
     configure_torch(config)
     with process_group(config.device) as (ranks, device):
         if not ranks.is_main:
             echo, progress = _silent, False
-        state = None
-        if resume is not None:
-            state = ranks.from_main(lambda: resumable_state(Path(resume), config, ranks.world_size))
-        seed_everything(config.seed)
-        data = dataset if dataset is not None else open_dataset(config)
-        model = build_model(config.model, data.schema, config.model_params)
-        # The same init whatever loading consumed from the RNGs; every other rank its own dropout stream.
-        seed_everything(config.seed if ranks.is_main else rank_seed(config.seed, ranks.rank))
-        model.to(device)
+        state = ranks.from_main(lambda: check_start(config, write_run=write_run, resume=resume,
+                                                    world_size=ranks.world_size))
+
+        def setup() -> tuple[Any, MSMTModel, Trainer]:
+            seed_everything(config.seed)
+            data = dataset if dataset is not None else open_dataset(config)
+            model = build_model(config.model, data.schema, config.model_params)
+            # The same init whatever loading consumed from the RNGs; every other rank its own dropout stream.
+            seed_everything(config.seed if ranks.is_main else rank_seed(config.seed, ranks.rank))
+            model.to(device)
+            # Built before the run directory, so a bad option (e.g. an unknown weighting) leaves nothing on disk.
+            return data, model, Trainer(model, config, data, echo=echo, progress=progress, ranks=ranks)
+
+        data, model, trainer = ranks.everywhere(setup)
         val_split, test_split = data.val.to(device), data.test.to(device)
         streamed = data.train is None
-
-        # Built before the run directory, so a bad option (e.g. an unknown weighting) leaves nothing on disk.
-        trainer = Trainer(model, config, data, echo=echo, progress=progress, ranks=ranks)
         name = getattr(data.spec, "name", None) or Path(str(config.data)).stem
         run_dir = None
         if write_run:
@@ -175,6 +171,25 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
             if run_dir is not None:
                 _write_results(run_dir, result, data, extra, ranks.world_size)
     return result
+
+
+def check_start(config: TrainConfig, *, write_run: bool = True, resume: str | Path | None = None,
+                world_size: int = 1, load: bool = True) -> dict | None:
+    """Refuse what can be refused before any data is read: the model's options, a run directory
+    that could not be created, or a run that may not be resumed. Returns the state to resume
+    from (None: a fresh run, no epoch completed yet, or ``load=False``).
+
+    Raises:
+        ConfigError, CheckpointError: one line naming what to change.
+    """
+    validate_options(get_model_class(config.model), config.model_params)
+    if resume is None:
+        if write_run:
+            check_run_location(config.runs_root, config.run_dir)
+        return None
+    if not write_run:
+        raise ConfigError("resuming a run needs write_run=True")
+    return resumable_state(Path(resume), config, world_size, load=load)
 
 
 def _silent(_message: str) -> None:

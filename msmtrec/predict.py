@@ -22,8 +22,6 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     a :class:`DataError` naming it, or with ``unknown_scenario="skip"`` gets null probabilities and
     is counted. Label columns of the input are not read. Returns ``(rows written, rows skipped)``.
     """
-    from msmtrec.data.io import DataFile
-
     input_path, output_path = Path(input_path), Path(output_path)
     if unknown_scenario not in ("error", "skip"):
         raise DataError(f"unknown_scenario must be 'error' or 'skip', got '{unknown_scenario}'")
@@ -33,7 +31,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         raise DataError(f"output {output_path} is the input file; choose another path")
     run = load_run(run_dir)
     spec = run.encoders.spec
-    table = DataFile(input_path, id_columns=spec.id_columns, csv=spec.files.csv).read()  # a CSV read as in training
+    table = spec.data_file(input_path, "auto").read()  # a CSV read as in training
     if table.num_rows == 0:
         raise DataError(f"input {input_path} has no rows")
     source = f"input {input_path}"

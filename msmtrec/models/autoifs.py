@@ -230,11 +230,9 @@ class AutoIFS(MSMTModel):
         searching, on the frozen end-of-search embedding copy once the ticket is drawn."""
         if bool(self.ticket):
             with torch.no_grad():
-                emb = F.embedding(batch.categorical + self.embedding.offsets, self.selector_table).flatten(1)
-                xs = torch.cat([emb, batch.numeric], dim=1) if self.embedding.num_numeric else emb
-                return self.selector(xs)
+                return self.selector(self.embedding(batch, weight=self.selector_table))
         if x is None:
-            x = self.embedding(batch.categorical, batch.numeric)
+            x = self.embedding(batch)
         return self.selector(x.detach())
 
     def gates(self, w: torch.Tensor) -> torch.Tensor:
@@ -248,7 +246,7 @@ class AutoIFS(MSMTModel):
             # contiguous block, and only the [B, T] logits are put back in row order at the end.
             groups = ScenarioGroups(batch.scenario, self.num_scenarios)
             batch = batch.take(groups.order)
-        x = self.embedding(batch.categorical, batch.numeric)
+        x = self.embedding(batch)
         u_sh, u_k = self.scenario_units(x, batch.scenario, None if groups is None else groups.counts)
         base, flows = self.task_flows(u_sh, u_k)
         g = self.gates(self.selection_logits(batch, x))

@@ -107,7 +107,7 @@ class MSMTModel(nn.Module):
 
     @staticmethod
     def make_embedding(schema: DataSchema, dim: int) -> FeatureEmbedding:
-        return FeatureEmbedding(schema.cardinalities, dim, num_numeric=len(schema.numeric))
+        return FeatureEmbedding.for_schema(schema, dim)
 
     # -- the contract -------------------------------------------------------------------------------
     def forward(self, batch: EncodedData) -> Any:  # pragma: no cover - abstract

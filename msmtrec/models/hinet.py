@@ -161,7 +161,7 @@ class HiNet(MSMTModel):
         return self.towers(h, heads).squeeze(-1)
 
     def forward(self, batch: EncodedData) -> torch.Tensor | HiNetOutput:
-        x = self.input_norm(self.embedding(batch.categorical, batch.numeric))
+        x = self.input_norm(self.embedding(batch))
         c = self.scenario_representation(x, batch.scenario)
         if self.loss_on_all_heads:
             all_logits = self.heads(c, slice(None)).view(-1, self.num_scenarios, self.num_tasks)

@@ -55,7 +55,7 @@ class PLE(MSMTModel):
         self.towers = TowerBank(heads, d, tower_dims, 1, dropout=dropout)
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
-        x = self.embedding(batch.categorical, batch.numeric)
+        x = self.embedding(batch)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         t = self.num_tasks
         # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.

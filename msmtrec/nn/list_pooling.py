@@ -31,15 +31,19 @@ def pooled_bag(ids: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor, m
 
 
 class TargetAttention(nn.Module):
-    """DIN's activation unit: weights of each sequence entry against the candidate, then their
-    weighted sum.
+    """DIN's activation unit: a weight for each sequence entry against the candidate, then the
+    weighted sum ``Σ_j a(k_j, q) · k_j`` over the row's entries (padding masked; an empty row pools
+    to 0).
 
     ``a(k_j, q) = w·PReLU(W [k_j; q; k_j − q; k_j ⊙ q] + b) + c`` for entry ``k_j`` and candidate ``q``
     (both ``D``-dim, e.g. the item embedding with its side features). The linear layer on the
     concatenation is computed as ``W_k k_j + W_p (k_j ⊙ q) + W_q q`` (the same functions: ``W_k`` and
     ``W_q`` absorb the ``k_j − q`` block), so the ``q`` term is computed once per row, not once per
-    entry, and no ``[B, L, 4D]`` tensor is built. The scores are normalised with a softmax over the
-    row's entries (padding masked; an empty row pools to 0) — DIN itself leaves them unnormalised.
+    entry, and no ``[B, L, 4D]`` tensor is built. As in DIN the weights are not normalised (no
+    softmax), which keeps how strongly a history relates to the candidate ("intensity"): with a
+    softmax, three entries like the candidate pool to the same vector as one. On the synthetic
+    data's planted history signal this is what makes the signal learnable in a few epochs
+    (docs/BENCHMARKS.md).
 
     Args:
         dim: ``D``.
@@ -47,7 +51,7 @@ class TargetAttention(nn.Module):
 
     Shapes:
         ``forward(query [B, D], keys [B, L, D], lengths [B]) -> [B, D]``;
-        ``scores(...) -> [B, L]`` (before masking).
+        ``scores(...) -> [B, L]`` (before masking), ``weights(...) -> [B, L]``.
     """
 
     def __init__(self, dim: int, hidden: int = 16) -> None:
@@ -63,11 +67,8 @@ class TargetAttention(nn.Module):
         return self.out(self.act(h.flatten(0, 1)).view_as(h)).squeeze(-1)  # PReLU's slopes on dim 1
 
     def weights(self, query: torch.Tensor, keys: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, L]``: softmax of the scores over each row's entries, 0 on padding."""
-        mask = length_mask(lengths, keys.shape[1])
-        s = self.scores(query, keys)
-        s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
-        return torch.softmax(s, dim=1) * mask
+        """``[B, L]``: the scores on each row's entries, 0 on padding."""
+        return self.scores(query, keys) * length_mask(lengths, keys.shape[1])
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         w = self.weights(query, keys, lengths)

@@ -37,7 +37,7 @@ from msmtrec.errors import DataError
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "ROW_COLUMN", "SPLITS", "CsvOptions", "DataFile",
            "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes",
-           "time_values"]
+           "splitmix64", "time_values"]
 
 #: Split names, in order.
 SPLITS = ("train", "val", "test")
@@ -406,16 +406,20 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None
     return [np.flatnonzero(parts == k) for k in range(len(fractions))]
 
 
-def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Part index (int8) of rows ``first_row .. first_row+n-1`` from a seeded hash of the row number
-    (splitmix64): one pass over a file of unknown length, independent of chunking; the parts have
-    the given fractions in expectation. The recipes use it for files they cannot count first."""
-    x = np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser of ``uint64`` values: a seeded hash, uniform over 64 bits."""
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Part index (int8) of rows ``first_row .. first_row+n-1`` from a seeded hash of the row number
+    (splitmix64): one pass over a file of unknown length, independent of chunking; the parts have
+    the given fractions in expectation. The recipes use it for files they cannot count first."""
+    x = splitmix64(np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64))
     u = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
     cuts = np.cumsum(fractions)[:-1]
     return np.searchsorted(cuts, u, side="right").astype(np.int8)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from msmtrec.errors import DataError
 from msmtrec.files import atomic_write
@@ -54,12 +56,13 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
             out = out.set_column(out.column_names.index(name), name, arr)
         else:
             out = out.append_column(name, arr)
-    _write_table(out, output_path)
+    _write_table(out, output_path, spec)
     return table.num_rows, int((~kept).sum())
 
 
-def _write_table(table: pa.Table, path: Path) -> None:
-    """Write CSV or Parquet by extension, atomically (a failure leaves nothing half-written)."""
+def _write_table(table: pa.Table, path: Path, spec: Any) -> None:
+    """Write CSV or Parquet by extension, atomically (a failure leaves nothing half-written); in a
+    CSV a list column is text, its entries joined by the spec's ``sep`` for it (else ``|``)."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -69,6 +72,11 @@ def _write_table(table: pa.Table, path: Path) -> None:
     if not path.parent.exists():
         raise DataError(f"output folder {path.parent} does not exist")
     if suffix == ".csv":
+        seps = {e.column: e.sep for e in [*spec.multi_categorical.values(), *spec.sequences.values()] if e.column}
+        for i, field in enumerate(table.schema):
+            if pa.types.is_list(field.type) or pa.types.is_large_list(field.type) or pa.types.is_fixed_size_list(field.type):
+                text = pc.binary_join(pc.cast(table.column(i), pa.list_(pa.string())), seps.get(field.name) or "|")
+                table = table.set_column(i, field.name, text)
         atomic_write(path, lambda tmp: pacsv.write_csv(table, tmp))
     else:
         atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))

@@ -30,3 +30,17 @@ def test_the_history_helps_exactly_when_the_labels_depend_on_it(tmp_path, signal
         assert gain > 0.012, auc
     else:
         assert abs(gain) < 0.008, auc
+
+
+def test_ml_1m_fixture_with_and_without_history_trains_end_to_end(tmp_path):
+    from msmtrec.data.recipes import prepare
+    from tests.data.conftest import FIXTURES
+
+    results = {}
+    for history in (0, 5):
+        spec = prepare("ml-1m", FIXTURES / "recipes" / "ml-1m", tmp_path / str(history), options={"history": history})
+        run = TrainConfig(model="shared_bottom", data=str(spec), max_epochs=2, batch_size=16, seed=1,
+                          runs_root=str(tmp_path / "runs"))
+        results[history] = train(run, progress=False)
+    assert results[5].test["mean_auc"] is not None and results[0].test["mean_auc"] is not None
+    assert (results[5].run_dir / "encoders.json").read_text().count('"history"') >= 1

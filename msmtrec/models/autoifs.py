@@ -64,6 +64,7 @@ from msmtrec.models.base import MSMTModel, register_model
 from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
+from msmtrec.nn.grouping import capturing
 from msmtrec.nn.lora import FlowSelector, LoRABank, flow_gates
 from msmtrec.report.flows import format_flow_report, plot_flow_selection
 
@@ -99,7 +100,8 @@ class AutoIFS(MSMTModel):
         decomposition: ``code`` (gate 1 removes a flow from the full prediction, as released) or
             ``linear`` (exact linear decomposition; a deviation, see the module docstring).
         scenario_routing: how the scenario-specific LoRA is applied: ``gather`` (A/B picked per
-            sample, two batched matmuls) or ``group`` (batch split by scenario). Same result.
+            sample, two batched matmuls) or ``group`` (batch split by scenario). Same result; an
+            exported graph always gathers.
         search_epochs: epochs of the search stage (10).
         final_temp: temperature τ at the last search epoch (100; τ starts at 1).
         rewind_epoch: 0-based search epoch at whose start the rewind snapshot is taken (None: the
@@ -241,7 +243,7 @@ class AutoIFS(MSMTModel):
 
     def forward(self, batch: EncodedData) -> AutoIFSOutput:
         groups = None
-        if self.scenario_routing == "group":
+        if self.scenario_routing == "group" and not capturing():  # a captured graph gathers (same result)
             # Sort the (small) batch tensors once by scenario; every scenario's rows are then a
             # contiguous block, and only the [B, T] logits are put back in row order at the end.
             groups = ScenarioGroups(batch.scenario, self.num_scenarios)

@@ -58,23 +58,21 @@ class PLE(MSMTModel):
         x = self.embedding(batch)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         t = self.num_tasks
-        # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.
-        # Shared experts serve every scenario, so each level runs them once on the whole batch.
-        present = [s for s, n in enumerate(groups.counts) if n]
-        x_sorted = x[groups.order]
-        heads_in = dict(zip(range(self.num_scenarios), x_sorted.split(groups.counts)))
-        shared_in = x_sorted
+        # Shared experts serve every scenario, so each level runs them once on the whole batch (in
+        # row order) and splits their output; heads run on their own scenario's rows only.
+        heads_in = dict(zip(range(self.num_scenarios), groups.split(x)))
+        shared_in = x
         for level in self.levels:
-            shared_experts = level.shared(shared_in).split(groups.counts) if level.shared is not None else None
-            shared_in_chunks = shared_in.split(groups.counts)
+            shared_experts = groups.split(level.shared(shared_in)) if level.shared is not None else None
+            shared_chunks = groups.split(shared_in)
             shared_out = []
-            for s in present:
-                heads_in[s], sh = level(heads_in[s], shared_in_chunks[s], slice(s * t, (s + 1) * t),
+            for s in groups.present:
+                heads_in[s], sh = level(heads_in[s], shared_chunks[s], slice(s * t, (s + 1) * t),
                                         shared_experts=None if shared_experts is None else shared_experts[s])
                 shared_out.append(sh)
             if shared_out and shared_out[0] is not None:
-                shared_in = torch.cat(shared_out)
-        logits = [self.towers(heads_in[s], slice(s * t, (s + 1) * t)).squeeze(-1) for s in present]
+                shared_in = groups.merge(shared_out)
+        logits = [self.towers(heads_in[s], slice(s * t, (s + 1) * t)).squeeze(-1) for s in groups.present]
         return groups.merge(logits)
 
     def shared_layer(self) -> torch.Tensor:

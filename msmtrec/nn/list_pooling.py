@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msmtrec.nn.grouping import capturing
+
 __all__ = ["TargetAttention", "length_mask", "pooled_bag"]
 
 
@@ -27,6 +29,8 @@ def pooled_bag(ids: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor, m
     mask = length_mask(lengths, ids.shape[1]).to(weight.dtype)
     if mode == "mean":
         mask = mask / lengths.clamp_min(1)[:, None].to(weight.dtype)
+    if capturing():  # the ONNX exporter writes embedding_bag as a loop over the bags
+        return torch.bmm(mask.unsqueeze(1), F.embedding(ids, weight)).squeeze(1)
     return F.embedding_bag(ids, weight, per_sample_weights=mask, mode="sum")
 
 

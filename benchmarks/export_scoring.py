@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -61,7 +62,8 @@ def prepare(args: argparse.Namespace) -> None:
         pq.write_table(table.slice(0, args.rows), work / "score.parquet")
     for name in args.models:
         run = work / "runs" / name
-        if not (run / "checkpoint.pt").is_file():
+        if not (run / "metrics.json").is_file():  # not finished: train again
+            shutil.rmtree(run, ignore_errors=True)
             config = TrainConfig(model=name, data=str(data / "spec.yaml"), row_limit=args.train_rows, max_epochs=1,
                                  run_dir=str(run), threads=args.threads)
             train(config, write_run=True)
@@ -161,7 +163,7 @@ def main() -> None:
     ap.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
     ap.add_argument("--predict-models", default="shared_bottom", help="models for the end-to-end predict")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the file predict scores")
-    ap.add_argument("--train-rows", type=int, default=30_000)
+    ap.add_argument("--train-rows", type=int, default=8192)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--batches", type=int, default=16, help="batches per model-only pass")
     ap.add_argument("--repeats", type=int, default=5)

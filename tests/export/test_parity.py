@@ -23,7 +23,11 @@ VARIANTS = {
     "esmm": [{"bottom_dims": [8]}],
     "ple": [{"num_levels": 1}],
 }
-CASES = [(name, {}) for name in sorted(MODELS)] + [(n, v) for n, vs in VARIANTS.items() for v in vs]
+#: Every model at its defaults, each of its presets, and the variants above.
+CASES = [(name, {}) for name in sorted(MODELS)] + \
+    [(name, preset.settings.get("model_params", {})) for name in sorted(MODELS)
+     for preset in getattr(MODELS[name], "presets", {}).values()] + \
+    [(n, v) for n, vs in VARIANTS.items() for v in vs]
 
 
 def batches(data: EncodedData) -> dict[str, EncodedData]:

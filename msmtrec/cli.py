@@ -74,9 +74,11 @@ def _parse_value(text: str) -> Any:
               help="Continue the unfinished run in RUN_DIR after its last completed epoch (its own config).")
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Train data-parallel on N processes of this machine (as torchrun --nproc-per-node N).")
+@click.option("--log-to", "log_to", metavar="LOGGERS",
+              help="Also log the run to experiment trackers: tensorboard, mlflow or tensorboard,mlflow.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
 def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
-          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, quiet) -> None:
+          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
@@ -94,7 +96,7 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
     overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
-                 "streaming": streaming, "shuffle_buffer": shuffle_buffer}
+                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to)}
     changes = {k: v for k, v in overrides.items() if v is not None}
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}
@@ -117,6 +119,11 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
             click.echo(f"run directory: {result.run_dir}")
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when the option is not given)."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
 def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) -> int:
     """``train --nproc N``: the resolved config, checked here (a refused resume is one line and
     starts nothing), trained by N ranks started as torchrun would start them."""
@@ -124,12 +131,14 @@ def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) 
 
     from msmtrec.errors import ConfigError
     from msmtrec.files import atomic_write
+    from msmtrec.tracking import check_loggers
     from msmtrec.train.distributed import launch
     from msmtrec.train.run_dir import resumable_state
     from msmtrec.yaml_io import dump_yaml
 
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc starts its own processes; under torchrun leave it out")
+    check_loggers(config.loggers)  # one line here, not one per rank
     if resume_dir:
         resumable_state(Path(resume_dir), config, nproc, load=False)
     with tempfile.TemporaryDirectory(prefix="msmtrec-") as tmp:

@@ -6,7 +6,7 @@ An unknown key or a value of the wrong type or range is a one-line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
                       ValidationInfo, ValidatorFunctionWrapHandler, model_validator)
@@ -45,6 +45,8 @@ class TrainConfig(BaseModel):
         streaming: stream the train split from disk through a shuffle buffer instead of holding
             it in memory (:mod:`msmtrec.data.stream`); validation and test stay in memory.
         shuffle_buffer: rows in the streaming shuffle buffer.
+        loggers: experiment trackers that also receive the run (``tensorboard``, ``mlflow``; each an
+            optional extra, see :mod:`msmtrec.tracking`); ``log.jsonl`` is always written.
 
     ``TrainConfig(**values)`` validates like :meth:`from_dict` (its messages start with ``config:``).
     """
@@ -72,6 +74,7 @@ class TrainConfig(BaseModel):
     deterministic: StrictBool = False
     streaming: StrictBool = False
     shuffle_buffer: _AtLeastOne = 262_144
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod

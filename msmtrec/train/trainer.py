@@ -165,6 +165,8 @@ class Trainer:
                 "stage": stage.name, "epoch": p.epoch + 1, "global_epoch": self.global_epoch + 1,
                 "train_loss": train_losses, "val_mean_auc": val["mean_auc"], "val_mean_logloss": val["mean_logloss"],
                 "val": {s: {t: m["auc"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
+                "val_logloss": {s: {t: m["logloss"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
+                "val_score": score, "lr": [group["lr"] for group in self.optimizer.param_groups],
                 "task_weights": self.weighting.weights(), "seconds": round(seconds, 3),
                 "samples_per_second": round(n_seen * self.ranks.world_size / seconds, 1) if seconds > 0 else None,
                 "improved": improved,

@@ -292,7 +292,8 @@ def synth(out_dir, rows, num_fields, vocab, num_numeric, scenarios, tasks, scena
 
 
 @main.command()
-@click.option("--models", "-m", required=True, help="Comma-separated model names, e.g. shared_bottom,mmoe,ple.")
+@click.option("--models", "-m", help="Comma-separated model names, e.g. shared_bottom,mmoe,ple (default: the models "
+                                     "of the --model-config files).")
 @click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds; one run per model × seed.")
 @click.option("--baseline", help="Model for the RelaImpr column (default: the first model).")
@@ -308,10 +309,14 @@ def synth(out_dir, rows, num_fields, vocab, num_numeric, scenarios, tasks, scena
 @click.option("--stream", "streaming", is_flag=True, default=None, help="Stream the train split from disk.")
 @click.option("--set", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
               help="A model's hyperparameter, repeatable: -p ple.num_levels=1.")
+@click.option("--model-config", "model_config_paths", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="A model's own config (e.g. a tune's best_config.yaml), repeatable: its model is benchmarked "
+                   "with its settings; data, threads and loggers stay the bench's.")
 @click.option("--keep-runs", is_flag=True, help="Also write every run's directory under OUT/runs.")
+@click.option("--log-to", "log_to", metavar="LOGGERS", help="Log every run to tensorboard and/or mlflow (needs --keep-runs).")
 @click.option("--overwrite", is_flag=True, help="Replace bench files already in OUT.")
 def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_size, lr, patience, threads, row_limit,
-          streaming, params, keep_runs, overwrite) -> None:
+          streaming, params, model_config_paths, keep_runs, log_to, overwrite) -> None:
     """Compare models × seeds on one dataset: mean ± std of AUC/logloss per scenario × task,
     RelaImpr, parameters, time, samples/s (Markdown, CSV, JSON, plot)."""
     from pathlib import Path as _Path
@@ -321,7 +326,7 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
     from msmtrec.errors import ConfigError
     from msmtrec.report.bench_files import check_out_dir, write_bench
 
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    names = _names(models) or []
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
@@ -335,12 +340,22 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
     base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
     changes = {k: v for k, v in {"max_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
                                   "threads": threads, "row_limit": row_limit, "streaming": streaming,
-                                  "data": data}.items() if v is not None}
+                                  "data": data, "loggers": _names(log_to)}.items() if v is not None}
     base = TrainConfig.from_dict({**base.to_dict(), **changes, "model_params": {}}, source="command line")
+    own: dict[str, TrainConfig] = {}
+    for path in model_config_paths:
+        cfg = TrainConfig.from_yaml(path)
+        if cfg.model in own:
+            raise ConfigError(f"bench: two --model-config files for model '{cfg.model}'")
+        own[cfg.model] = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source="command line")
+    names += [m for m in own if m not in names]
+    if not names:
+        raise ConfigError("bench needs --models or --model-config")
     out = _Path(out_dir)
     check_out_dir(out, overwrite)  # fail before hours of training, not after
     result = run_bench(names, base.data, seed_list, base=base, baseline=baseline or names[0], model_params=per_model,
-                       echo=lambda m: click.echo(m, err=True), runs_root=out / "runs" if keep_runs else None)
+                       model_configs=own, echo=lambda m: click.echo(m, err=True),
+                       runs_root=out / "runs" if keep_runs else None)
     paths = write_bench(result, out, overwrite=True)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -162,7 +162,7 @@ class Trainer:
             score = selection_score(val)
             improved = score > p.best_score
             record = {
-                "stage": stage.name, "epoch": p.epoch + 1, "global_epoch": self.global_epoch + 1,
+                "stage": stage.name, "epoch": p.epoch + 1, "max_epochs": max_epochs, "global_epoch": self.global_epoch + 1,
                 "train_loss": train_losses, "val_mean_auc": val["mean_auc"], "val_mean_logloss": val["mean_logloss"],
                 "val": {s: {t: m["auc"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
                 "val_logloss": {s: {t: m["logloss"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
@@ -194,7 +194,7 @@ class Trainer:
             self._save_state()
             if self.on_epoch:
                 self.on_epoch(record)
-            self.log(self._epoch_line(record, max_epochs))
+            self.log(self._epoch_line(record))
             if p.stopped:
                 self.log(f"[{stage.name}] early stop: no better validation score for {p.bad} epochs")
         if stage.restore_best and p.best_state is not None:
@@ -297,11 +297,11 @@ class Trainer:
         set_rng_state(state["rng"][self.ranks.rank])
         return StageProgress(**state["progress"])
 
-    def _epoch_line(self, r: dict, max_epochs: int) -> str:
+    def _epoch_line(self, r: dict) -> str:
         losses = " ".join(f"{k}={v:.4f}" for k, v in r["train_loss"].items())
         auc = "n/a" if r["val_mean_auc"] is None else f"{r['val_mean_auc']:.4f}"
         ll = "n/a" if r["val_mean_logloss"] is None else f"{r['val_mean_logloss']:.4f}"
         sps = f"{r['samples_per_second']:,.0f}" if r["samples_per_second"] else "-"
         star = " *" if r["improved"] else ""
-        return (f"[{r['stage']}] epoch {r['epoch']}/{max_epochs}  loss {losses}  "
+        return (f"[{r['stage']}] epoch {r['epoch']}/{r['max_epochs']}  loss {losses}  "
                 f"val mean AUC {auc}  logloss {ll}  {sps} samples/s{star}")

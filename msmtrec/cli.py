@@ -361,5 +361,54 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+@main.command()
+@click.option("--model", "-m", required=True, help="Model to tune (see `msmtrec models`).")
+@click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
+@click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
+              help="Search space YAML: setting → {type: int|float|categorical, low, high, step, log, choices}.")
+@click.option("--trials", type=click.IntRange(min=1), required=True,
+              help="The study's total of finished (complete + pruned) trials; a continued study counts its earlier ones.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after S seconds.")
+@click.option("--storage", help="Optuna storage URL shared by parallel or continued tunes. Default: sqlite:///OUT/study.db.")
+@click.option("--study", "study_name", help="Study name in the storage. Default: <model>-<dataset>.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for trials.md/csv, best_config.yaml, the plot and the best trial's run.")
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config with the settings trials do not draw (TrainConfig keys).")
+@click.option("--epochs", type=int, help="Maximum epochs (per stage) of every trial.")
+@click.option("--batch-size", type=int)
+@click.option("--patience", type=int)
+@click.option("--seed", type=int, help="Training seed of every trial (the same for all, so they compare settings).")
+@click.option("--threads", type=int)
+@click.option("--device")
+@click.option("--row-limit", type=int, help="Use only the first N rows of the data.")
+@click.option("--set", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A fixed model hyperparameter, repeatable.")
+@click.option("--sampler-seed", type=int, help="Seed the TPE sampler (a reproducible single-process study).")
+@click.option("--no-retrain", is_flag=True, help="Skip training the best config again and its test evaluation.")
+@click.option("--log-to", "log_to", metavar="LOGGERS", help="Log the best config's final run to tensorboard and/or mlflow.")
+def tune(model, data, space_path, trials, timeout, storage, study_name, out_dir, config_path, epochs, batch_size,
+         patience, seed, threads, device, row_limit, params, sampler_seed, no_retrain, log_to) -> None:
+    """Search a model's hyperparameters and training settings with Optuna (TPE, median pruning on the
+    validation score after each epoch); the test split is evaluated once, for the best trial."""
+    from msmtrec.config import TrainConfig
+    from msmtrec.tracking import check_loggers
+    from msmtrec.tune import run_tune
+
+    base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
+    changes = {k: v for k, v in {"data": data, "max_epochs": epochs, "batch_size": batch_size, "patience": patience,
+                                  "seed": seed, "threads": threads, "device": device, "row_limit": row_limit,
+                                  "loggers": _names(log_to)}.items() if v is not None}
+    model_params = dict(base.model_params) if base.model == model else {}
+    model_params.update(_key_values(params, "--set"))
+    base = TrainConfig.from_dict({**base.to_dict(), **changes, "model": model, "model_params": model_params},
+                                 source="command line")
+    check_loggers(base.loggers)
+    result = run_tune(model, space_path, out_dir, trials=trials, base=base, timeout=timeout, storage=storage,
+                      study_name=study_name, sampler_seed=sampler_seed, retrain=not no_retrain,
+                      echo=lambda m: click.echo(m, err=True))
+    click.echo(result.files["markdown"].read_text())
+    click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

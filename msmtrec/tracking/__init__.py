@@ -16,30 +16,25 @@ The backends are optional extras: ``pip install 'msmtrec[tensorboard]'`` / ``'ms
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Any, Iterable
 
 from msmtrec.config import TrainConfig
-from msmtrec.errors import ConfigError
+from msmtrec.extras import require
 from msmtrec.yaml_io import dump_yaml
 
 __all__ = ["LOGGERS", "RunLogger", "RunLoggers", "check_loggers", "config_params", "epoch_scalars", "metric_scalars"]
 
-# logger name → (module it needs, the extra that installs it)
-LOGGERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+# logger name → (the module it needs, what asks for it, the extra that installs it)
+LOGGERS = {"tensorboard": ("tensorboard", "--log-to tensorboard", "tensorboard"),
+           "mlflow": ("mlflow", "--log-to mlflow", "mlflow")}
 
 
 def check_loggers(names: Iterable[str]) -> None:
     """Raise a one-line ConfigError naming the pip command for a logger whose library is missing."""
     for name in names:
-        module, extra = LOGGERS[name]
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise ConfigError(f"--log-to {name} needs {module}, which is not installed: "
-                              f"pip install 'msmtrec[{extra}]'") from None
+        require(*LOGGERS[name])
 
 
 class RunLogger:

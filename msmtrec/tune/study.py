@@ -24,6 +24,9 @@ train --config``), ``optimization_history.png`` and ``tune.json``.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ from msmtrec.yaml_io import dump_yaml
 
 __all__ = ["TuneResult", "run_tune"]
 
+_MACHINE_KEYS = ("threads", "device", "eval_batch_size", "runs_root")  # workers of one study may differ in these
 HEARTBEAT_SECONDS = 30  # a trial that misses its heartbeats for twice this long is stale: failed, then run again
 
 
@@ -71,8 +75,9 @@ def run_tune(model: str, space_path: str | Path, out: str | Path, *, trials: int
         timeout: no trial starts after this many seconds of this process.
         storage: an Optuna database URL (default: ``sqlite:///<out>/study.db``).
         study_name: default ``<model>-<dataset>``.
-        sampler_seed: seeds the TPE sampler (a reproducible single-process study); None: fresh
-            randomness, so that parallel workers explore different points.
+        sampler_seed: seeds the TPE sampler (a reproducible single-process study; a continued
+            study adds its trial count to it); None: fresh randomness, so that parallel workers
+            explore different points.
         pruner: an Optuna pruner (default ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``).
         retrain: train the best config again into ``out`` and evaluate it on the test split.
         dataset: a loaded dataset to reuse (default: opened here once).
@@ -92,15 +97,24 @@ def run_tune(model: str, space_path: str | Path, out: str | Path, *, trials: int
         cfg = TrainConfig.from_dict(apply(base_dict, corner), source=f"space {space_path} (at its ends)")
         build_model(cfg.model, dataset.schema, cfg.model_params)
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"{model}-{getattr(dataset.spec, 'name', None) or Path(str(base.data)).stem}"
-    identity = {"model": model, "data": base.data, "space": space.to_dict(), "base": base_dict}
+    identity = {"model": model, "data": base.data, "space": space.to_dict(),
+                "base": {k: v for k, v in base_dict.items() if k not in _MACHINE_KEYS}}
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _open_study(optuna, storage, study_name, identity, sampler_seed, pruner)
+        try:
+            study = _open_study(optuna, storage, study_name, identity, sampler_seed, pruner)
+        except ConfigError:
+            if created:  # a refused tune leaves nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        for number in _fail_dead_trials(study, optuna):
+            echo(f"trial {number} was left running by a process that is gone: failed, and queued again")
         finished = _count(study, optuna, ("COMPLETE", "PRUNED"))
         result = TuneResult(study_name, storage, out)
         to_run = max(trials - finished, 0)
@@ -132,15 +146,12 @@ def _open_study(optuna: Any, url: str, name: str, identity: dict, sampler_seed: 
     space or base config is refused."""
     if "://" not in url:
         raise ConfigError(f"--storage must be a database URL such as sqlite:///study.db, got '{url}'")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the heartbeat is marked experimental
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
-        callback = ({"heartbeat_stale_trial_callback": retry(max_retry=1)} if retry is not None
-                    else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)})
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, **callback)
+    storage = _storage(optuna, url)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                                 pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+    # A continued study draws on from its trial count: the same seed would repeat its first draws.
+    seed = None if sampler_seed is None else sampler_seed + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
     saved = study.user_attrs.get("msmtrec")
     if saved is None:
         study.set_user_attr("msmtrec", identity)
@@ -154,6 +165,46 @@ def _open_study(optuna: Any, url: str, name: str, identity: dict, sampler_seed: 
     return study
 
 
+def _storage(optuna: Any, url: str) -> Any:
+    """The RDB storage at ``url``, with heartbeats. Two workers creating one new database at the same
+    moment collide in its schema setup: the one that lost tries again."""
+    import sqlalchemy.exc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the heartbeat is marked experimental
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+        callback = ({"heartbeat_stale_trial_callback": retry(max_retry=1)} if retry is not None
+                    else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)})
+        for attempt in range(4):
+            try:
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, **callback)
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                if attempt == 3:
+                    raise ConfigError(f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}") from None
+                time.sleep(0.5 * (attempt + 1))
+            except ImportError as exc:  # a database without its driver
+                raise ConfigError(f"--storage {url}: {exc}") from None
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail_dead_trials(study: Any, optuna: Any) -> list[int]:
+    """Fail the running trials of processes of this host that are gone (a killed tune) and queue
+    their settings again; trials of other hosts are left to the heartbeat."""
+    from msmtrec.train.run_dir import process_alive
+
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+        host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if pid.isdigit() and process_alive(int(pid), host) is False:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            dead.append(t.number)
+    return dead
+
+
 def _count(study: Any, optuna: Any, states: tuple[str, ...]) -> int:
     return len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState[s] for s in states]))
 
@@ -163,6 +214,7 @@ def _objective(optuna: Any, space: SearchSpace, base: dict, dataset: Any, progre
     from msmtrec.train.trainer import selection_score
 
     def objective(trial: Any) -> float:
+        trial.set_user_attr("worker", _worker())  # a killed worker's trial is recognised (see _fail_dead_trials)
         settings = space.suggest(trial)
         config = TrainConfig.from_dict(apply(base, settings), source=f"trial {trial.number}")
         trial.set_user_attr("config", config.to_dict())
@@ -201,7 +253,8 @@ def _rows(study: Any, space: SearchSpace) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         steps = sorted(t.intermediate_values)
-        rows.append({"trial": t.number, "state": t.state.name, "value": t.value, "params": space.values(t.params),
+        value = t.value if t.state == t.state.COMPLETE else None  # Optuna gives a pruned trial its last report
+        rows.append({"trial": t.number, "state": t.state.name, "value": value, "params": space.values(t.params),
                      "last_reported": t.intermediate_values[steps[-1]] if steps else None,
                      "epochs": t.user_attrs.get("epochs", len(steps) or None),
                      "seconds": t.duration.total_seconds() if t.duration is not None else None,

@@ -54,7 +54,7 @@ class RunsProgress:
         self.label, self.max_epochs, self.epochs = "", None, 0
         self.run_started = self.last_line = clock()
         self.bar = tqdm(total=total, initial=self.done, file=sys.stderr, dynamic_ncols=True, leave=False, unit="run",
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} {postfix}") if self.live else None
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} runs{postfix}") if self.live else None
 
     # -- what a series calls -------------------------------------------------------------------------
     def start(self, label: str, max_epochs: int | None = None) -> None:

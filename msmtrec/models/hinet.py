@@ -43,7 +43,7 @@ default 16) and concatenated with the numeric ones, and the BatchNorm is an opti
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,7 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.options import Count, Rate, Size, Sizes
 from msmtrec.nn import CGC, ScenarioGroups, TowerBank
 from msmtrec.nn.dropout import use_bit_dropout
 from msmtrec.nn.fused_sei import FusedSEIBank
@@ -95,13 +96,13 @@ class HiNet(MSMTModel):
             sample's own scenario's heads only (default).
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, input_batch_norm: bool = False,
-                 sub_experts: int = 5, sub_expert_dims: Sequence[int] = (128, 64), sei_dropout: float = 0.5,
-                 gate_activation: str = "identity", scenario_embed_dim: int = 64,
-                 san_gate_dims: Sequence[int] = (128, 64), san_gate_activation: str = "identity",
-                 san_mask: str = "after_softmax", task_layout: str = "pair", specific_experts: int = 2,
-                 shared_experts: int = 2, expert_dims: Sequence[int] = (128, 64), expert_dropout: float = 0.0,
-                 tower_dims: Sequence[int] = (128, 64), tower_dropout: float = 0.0,
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, input_batch_norm: bool = False,
+                 sub_experts: Size = 5, sub_expert_dims: Sizes = (128, 64), sei_dropout: Rate = 0.5,
+                 gate_activation: str = "identity", scenario_embed_dim: Size = 64,
+                 san_gate_dims: Sizes = (128, 64), san_gate_activation: str = "identity",
+                 san_mask: str = "after_softmax", task_layout: str = "pair", specific_experts: Count = 2,
+                 shared_experts: Count = 2, expert_dims: Sizes = (128, 64), expert_dropout: Rate = 0.0,
+                 tower_dims: Sizes = (128, 64), tower_dropout: Rate = 0.0,
                  loss_on_all_heads: bool = False) -> None:
         super().__init__(schema)
         if task_layout not in TASK_LAYOUTS:

@@ -12,6 +12,8 @@ this process stands and does what data parallelism needs:
 - ``mean(tensor)``: a tensor averaged over the ranks (the task weightings' own parameters);
 - ``gather(obj)`` / ``broadcast(obj)`` / ``from_main(fn)``: Python objects to rank 0, from rank 0,
   or computed on rank 0 for everyone (evaluation shards, RNG states, resume checks);
+- ``everywhere(fn)``: ``fn`` run on every rank, a user error on any of them raised on all of them
+  (opening the data, building the model), so that it is printed once;
 - ``sync_buffers(model)``: rank 0's buffers (BatchNorm statistics) to every rank.
 
 In one process every method is the identity, so the single-process path is the same code.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import logging
 import os
 import sys
 import uuid
@@ -35,6 +38,8 @@ import torch.distributed as dist
 from msmtrec.errors import MsmtrecError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from torch.distributed.launcher.api import LaunchConfig
+
     from msmtrec.models.base import MSMTModel
 
 T = TypeVar("T")
@@ -114,6 +119,24 @@ class Ranks:
             raise error
         return result  # type: ignore[return-value]
 
+    def everywhere(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run on every rank; when it raises a :class:`MsmtrecError` on any of them, the
+        first such rank's error is raised on every rank (marked ``from_main``: printed once, by
+        rank 0) instead of each rank printing its own copy or waiting for the others forever."""
+        result, error = None, None
+        try:
+            result = fn()
+        except MsmtrecError as exc:
+            error = exc
+        if self.distributed:
+            errors: list[Any] = [None] * self.world_size
+            dist.all_gather_object(errors, _pack(error))
+            error = next((e for e in map(_unpack, errors) if e is not None), None)
+        if error is not None:
+            error.from_main = True
+            raise error
+        return result  # type: ignore[return-value]
+
     def sync_buffers(self, model: torch.nn.Module) -> None:
         """Copy rank 0's buffers to every rank."""
         if self.distributed:
@@ -161,6 +184,15 @@ def process_group(device: str) -> Iterator[tuple[Ranks, torch.device]]:
             dist.destroy_process_group()
 
 
+def local_launch_config(nproc: int) -> LaunchConfig:
+    """What ``torchrun --standalone --nproc-per-node NPROC`` sets up: ``nproc`` ranks on this
+    machine, a fresh rendezvous on a free port, no restarts."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+
+
 def launch(nproc: int, args: list[str]) -> int:
     """Run ``python -m msmtrec ARGS`` as ``nproc`` ranks on this machine, as
     ``torchrun --standalone --nproc-per-node NPROC -m msmtrec ARGS`` does; returns the exit
@@ -169,16 +201,18 @@ def launch(nproc: int, args: list[str]) -> int:
     says otherwise."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    # The ranks say what went wrong themselves; the launcher's own lines about stopping the
+    # others would only repeat it with a log header.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
-        elastic_launch(config, sys.executable)("-m", "msmtrec", *args)
+        elastic_launch(local_launch_config(nproc), sys.executable)("-m", "msmtrec", *args)
     except ChildFailedError as exc:
         codes = [f.exitcode for _, f in sorted(exc.failures.items())]
-        code = next((c for c in codes if c), 1)
+        # A rank's own exit status before the signal the launcher then stopped the others with.
+        code = next((c for c in codes if c > 0), next((c for c in codes if c), 1))
         return code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
     except SignalException as exc:  # Ctrl-C or kill: the launcher has stopped the ranks (each said so)
         return 128 + int(exc.sigval)

@@ -1,5 +1,5 @@
-"""What a run directory says about its run: its status (``status.json``) and the fingerprint of the
-data it was trained on (``data_fingerprint.json``).
+"""What a run directory says about its run: its status (``status.json``), and whether
+``train --resume`` may continue it.
 
 ``status.json`` holds ``status`` — ``running``, ``finished`` or ``failed: <reason>`` — with the
 ``pid`` and ``host`` of the process that writes the run (rank 0), the number of ranks
@@ -9,12 +9,12 @@ says ``running`` but whose process is gone was killed: :attr:`RunStatus.state` c
 checked and stays ``running``).
 
 :func:`resumable_state` decides whether ``train --resume`` may continue a run: it must be
-unfinished and not running, with the same config and the same data fingerprint.
+unfinished and not running, with the same config, the same dataset spec (``spec.resolved.yaml``)
+and unchanged data files (:mod:`msmtrec.data.fingerprint`, as ``evaluate`` checks them).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -25,47 +25,13 @@ from typing import Any
 
 from msmtrec.config import TrainConfig
 from msmtrec.data.catalog import resolve_spec
-from msmtrec.data.spec import DatasetSpec
+from msmtrec.data.fingerprint import FINGERPRINT_FILE, changed_files, fingerprint_spec, read_fingerprint
+from msmtrec.data.spec import load_spec
 from msmtrec.errors import CheckpointError
 from msmtrec.files import write_json
-from msmtrec.train.checkpoint import STATE_FILE, load_train_state
+from msmtrec.train.checkpoint import SPEC_FILE, STATE_FILE, load_train_state
 
 STATUS_FILE = "status.json"
-FINGERPRINT_FILE = "data_fingerprint.json"
-_MB = 1 << 20
-
-
-def data_fingerprint(spec: DatasetSpec) -> dict[str, Any]:
-    """The spec's fields (``spec``: sha256 of their JSON) and, for every file the spec reads (a
-    folder: each file in it), its path → ``{size, mtime_ns, sha256}``, the digest taken over the
-    first and the last MiB only, so that it costs the same for any size. Two fingerprints differ
-    when the spec changed or a file was replaced, rewritten, grown or touched."""
-    f = spec.files
-    roots = [Path(p) for p in (f.path, f.train, f.val, f.test) if p is not None]
-    files: dict[str, dict[str, Any]] = {}
-    for path in sorted({p for r in roots for p in (r.rglob("*") if r.is_dir() else [r]) if p.is_file()}):
-        st = path.stat()
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            digest.update(fh.read(_MB))
-            if st.st_size > _MB:
-                fh.seek(max(_MB, st.st_size - _MB))
-                digest.update(fh.read(_MB))
-        files[str(path.resolve())] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest.hexdigest()}
-    fields = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
-    return {"spec": hashlib.sha256(fields).hexdigest(), "files": files}
-
-
-def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two :func:`data_fingerprint` results, one phrase per difference."""
-    out = [] if old["spec"] == new["spec"] else ["the dataset spec changed"]
-    a, b = old["files"], new["files"]
-    out += [f"{p} is gone" for p in sorted(a.keys() - b.keys())] + [f"{p} is new" for p in sorted(b.keys() - a.keys())]
-    for p in sorted(a.keys() & b.keys()):
-        changed = [k for k in ("size", "sha256", "mtime_ns") if a[p][k] != b[p][k]]
-        if changed:
-            out.append(f"{p} changed ({', '.join('content' if k == 'sha256' else k for k in changed)})")
-    return out
 
 
 def process_alive(pid: int | None, host: str | None) -> bool | None:
@@ -168,10 +134,12 @@ def resumable_state(run_dir: Path, config: TrainConfig, world_size: int, *, load
     if status.world_size != world_size:
         raise CheckpointError(f"{where}: it ran on {status.world_size} process(es), not {world_size}; resume it with "
                               f"--nproc {status.world_size}")
-    if not (run_dir / FINGERPRINT_FILE).is_file():
-        raise CheckpointError(f"{where}: it has no {FINGERPRINT_FILE} (trained on data given in code?)")
-    changes = fingerprint_changes(json.loads((run_dir / FINGERPRINT_FILE).read_text()),
-                                  data_fingerprint(resolve_spec(config.data)))
+    if not (run_dir / FINGERPRINT_FILE).is_file() or not (run_dir / SPEC_FILE).is_file():
+        raise CheckpointError(f"{where}: it has no {SPEC_FILE} or {FINGERPRINT_FILE}, so its data cannot be "
+                              f"checked (trained on data given in code?)")
+    spec = resolve_spec(config.data)
+    changes = [] if spec.to_dict() == load_spec(run_dir / SPEC_FILE).to_dict() else ["the dataset spec changed"]
+    changes += changed_files(read_fingerprint(run_dir), fingerprint_spec(spec))
     if changes:
         more = f" (+{len(changes) - 2} more)" if len(changes) > 2 else ""
         raise CheckpointError(f"{where}: its data changed since it started: {'; '.join(changes[:2])}{more}")

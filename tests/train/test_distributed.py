@@ -178,3 +178,44 @@ def test_train_nproc_2_writes_one_run_whose_metrics_match_its_checkpoint(tmp_pat
     again = evaluate_model(run.model, open_dataset(run.config, encoders=run.encoders).test, run.schema,
                            run.config.eval_batch_size)
     assert json.loads(json.dumps(again, default=float)) == metrics["test"]
+
+
+def user_errors_on_ranks() -> list:
+    """What each rank sees of a user error raised on one rank only, inside ``everywhere`` and
+    ``from_main``; and ``everywhere``'s result without an error."""
+    from msmtrec.errors import DataError
+
+    def fails_on(rank: int, ranks: Ranks):
+        def fn():
+            if ranks.rank == rank:
+                raise DataError(f"bad rows on rank {rank}")
+            return ranks.rank
+        return fn
+
+    seen = []
+    with process_group("cpu") as (ranks, _):
+        seen.append(ranks.everywhere(lambda: ranks.rank * 10))
+        for call in (ranks.everywhere, ranks.from_main):
+            try:
+                call(fails_on(1 if call == ranks.everywhere else 0, ranks))
+                seen.append(None)
+            except DataError as exc:
+                seen.append((str(exc), exc.from_main))
+    return seen
+
+
+def test_a_user_error_on_one_rank_is_raised_on_every_rank_for_rank_0_to_print(tmp_path):
+    r0, r1 = run_ranks(user_errors_on_ranks, tmp_path=tmp_path)
+    assert (r0[0], r1[0]) == (0, 10)  # no error: each rank's own result
+    for seen in (r0, r1):  # neither rank waits for the other forever; both stop with the one error
+        assert seen[1:] == [("bad rows on rank 1", True), ("bad rows on rank 0", True)]
+
+
+def test_train_nproc_2_prints_a_data_error_once_and_leaves_no_run(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "msmtrec", "train", "--nproc", "2", "--data", str(tmp_path / "no.yaml"),
+                           "--runs-root", str(tmp_path / "runs")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: spec file not found: {tmp_path / 'no.yaml'} "
+                                                f"(built-in datasets: womens-ecommerce)"], proc.stderr
+    assert not (tmp_path / "runs").exists()

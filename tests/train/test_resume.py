@@ -191,9 +191,16 @@ def test_refused_resumes_are_one_line_and_change_nothing(stopped):
     run_dir, data = stopped
     refuse(["train", "--resume", str(run_dir), "--epochs", "3"], "max_epochs (2 → 3)", run_dir)
     refuse(["train", "--resume", str(run_dir), "--nproc", "2"], "ran on 1 process(es), not 2", run_dir)
-    os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 10**9))  # touched
-    refuse(["train", "--resume", str(run_dir)], "its data changed since it started", run_dir)
-    os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns - 10**9))
+    original = data.read_bytes()
+    data.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])  # same size, other content
+    refuse(["train", "--resume", str(run_dir)], "its data changed since it started: data.parquet has other content",
+           run_dir)
+    data.write_bytes(original)
+    spec_path = data.parent / "spec.yaml"
+    spec_text = spec_path.read_text()
+    spec_path.write_text(spec_text.replace("min_count: 1", "min_count: 2"))
+    refuse(["train", "--resume", str(run_dir)], "its data changed since it started: the dataset spec changed", run_dir)
+    spec_path.write_text(spec_text)
     write_status(run_dir, "running", world_size=1, epochs=1)  # as if this live process were training it
     refuse(["train", "--resume", str(run_dir)], "still running", run_dir)
     write_status(run_dir, "failed: stopped", world_size=1, epochs=1)

@@ -73,7 +73,7 @@ class TrainResult:
     schema: DataSchema
     fit: FitResult
     validation: dict
-    test: dict
+    test: dict | None  # None: trained with evaluate_test=False (a tuning trial)
     run_dir: Path | None
     num_parameters: int
     dataset: str = ""  # the dataset's name (its spec's ``name``)

@@ -78,7 +78,7 @@ def run_tune(model: str, space_path: str | Path, out: str | Path, *, trials: int
         sampler_seed: seeds the TPE sampler (a reproducible single-process study; a continued
             study adds its trial count to it); None: fresh randomness, so that parallel workers
             explore different points.
-        pruner: an Optuna pruner (default ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``).
+        pruner: an Optuna pruner (default ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``).
         retrain: train the best config again into ``out`` and evaluate it on the test split.
         dataset: a loaded dataset to reuse (default: opened here once).
     """
@@ -148,7 +148,8 @@ def _open_study(optuna: Any, url: str, name: str, identity: dict, sampler_seed: 
         raise ConfigError(f"--storage must be a database URL such as sqlite:///study.db, got '{url}'")
     storage = _storage(optuna, url)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+                                # steps are epochs 1, 2, ...: no trial is pruned after its first epoch alone
+                                pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2))
     # A continued study draws on from its trial count: the same seed would repeat its first draws.
     seed = None if sampler_seed is None else sampler_seed + len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(seed=seed)

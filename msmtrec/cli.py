@@ -405,7 +405,6 @@ def tune(model, data, space_path, trials, timeout, storage, study_name, out_dir,
     """Search a model's hyperparameters and training settings with Optuna (TPE, median pruning on the
     validation score after each epoch); the test split is evaluated once, for the best trial."""
     from msmtrec.config import TrainConfig
-    from msmtrec.tracking import check_loggers
     from msmtrec.tune import run_tune
 
     base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
@@ -416,7 +415,6 @@ def tune(model, data, space_path, trials, timeout, storage, study_name, out_dir,
     model_params.update(_key_values(params, "--set"))
     base = TrainConfig.from_dict({**base.to_dict(), **changes, "model": model, "model_params": model_params},
                                  source="command line")
-    check_loggers(base.loggers)
     result = run_tune(model, space_path, out_dir, trials=trials, base=base, timeout=timeout, storage=storage,
                       study_name=study_name, sampler_seed=sampler_seed, retrain=not no_retrain,
                       echo=lambda m: click.echo(m, err=True))

@@ -57,12 +57,13 @@ class RunsProgress:
                         bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} runs{postfix}") if self.live else None
 
     # -- what a series calls -------------------------------------------------------------------------
-    def start(self, label: str, max_epochs: int | None = None) -> None:
-        """Run ``label`` begins (``max_epochs``: the epochs it may train in all, for the estimate)."""
+    def start(self, label: str, max_epochs: int | None = None, detail: str = "") -> None:
+        """Run ``label`` begins (``max_epochs``: the epochs it may train in all, for the estimate;
+        ``detail``: said once, on its start line)."""
         self.index += 1
         self.label, self.max_epochs, self.epochs = label, max_epochs, 0
         self.run_started = self.last_line = self.clock()
-        self._line(f"{self._which()} {label}")
+        self._line(f"{self._which()} {label}" + (f": {detail}" if detail else ""))
         self._refresh("starting")
 
     def epoch(self, record: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ from msmtrec.files import atomic_write, write_json
 from msmtrec.progress import RunsProgress
 from msmtrec.report.format import number
 from msmtrec.report.tune_files import plot_history, trials_csv, trials_markdown
+from msmtrec.tracking import check_loggers
 from msmtrec.tune.space import SearchSpace, apply, load_space
 from msmtrec.yaml_io import dump_yaml
 
@@ -90,6 +91,7 @@ def run_tune(model: str, space_path: str | Path, out: str | Path, *, trials: int
     base = base or TrainConfig()
     if base.model != model:
         base = base.replace(model=model, model_params={})
+    check_loggers(base.loggers)  # the final run's, checked before hours of trials
     space = load_space(space_path, model)
     dataset = dataset if dataset is not None else open_dataset(base)
     base_dict = base.replace(run_dir=None, loggers=[]).to_dict()  # a trial writes no run directory
@@ -219,7 +221,7 @@ def _objective(optuna: Any, space: SearchSpace, base: dict, dataset: Any, progre
         settings = space.suggest(trial)
         config = TrainConfig.from_dict(apply(base, settings), source=f"trial {trial.number}")
         trial.set_user_attr("config", config.to_dict())
-        progress.start(f"trial {trial.number} ({_short(settings)})", config.max_epochs)
+        progress.start(f"trial {trial.number}", config.max_epochs, detail=_short(settings))
 
         def report(record: dict) -> None:
             progress.epoch(record)

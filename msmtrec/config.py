@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
-                      ValidationInfo, ValidatorFunctionWrapHandler, model_validator)
+                      ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator)
 
 from msmtrec.declared import explain
 from msmtrec.errors import ConfigError
@@ -75,6 +75,11 @@ class TrainConfig(BaseModel):
     streaming: StrictBool = False
     shuffle_buffer: _AtLeastOne = 262_144
     loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, names: list[str]) -> list[str]:
+        return list(dict.fromkeys(names))
 
     @model_validator(mode="wrap")
     @classmethod

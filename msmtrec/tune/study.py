@@ -130,10 +130,12 @@ def run_tune(model: str, space_path: str | Path, out: str | Path, *, trials: int
             states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             from msmtrec.train.trainer import TrainingDiverged
 
-            study.optimize(objective, n_trials=to_run, timeout=timeout, catch=(TrainingDiverged,),
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=states),
-                                      lambda s, _t: _write_tables(result, s, space, optuna)])
-            progress.close()
+            try:
+                study.optimize(objective, n_trials=to_run, timeout=timeout, catch=(TrainingDiverged,),
+                               callbacks=[optuna.study.MaxTrialsCallback(trials, states=states),
+                                          lambda s, _t: _write_tables(result, s, space, optuna)])
+            finally:
+                progress.close()
         _write_tables(result, study, space, optuna)
         if retrain and result.best is not None:
             result.final = _retrain(result, base, dataset, echo)

@@ -80,6 +80,7 @@ class AEM2TL(EntireSpaceModel):
     """
 
     default_weighting = "gradnorm"
+    may_skip_parameters = True  # a scenario's Task-CGC runs only when the batch has rows of it
 
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, scenario_shared_experts: Count = 4,
                  scenario_specific_experts: Count = 4, scenario_expert_dims: Sizes = (256, 128),

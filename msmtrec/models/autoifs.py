@@ -313,7 +313,7 @@ class AutoIFS(MSMTModel):
         self.selector.eval()
 
     def training_stages(self, config: Any) -> list[Stage]:
-        memo: dict[str, Any] = {}
+        memo: dict[str, Any] = {}  # both stages' state: the rewind snapshot, from search to retrain
 
         def search_groups(model: "AutoIFS", lr: float, wd: float) -> list[dict[str, Any]]:
             return [{"params": model.main_parameters(), "lr": lr, "weight_decay": wd},
@@ -339,10 +339,11 @@ class AutoIFS(MSMTModel):
         return [
             Stage(name="search", max_epochs=self.search_epochs, lr=self.search_lr, weight_decay=self.search_weight_decay,
                   param_groups=search_groups, early_stopping=False, restore_best=False, select_best=False,
-                  on_stage_start=search_start, on_epoch_start=search_epoch_start, on_stage_end=search_end),
+                  on_stage_start=search_start, on_epoch_start=search_epoch_start, on_stage_end=search_end,
+                  state=memo),
             Stage(name="retrain", max_epochs=self.retrain_epochs, lr=self.retrain_lr, weight_decay=self.retrain_weight_decay,
                   param_groups=retrain_groups, early_stopping=True, restore_best=True, select_best=True,
-                  on_stage_start=retrain_start),
+                  on_stage_start=retrain_start, state=memo),
         ]
 
     # -- what AutoIFS tells its user ------------------------------------------------------------------

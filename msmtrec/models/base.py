@@ -26,7 +26,10 @@ instead of the trainer growing a special case:
 - ``default_weighting`` (class attribute, ``"fixed"``) → the task weighting used when the run
   config names none;
 - ``notes`` (list of str, empty unless the model adds to it) → lines the trainer logs at the start
-  (e.g. disabled branches).
+  (e.g. disabled branches);
+- ``may_skip_parameters`` (class attribute, False) → True when a training step can leave a
+  trainable parameter without a gradient (a module run only on some scenarios' rows, skipped when
+  the batch has none): data-parallel training then looks for such parameters every step.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class MSMTModel(nn.Module):
 
     name: ClassVar[str] = "?"
     default_weighting: ClassVar[str] = "fixed"
+    may_skip_parameters: ClassVar[bool] = False
 
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()

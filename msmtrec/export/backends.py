@@ -13,7 +13,6 @@ slower in ONNX Runtime — docs/BENCHMARKS.md.) Every backend is called as ``bac
 from __future__ import annotations
 
 import contextlib
-import importlib
 import re
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.errors import ExportError
 from msmtrec.export.graph import OUTPUT, ServingModel, graph_inputs, input_arrays
+from msmtrec.extras import require
 from msmtrec.files import atomic_write
 from msmtrec.models.base import MSMTModel
 
@@ -34,7 +34,6 @@ GRAPH_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 #: ScatterElements and Einsum need 12+); 17 is run by every ONNX Runtime since 1.12.
 OPSETS = range(13, 21)
 DEFAULT_OPSET = 17
-INSTALL_HINT = "pip install 'msmtrec[export]'"
 
 
 def write_torchscript(model: MSMTModel, example: EncodedData, path: Path) -> None:
@@ -65,7 +64,7 @@ def _torchscript_quiet():
 
 def write_onnx(model: MSMTModel, example: EncodedData, path: Path, opset: int = DEFAULT_OPSET) -> None:
     """The model's serving graph as ONNX, traced on ``example`` rows, checked by ``onnx.checker``."""
-    onnx = import_optional("onnx")
+    onnx = require("onnx", "ONNX export", "export")
     names = [i.name for i in graph_inputs(model.schema)]
     args = tuple(getattr(example, n) for n in names)
     serving = ServingModel(model)
@@ -125,7 +124,7 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, schema: DataSchema, opset: int, threads: int | None = None) -> None:
-        ort = import_optional("onnxruntime")
+        ort = require("onnxruntime", "an ONNX graph", "export")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about the graph's shapes are not the user's business
         if threads:
@@ -147,14 +146,6 @@ class OnnxBackend:
 
 
 Backend = Callable[[EncodedData], np.ndarray]
-
-
-def import_optional(name: str):
-    """``onnx`` or ``onnxruntime`` (the ``export`` extra), or an error saying how to install it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise ExportError(f"{name} is not installed (ONNX export and scoring need it); {INSTALL_HINT}") from None
 
 
 def first_line(e: BaseException) -> str:

@@ -4,6 +4,7 @@ line (exit 2 from the command line) and leaving what the user had as it was."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import onnx
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 import msmtrec
-from msmtrec.errors import ExportError
+from msmtrec.errors import ConfigError, ExportError
 from msmtrec.export import Scorer, export_run, read_export
 from msmtrec.export.graph import graph_inputs
 from msmtrec.files import sha256_file
@@ -100,3 +101,10 @@ def test_a_folder_that_is_neither_an_export_nor_a_run_is_one_line(tmp_path, shop
     refused(cli("predict", tmp_path / "empty", "-i", shop / "shop.parquet", "-o", tmp_path / "o.parquet"),
             f"{tmp_path / 'empty'} is neither an export folder (no manifest.json) nor a run directory (no config.yaml)")
     assert snapshot(tmp_path) == before
+
+
+def test_without_onnxruntime_the_message_says_what_to_install(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"an ONNX graph needs onnxruntime, which is not installed: "
+                                          r"pip install 'msmtrec\[export\]'"):
+        Scorer.load(exported)

@@ -94,8 +94,15 @@ def backends(args: argparse.Namespace, name: str) -> dict:
             "onnx": Scorer.load(args.work / "exports" / f"{name}-onnx", threads=args.threads).backend}
 
 
-def model_only(args: argparse.Namespace, name: str, batches: list, requests: list) -> dict:
-    """rows/s per backend on ``batches`` (median of passes, backends in turn) and request latency."""
+def model_only(args: argparse.Namespace, name: str, table) -> dict:
+    """rows/s per backend on batches of ``table`` encoded by the model's own encoders (median of
+    passes, backends in turn) and the latency of single requests."""
+    from msmtrec.data import Encoders
+
+    data = Encoders.load(args.work / "runs" / name).transform_for_prediction(table, source="bench").data
+    n = args.batch * args.batches
+    batches = [data.take(slice(i, i + args.batch)) for i in range(0, n, args.batch)]
+    requests = [data.take(slice(n + i * args.request, n + (i + 1) * args.request)) for i in range(args.requests)]
     runners = backends(args, name)
     rows = sum(len(b) for b in batches)
     for run in runners.values():  # warm up (first calls allocate and, for TorchScript, optimise)
@@ -189,15 +196,8 @@ def main() -> None:
 
     import onnxruntime
 
-    from msmtrec.data import Encoders
-
     torch.set_num_threads(args.threads)
-    encoders = Encoders.load(args.work / "runs" / args.models[0])
     table = pq.read_table(args.work / "score.parquet").slice(0, args.batch * args.batches + args.request * args.requests)
-    data = encoders.transform_for_prediction(table, source="bench").data
-    n = args.batch * args.batches
-    batches = [data.take(slice(i, i + args.batch)) for i in range(0, n, args.batch)]
-    requests = [data.take(slice(n + i * args.request, n + (i + 1) * args.request)) for i in range(args.requests)]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     results: dict = {"machine": f"{cpu}, {os.cpu_count()} cores", "torch": torch.__version__,
@@ -210,7 +210,7 @@ def main() -> None:
               f"p50 / p99 ms eager | TorchScript | ONNX Runtime | load |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name in args.models:
-            r = model_only(args, name, batches, requests)
+            r = model_only(args, name, table)
             results["model_only"][name] = {**r, "load": os.getloadavg()[0]}
             lat = " | ".join(f"{r[k]['p50_ms']:.2f} / {r[k]['p99_ms']:.2f}" for k in BACKENDS)
             print(f"| {name} | " + " | ".join(f"{r[k]['rows_per_s']:,.0f}" for k in BACKENDS)

@@ -100,8 +100,7 @@ class AutoIFS(MSMTModel):
         decomposition: ``code`` (gate 1 removes a flow from the full prediction, as released) or
             ``linear`` (exact linear decomposition; a deviation, see the module docstring).
         scenario_routing: how the scenario-specific LoRA is applied: ``gather`` (A/B picked per
-            sample, two batched matmuls) or ``group`` (batch split by scenario). Same result; an
-            exported graph always gathers.
+            sample, two batched matmuls) or ``group`` (batch split by scenario). Same result.
         search_epochs: epochs of the search stage (10).
         final_temp: temperature τ at the last search epoch (100; τ starts at 1).
         rewind_epoch: 0-based search epoch at whose start the rewind snapshot is taken (None: the
@@ -194,13 +193,18 @@ class AutoIFS(MSMTModel):
         """Shared bottom then scenario layer: ``(u_sh, u_k)``, both ``[B, W]``, pre-activation.
 
         With ``counts`` the rows are sorted by scenario and ``counts[s]`` rows of scenario ``s``
-        follow each other: each scenario's LoRA runs on its own contiguous block."""
+        follow each other: each scenario's LoRA runs on its own contiguous block. Without, routing
+        ``group`` takes each scenario's rows out and puts them back (:class:`ScenarioGroups`, as a
+        captured graph does) and ``gather`` picks A/B per row."""
         h0 = self.bottom(x)
         u_sh = self.scenario_shared(h0)
-        if counts is None:
-            u_k = self.scenario_specific(h0, scenario)
-        else:
+        if counts is not None:
             u_k = torch.cat([self.scenario_specific.group(h, s) for s, h in enumerate(h0.split(counts))])
+        elif self.scenario_routing == "group":
+            groups = ScenarioGroups(scenario, self.num_scenarios)
+            u_k = groups.apply(lambda s, h: self.scenario_specific.group(h, s), h0)
+        else:
+            u_k = self.scenario_specific(h0, scenario)
         return u_sh, u_k
 
     def task_flows(self, u_sh: torch.Tensor, u_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,7 +247,7 @@ class AutoIFS(MSMTModel):
 
     def forward(self, batch: EncodedData) -> AutoIFSOutput:
         groups = None
-        if self.scenario_routing == "group" and not capturing():  # a captured graph gathers (same result)
+        if self.scenario_routing == "group" and not capturing():  # a graph cannot sort: scenario_units groups
             # Sort the (small) batch tensors once by scenario; every scenario's rows are then a
             # contiguous block, and only the [B, T] logits are put back in row order at the end.
             groups = ScenarioGroups(batch.scenario, self.num_scenarios)

@@ -44,6 +44,8 @@ def _parse_value(text: str) -> Any:
 @click.option("--model", "-m", help="Model name (see `msmtrec models`). Default: shared_bottom.")
 @click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), help="YAML config file (TrainConfig keys).")
+@click.option("--preset", help="The model's named training settings, e.g. code or paper (see `msmtrec models`); "
+                               "options you give explicitly win.")
 @click.option("--epochs", type=int, help="Maximum epochs (per stage).")
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float, help="Adam learning rate.")
@@ -62,7 +64,7 @@ def _parse_value(text: str) -> Any:
               help="Stream the train split from disk through a shuffle buffer (data larger than memory).")
 @click.option("--shuffle-buffer", type=int, help="Rows in the streaming shuffle buffer (default 262144).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
-def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
+def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
           row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
@@ -71,7 +73,7 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
     from msmtrec.train import train as run_train
 
     config = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
-    overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
+    overrides = {"model": model, "data": data, "preset": preset, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
                  "streaming": streaming, "shuffle_buffer": shuffle_buffer}
@@ -86,7 +88,8 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
         changes["model_params"] = mp
     elif model and model != config.model:
         changes["model_params"] = {}  # a config's hyperparameters belong to its own model
-    config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
+    # Only the keys given (file or command line) count as set, so that a preset fills the others.
+    config = TrainConfig.from_dict({**config.model_dump(exclude_unset=True), **changes}, source="command line")
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     result = run_train(config, echo=echo)
     click.echo(results_table(result.test, title=f"{config.model} on {config.data} — test split"))
@@ -140,6 +143,8 @@ def models() -> None:
         click.echo(f"{name:14s} {doc[0] if doc else ''}")
         hp = ", ".join(f"{k}={v!r}" for k, v in model_hyperparameters(cls).items())
         click.echo(f"{'':14s} options: {hp}")
+        for preset_name, preset in sorted(cls.presets.items()):
+            click.echo(f"{'':14s} --preset {preset_name}: {preset.describe()}  [{preset.source}]")
 
 
 @main.command()

@@ -16,7 +16,7 @@ from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema
 from msmtrec.errors import CheckpointError
 from msmtrec.files import atomic_write, write_json
-from msmtrec.models.base import MSMTModel, build_model
+from msmtrec.models.base import MSMTModel, build_model, resolve_preset
 from msmtrec.report import results_table
 from msmtrec.train.checkpoint import create_run_dir, load_checkpoint, save_checkpoint
 from msmtrec.train.evaluate import evaluate_model
@@ -67,6 +67,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
           write_run: bool = True, dataset: Any = None) -> TrainResult:
     """Train ``config.model`` on ``config.data`` and evaluate it.
 
+    A preset named in ``config.preset`` fills the keys the config does not set (:func:`resolve_preset`).
     Validation drives early stopping and model selection; the test split is evaluated exactly
     once, with the restored best weights. With ``write_run`` the run directory receives the
     resolved config, schema, encoders, the best checkpoint (atomically, at every improvement),
@@ -79,6 +80,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or (lambda _m: None)
+    config = resolve_preset(config)  # the run records the resolved settings and the preset's name
     configure_torch(config)
     seed_everything(config.seed)
     data = dataset if dataset is not None else open_dataset(config)

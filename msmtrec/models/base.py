@@ -19,7 +19,8 @@ instead of the trainer growing a special case:
   ``msmtrec bench`` compares models on it;
 - ``training_stages(config)`` → a list of :class:`~msmtrec.models.stages.Stage`, or ``None`` for
   the trainer's default (one stage);
-- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on;
+- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on, or
+  ``(parameter, rows)`` when the shared layer is the slice ``rows`` of a bank's parameter;
 - ``snapshot()`` → a deep copy of the weights (the trainer keeps the best epoch's with it);
 - ``extra_report(data, run_dir)`` → model-specific findings for ``metrics.json`` (a ``summary`` string in
   it is printed after training instead of stored);
@@ -177,7 +178,7 @@ class MSMTModel(nn.Module):
     def training_stages(self, config: Any) -> list[Stage] | None:
         return None
 
-    def shared_layer(self) -> torch.Tensor | None:
+    def shared_layer(self) -> torch.Tensor | tuple[torch.Tensor, slice] | None:
         return None
 
     def snapshot(self) -> dict[str, torch.Tensor]:

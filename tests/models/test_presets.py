@@ -29,6 +29,8 @@ def test_the_seed_models_declare_their_sources_settings():
     assert (hinet.lr, hinet.batch_size, hinet.max_epochs) == (1e-4, 4096, 8)
     aem2tl = resolve_preset(TrainConfig(model="aem2tl", preset="paper"))
     assert (aem2tl.lr, aem2tl.batch_size) == (2e-5, 1024)
+    autoifs = resolve_preset(TrainConfig(model="autoifs", preset="code"))
+    assert autoifs.batch_size == 4096 and autoifs.model_params["selector"] == "code"
 
 
 def test_explicit_values_win_over_the_preset_and_model_params_merge_key_by_key():

@@ -224,7 +224,9 @@ class AutoIFS(MSMTModel):
             self.selector = FlowSelector(d, list(selector_dims) if selector_dims is not None else bottom, self.num_tasks,
                                          len(FLOWS), dropout=dropout, batch_norm=batch_norm,
                                          zero_heads=selector == "instance")
-        self.register_buffer("selector_table", self.embedding.table.weight.detach().clone())
+        # (The table selector reads no features: its copy stays empty.)
+        self.register_buffer("selector_table", self.embedding.table.weight.detach().clone() if selector != "table"
+                             else torch.empty(0))
         self.register_buffer("gate_penalty", torch.tensor(penalty))
         if len(flow_costs) != len(FLOWS) or any(float(c) < 0 for c in flow_costs):
             raise ValueError(f"flow_costs must be {len(FLOWS)} numbers >= 0 (one per flow, in the order "
@@ -367,8 +369,9 @@ class AutoIFS(MSMTModel):
             p.requires_grad_(True)
 
     def draw_ticket(self) -> None:
-        """End of search: keep a frozen copy of the current embedding table for the selector."""
-        self.selector_table.copy_(self.embedding.table.weight.detach())
+        """End of search: keep a frozen copy of the current embedding table for a network selector."""
+        if self.selector_kind != "table":
+            self.selector_table.copy_(self.embedding.table.weight.detach())
 
     def start_retrain(self, rewind: dict[str, torch.Tensor] | None = None) -> None:
         """Restore the rewind snapshot (except the selector, its embedding copy and the record of
@@ -482,8 +485,9 @@ class AutoIFS(MSMTModel):
         params = self.parameter_report()
         lines = [f"AutoIFS flow selection ({flows['decomposition']} decomposition, {sum(flows['samples'].values()):,} samples)",
                  format_flow_report(flows),
-                 f"parameters: {params['total']:,} ({params['predictor']:,} predictor + {params['selector']:,} selection "
-                 f"network; plus a frozen {params['selector_embedding_copy']:,}-value embedding copy for the selector)"]
+                 f"parameters: {params['total']:,} ({params['predictor']:,} predictor + {params['selector']:,} selector"
+                 + (f"; plus a frozen {params['selector_embedding_copy']:,}-value embedding copy for the selector)"
+                    if params["selector_embedding_copy"] else ")")]
         if run_dir is not None:
             path = Path(run_dir) / "flow_selection.png"
             note = plot_flow_selection(flows, path)

@@ -377,6 +377,7 @@ def test_selectors_start_where_they_should():
     assert torch.equal(small(schema, selector="instance").selection_logits(batch), torch.zeros(30, 2, 4))
     table = small(schema, selector="table")
     assert table.selector.logits.shape == (3, 2, 4) and not table.selector.logits.any()
+    assert table.parameter_report()["selector"] == 24 and table.selector_table.numel() == 0  # reads no features
     with torch.no_grad():
         table.selector.logits.copy_(torch.randn(3, 2, 4))
     torch.testing.assert_close(table.selection_logits(batch), table.selector.logits[batch.scenario])

@@ -3,7 +3,9 @@ and exit with status 2."""
 
 from __future__ import annotations
 
+import re
 import sys
+import textwrap
 from typing import Any
 
 import click
@@ -92,26 +94,28 @@ def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay
     config = TrainConfig.from_dict({**config.model_dump(exclude_unset=True), **changes}, source="command line")
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     result = run_train(config, echo=echo)
-    click.echo(results_table(result.test, title=f"{config.model} on {config.data} — test split"))
+    click.echo(results_table(result.test, title=f"{config.model} on {result.dataset} — test split"))
     if result.run_dir:
         click.echo(f"run directory: {result.run_dir}")
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--data", "-d", help="Dataset spec or built-in name to evaluate on (default: the run's own test split).")
+@click.option("--data", "-d", help="Dataset spec or built-in name to evaluate on, as it is now (default: the run's own "
+                                   "data, refused if it changed since training).")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 def evaluate(run_dir, data, split) -> None:
-    """Evaluate a trained run on its test split (or another dataset, encoded with the run's encoders)."""
-    from msmtrec.data import open_dataset
+    """Evaluate a trained run on its own test split (the same rows as in training), or on another
+    dataset encoded with the run's encoders."""
     from msmtrec.report import results_table
-    from msmtrec.train import evaluate_model, load_run
+    from msmtrec.train import evaluate_model, load_run, run_dataset
 
     run = load_run(run_dir)
-    config = run.config.replace(data=data, row_limit=None) if data else run.config
-    dataset = open_dataset(config, encoders=run.encoders)
+    dataset = run_dataset(run, data)
+    for warning in dataset.report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     metrics = evaluate_model(run.model, dataset.split(split), run.schema, run.config.eval_batch_size)
-    click.echo(results_table(metrics, title=f"{run.config.model} ({run_dir}) on {data or run.config.data} — {split} split"))
+    click.echo(results_table(metrics, title=f"{run.config.model} ({run_dir}) on {dataset.spec.name} — {split} split"))
 
 
 @main.command()
@@ -119,7 +123,8 @@ def evaluate(run_dir, data, split) -> None:
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="CSV or Parquet with the feature columns.")
 @click.option("--output", "-o", "output_path", required=True, type=click.Path(), help="CSV or Parquet to write.")
 @click.option("--unknown-scenario", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Rows whose scenario the model does not know: fail, or write empty probabilities and report them.")
+              help="Rows without a scenario or with one the model does not know: fail, or write empty probabilities "
+                   "and count them.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> None:
     """Write one probability column per task (``<task>_prob``) next to the input's columns."""
@@ -128,7 +133,7 @@ def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> No
     n, skipped = predict_file(run_dir, input_path, output_path, unknown_scenario=unknown_scenario, overwrite=overwrite)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
-        msg += f"; {skipped:,} row(s) had a scenario the model does not know and got empty probabilities"
+        msg += f"; {skipped:,} row(s) had no scenario or one the model does not know and got empty probabilities"
     click.echo(msg)
 
 
@@ -139,12 +144,22 @@ def models() -> None:
 
     for name in sorted(MODELS):
         cls = MODELS[name]
-        doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-        click.echo(f"{name:14s} {doc[0] if doc else ''}")
-        hp = ", ".join(f"{k}={v!r}" for k, v in model_hyperparameters(cls).items())
-        click.echo(f"{'':14s} options: {hp}")
+        click.echo(_wrapped(f"{name:14s} {_first_sentence(sys.modules[cls.__module__].__doc__ or '')}"))
+        hp = ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in model_hyperparameters(cls).items())
+        click.echo(_wrapped(f"{'':14s} options: {hp}"))
         for preset_name, preset in sorted(cls.presets.items()):
-            click.echo(f"{'':14s} --preset {preset_name}: {preset.describe()}  [{preset.source}]")
+            click.echo(_wrapped(f"{'':14s} --preset {preset_name}: {preset.describe()}  [{preset.source}]"))
+
+
+def _first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, whole ("et al." does not end it)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = re.search(r"(?<!\bal)[.!?](?=\s|$)", paragraph)
+    return paragraph[:end.end()] if end else paragraph
+
+
+def _wrapped(line: str) -> str:
+    return textwrap.fill(line, width=100, subsequent_indent=" " * 15, break_on_hyphens=False)
 
 
 @main.command()

@@ -25,7 +25,7 @@ _EXPECTED = {
     "bool_type": "true or false", "bool_parsing": "true or false",
     "string_type": "a string",
     "dict_type": "a mapping", "model_type": "a mapping",
-    "list_type": "a list", "tuple_type": "a list",
+    "list_type": "a list", "tuple_type": "a list", "sequence_str": "a list",
 }
 _UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # a key that is not declared, or not even text
 _BOUNDS = {"greater_than": ("gt", "greater than"), "greater_than_equal": ("ge", "at least"),
@@ -55,8 +55,13 @@ def explain(exc: ValidationError, model: type[BaseModel], root: str) -> str:
     """
     errors = exc.errors(include_url=False)
     err = next((e for e in errors if e["type"] in _UNKNOWN_KEY), errors[0])
+    tag = _union_tag(model, err["loc"])
+    if tag is not None:
+        err = _within_union(errors, err["loc"][:tag + 1])
     kind, loc, ctx = err["type"], err["loc"], err.get("ctx") or {}
     path, declared = _follow(model, loc)
+    if kind == "union":
+        return f"{path or root} must be {err['msg']}, got {show(err['input'])}"
     if kind == _PROBLEM:
         return err["msg"].replace("{at}", path)
     if kind in _UNKNOWN_KEY or kind == "missing":
@@ -99,13 +104,44 @@ def _bare(tp: Any) -> Any:
             return tp
 
 
+def _union(tp: Any) -> bool:
+    """``tp`` is a union of several types (not merely ``X | None``)."""
+    tp = _bare(tp)
+    return get_origin(tp) is Union or get_origin(tp) is types.UnionType
+
+
+def _union_tag(model: type[BaseModel], loc: tuple[Any, ...]) -> int | None:
+    """The position in ``loc`` of the name pydantic gives the member of a union it tried, if any."""
+    for i in range(1, len(loc)):
+        if isinstance(loc[i], str) and _union(_follow(model, loc[:i])[1]):
+            return i
+    return None
+
+
+def _within_union(errors: list[dict[str, Any]], at: tuple[Any, ...]) -> dict[str, Any]:
+    """One error for the union value at ``at[:-1]`` (``at[-1]`` is a member's tag): the deepest
+    problem inside a member the value has the shape of, else a range problem of one, else that
+    it is none of the members (kind ``union``, the members' types as ``msg``)."""
+    tried = [e for e in errors if e["loc"][:len(at) - 1] == at[:-1] and len(e["loc"]) >= len(at)]
+    deepest = max(tried, key=lambda e: (len(e["loc"]), e["type"] in _BOUNDS))
+    if len(deepest["loc"]) > len(at) or deepest["type"] in _BOUNDS:
+        return {**deepest, "loc": at[:-1] + deepest["loc"][len(at):]}
+    kinds = dict.fromkeys(_EXPECTED.get(e["type"]) or _instance_of(e) for e in tried)
+    return {"type": "union", "loc": at[:-1], "msg": " or ".join(kinds), "input": deepest["input"]}
+
+
+def _instance_of(err: dict[str, Any]) -> str:
+    cls = str((err.get("ctx") or {}).get("class", ""))
+    return "a list" if cls in ("Sequence", "list", "tuple") else f"a {cls or 'value of another type'}"
+
+
 def _follow(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
     """``loc`` written as a key path (``tasks[1].rule.op``, ``scenario.mapping['Tops']``) and the
     type declared there (``None`` past an undeclared key)."""
     path, tp = "", model
     for part in loc:
         tp = _bare(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and str(part).isprintable():
             path += f".{part}" if path else str(part)
             field = tp.model_fields.get(str(part))
             tp = field.annotation if field is not None else None

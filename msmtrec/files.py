@@ -5,10 +5,13 @@ one, never half of it, and a failed write leaves no temporary file behind.
 The temporary file is created with mode ``0o666`` and the kernel applies the umask (and any
 default ACL) to it, so the result has the permissions any tool's output gets — not the ``0o600``
 of :func:`tempfile.mkstemp`.
+
+:func:`sha256_file` is the one file hash (recipe manifests, data fingerprints).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -57,3 +60,19 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: str | Path, *, ends: int | None = None, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes; with ``ends``, of its first and last ``ends`` bytes only (all
+    of them when the file is no longer than ``2 * ends``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if ends is not None and size > 2 * ends:
+            h.update(f.read(ends))
+            f.seek(size - ends)
+            h.update(f.read(ends))
+            return h.hexdigest()
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -18,30 +18,34 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     """Score ``input_path`` with the run's model and encoders and write ``output_path``.
 
     The output has the input's columns and ``<task>_prob`` for every task: the probability for
-    the row's own scenario. Rows whose scenario the model does not know (or is missing) raise a
-    :class:`DataError` naming the values, or with ``unknown_scenario="skip"`` get null
-    probabilities and are counted. Returns ``(rows written, rows skipped)``.
+    the row's own scenario. A row without a scenario, or with one the model does not know, raises
+    a :class:`DataError` naming it, or with ``unknown_scenario="skip"`` gets null probabilities and
+    is counted. Label columns of the input are not read. Returns ``(rows written, rows skipped)``.
     """
-    from msmtrec.data.io import read_table
+    from msmtrec.data.io import DataFile
 
     input_path, output_path = Path(input_path), Path(output_path)
+    if unknown_scenario not in ("error", "skip"):
+        raise DataError(f"unknown_scenario must be 'error' or 'skip', got '{unknown_scenario}'")
     if output_path.exists() and not overwrite:
         raise DataError(f"output {output_path} already exists; pass --overwrite to replace it")
     if output_path.resolve() == input_path.resolve():
         raise DataError(f"output {output_path} is the input file; choose another path")
     run = load_run(run_dir)
-    table = read_table(input_path)
+    spec = run.encoders.spec
+    table = DataFile(input_path, id_columns=spec.id_columns, csv=spec.files.csv).read()  # a CSV read as in training
     if table.num_rows == 0:
         raise DataError(f"input {input_path} has no rows")
-    if unknown_scenario == "error":
-        # Encoding with "error" names the unknown scenario values and the file.
-        data = run.encoders.transform(table, source=f"input {input_path}", require_labels=False)
-        kept = np.ones(table.num_rows, dtype=bool)
-    elif unknown_scenario == "skip":
-        data, kept = run.encoders.transform_for_prediction(table, source=f"input {input_path}")
-    else:
-        raise DataError(f"unknown_scenario must be 'error' or 'skip', got '{unknown_scenario}'")
-    probs = predict_proba(run.model, data, run.config.eval_batch_size)
+    source = f"input {input_path}"
+    result = run.encoders.transform_for_prediction(table, source=source,
+                                                   unknown_scenario="error" if unknown_scenario == "error" else "drop")
+    kept = result.kept_rows
+    if unknown_scenario == "error" and not kept.all():
+        first = int(np.flatnonzero(~kept)[0])
+        raise DataError(f"{source}: {int((~kept).sum()):,} row(s) have no value in scenario column "
+                        f"'{spec.scenario.column}' (the first is row {first + 1}); a model scores each row for its "
+                        f"own scenario: fill it in, or pass --unknown-scenario skip to leave such rows unscored")
+    probs = predict_proba(run.model, result.data, run.config.eval_batch_size)
     out = table
     for j, task in enumerate(run.schema.tasks):
         col = np.full(table.num_rows, np.nan, dtype=np.float64)

@@ -50,7 +50,7 @@ def test_predict_writes_one_probability_per_task(trained, tmp_path):
     assert res.exit_code == 2 and "Shoes" in res.output and not out.exists()
     res = run("predict", str(run_dir), "-i", str(src), "-o", str(out), "--unknown-scenario", "skip")
     assert res.exit_code == 0, res.output
-    assert "1 row(s) had a scenario" in res.output
+    assert "1 row(s) had no scenario or one the model does not know" in res.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
     for task in ["recommend", "five_star", "helpful"]:

@@ -4,7 +4,7 @@ error (SpecError / ConfigError), never as a pydantic ValidationError; what valid
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import Annotated, Any, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +33,7 @@ class _Tiny(BaseModel):
                                 "got ['a', 'b', 'c'] (list)"),
     ({"ratio": "x", "rato": 1}, "unknown key 'rato' (did you mean 'ratio'?) (allowed: tags, ratio)"),  # first
     ({1: 2}, "unknown key '1' (allowed: tags, ratio)"),  # YAML reads `1:` as an integer key
+    ({"a\nb": 2}, "unknown key '['a\\nb']' (allowed: tags, ratio)"),  # still one line
     ([1], "the document must be a mapping, got [1] (list)"),
 ])
 def test_explain(data, message):
@@ -41,13 +42,31 @@ def test_explain(data, message):
     assert explain(err.value, _Tiny, "the document") == message
 
 
+class _Union(BaseModel):
+    model_config = ConfigDict(strict=True)
+    penalty: Annotated[float, Field(ge=0)] | Sequence[Annotated[float, Field(ge=0)]] = 0.0
+
+
+@pytest.mark.parametrize("value,message", [
+    ("abc", "penalty must be a number or a list, got 'abc'"),  # neither member: both named
+    (-1.0, "penalty must be at least 0, got -1.0"),  # a number out of range: the number's problem
+    ([1.0, -2.0], "penalty[1] must be at least 0, got -2.0"),  # a list: the problem inside it
+    ([1.0, "x"], "penalty[1] must be a number, got 'x'"),
+])
+def test_explain_a_union_names_the_value_not_pydantics_member_tags(value, message):
+    with pytest.raises(ValidationError) as err:
+        _Union.model_validate({"penalty": value})
+    assert explain(err.value, _Union, "the document") == message
+
+
 # ---- property: random edits of valid documents ------------------------------------------------
 
 SPECS = [
     {
         "name": "rich",
         "files": {"path": "all.csv", "split": {"method": "time", "fractions": [0.7, 0.2, 0.1], "column": "ts"},
-                  "format": "csv"},
+                  "format": "csv", "csv": {"delimiter": ";", "null_values": ["?", ""], "encoding": "latin-1",
+                                           "quote_char": "'"}},
         "scenario": {"column": "s", "mapping": {"a": "x", 1: "y"}, "other": "z", "drop_missing": False},
         "tasks": [{"name": "click", "column": "c", "role": "click"},
                   {"name": "buy", "column": "b", "rule": {"op": ">=", "value": 1}, "role": "conversion"},
@@ -69,7 +88,8 @@ SPECS = [
     },
 ]
 _WORDS = st.sampled_from(["", " ", "x", "s", "u", "m", "ts", "y", "__scenario__", "a.csv", "random", "time",
-                          "bucketize", "log1p", "click", "action", "conversion", "==", "=>", "csv", "column"])
+                          "bucketize", "log1p", "click", "action", "conversion", "==", "=>", "csv", "column", ";",
+                          "utf-8", "utf-9", "\n", "'"])
 _SCALARS = (st.none() | st.booleans() | st.integers(-2, 12) | st.floats(allow_nan=False) | _WORDS
             | st.sampled_from([0.5, 0.25, float("nan"), float("inf")]))
 _VALUES = _SCALARS | st.lists(_SCALARS, max_size=3) | st.dictionaries(_WORDS | st.integers(0, 2), _SCALARS, max_size=3)

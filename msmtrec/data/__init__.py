@@ -10,10 +10,12 @@ Typical use::
         ...
 
 Modules, in the order data flows through them: :mod:`~msmtrec.data.spec` (the declared spec),
-:mod:`~msmtrec.data.io` (the one reader; splits), :mod:`~msmtrec.data.fit` (one fitted piece per
-module), :mod:`~msmtrec.data.encode` (encoders), :mod:`~msmtrec.data.encoded` (the tensors),
-:mod:`~msmtrec.data.dataset` (in-memory and streamed datasets), :mod:`~msmtrec.data.stream`
-(shuffle buffer, read-ahead), :mod:`~msmtrec.data.catalog` (built-in datasets).
+:mod:`~msmtrec.data.csv_options` (how a CSV is parsed), :mod:`~msmtrec.data.io` (the one reader;
+splits), :mod:`~msmtrec.data.fingerprint` (what the files were), :mod:`~msmtrec.data.fit` (one
+fitted piece per module), :mod:`~msmtrec.data.encode` (encoders), :mod:`~msmtrec.data.encoded`
+(the tensors), :mod:`~msmtrec.data.dataset` (in-memory and streamed datasets),
+:mod:`~msmtrec.data.quality` (the report's warnings), :mod:`~msmtrec.data.stream` (shuffle buffer,
+read-ahead), :mod:`~msmtrec.data.catalog` (built-in datasets).
 """
 
 from msmtrec.data.catalog import builtin_datasets, describe_dataset, resolve_spec

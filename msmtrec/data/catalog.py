@@ -65,12 +65,12 @@ def describe_dataset(name_or_path: str | Path | DatasetSpec | Mapping[str, Any])
     ``files`` of a dataset, without encoding it (for listings such as ``msmtrec datasets``)."""
     spec = resolve_spec(name_or_path)
     f = spec.files
-    paths = [f.path] if f.path is not None else [p for p in (f.train, f.val, f.test) if p is not None]
+    paths = f.paths
     rows = 0
     distinct: set[Any] = set()
     col = spec.scenario.column
     for path in paths:
-        data = DataFile(path, f.format, id_columns=spec.id_columns)
+        data = DataFile(path, f.format, id_columns=spec.id_columns, csv=f.csv)
         if col is None:
             rows += data.num_rows
             continue

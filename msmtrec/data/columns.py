@@ -56,10 +56,11 @@ def as_float(col: Column, what: str) -> np.ndarray:
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
             or pa.types.is_decimal(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
         raise DataError(f"{what} has type {t}; expected numbers")
-    try:
-        col = pc.cast(col, pa.float64())
+    try:  # integers beyond 2**53 become the nearest float (a number is a number); text must parse
+        col = pc.cast(col, pa.float64(), safe=not (pa.types.is_integer(t) or pa.types.is_decimal(t)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{what} must hold numbers, found values {unparsable(col)}") from None
+        raise DataError(f"{what} must hold numbers, found values {unparsable(col)} (texts that mean a missing value "
+                        f"in a CSV file go in files.csv.null_values)") from None
     return np.asarray(col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy(),
                       dtype=np.float64)
 

@@ -32,9 +32,11 @@ import torch
 from msmtrec.data.catalog import resolve_spec
 from msmtrec.data.encode import Encoders, EncodersFitter, SplitEncoder
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
 from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
                              DataFile, RandomSplit, TimeSplit)
+from msmtrec.data.quality import data_warnings
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.data.stream import prefetched, shuffled_batches
 from msmtrec.errors import ConfigError, DataError
@@ -101,7 +103,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     f = spec.files
 
     def open_file(path: Path) -> DataFile:
-        return DataFile(path, f.format, id_columns=spec.id_columns, read_rows=read_rows)
+        return DataFile(path, f.format, id_columns=spec.id_columns, csv=f.csv, read_rows=read_rows)
 
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
         n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
@@ -112,7 +114,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
                                                                else DEFAULT_VAL_FRACTIONS)
         if split is not None and split.method == "time":
             times = file.read([split.column], row_limit=row_limit).column(split.column)
-            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column)
+            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column, split.format)
         else:
             seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
             row_split = RandomSplit(n, fractions, seed)
@@ -153,7 +155,9 @@ def _fit(spec: DatasetSpec, train: SplitSource, columns: list[str], **options: A
         fitter.update(table, train.label)
     if fitter.scenario.rows == 0:
         raise DataError(f"{spec.where}: split 'train' is empty: {train.label} has no rows")
-    return fitter.finish(train.label), fitter.report
+    encoders = fitter.finish(train.label)
+    check_two_classes(spec, fitter.report, train.label)
+    return encoders, fitter.report
 
 
 def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) -> dict[str, SplitEncoder]:
@@ -169,8 +173,13 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) 
                 if rows.num_rows:
                     out[s.split].add(rows)
     for s in sources:
-        if out[s.split].rows == 0:
+        enc = out[s.split]
+        if enc.rows == 0:
             raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: {s.label} has no rows")
+        if enc.kept == 0:
+            why = ", ".join(f"{n:,} with {k.replace('_', ' ')}" for k, n in enc.dropped.items())
+            raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: every row of {s.label} was dropped "
+                            f"({why})")
     return out
 
 
@@ -196,8 +205,8 @@ class Dataset:
         val, test: the encoded validation and test splits (always in memory).
         report: plain-data summary (JSON-serialisable): ``rows`` per split, ``rows_read`` before
             dropping, ``dropped`` per split and reason, ``scenario_rows``, ``label_positive_rate``
-            and ``label_observed`` per split and task, ``files``, ``row_limit``; :meth:`summary`
-            renders it.
+            and ``label_observed`` per split and task, ``files``, ``row_limit``, what fitting saw of
+            train, and ``warnings`` (lines for a person); :meth:`summary` renders it.
         batch_size, seed: defaults of :meth:`train_batches`.
     """
 
@@ -231,18 +240,15 @@ class Dataset:
         return data
 
     def summary(self) -> str:
-        """A few human-readable lines: rows per split, what was dropped, label rates."""
+        """A few human-readable lines: rows per split, label rates and the report's warnings."""
         r = self.report
         lines = [f"dataset {r.get('dataset')}: " + ", ".join(f"{s} {r['rows'][s]:,}" for s in SPLITS) + " rows; "
                  f"{len(self.schema.scenarios)} scenarios ({', '.join(self.schema.scenarios)}); "
                  f"{self.schema.num_fields} categorical fields, {len(self.schema.numeric)} numeric"]
-        if r.get("dropped_total"):
-            parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS
-                     for why, n in r["dropped"].get(s, {}).items()]
-            lines.append(f"dropped {r['dropped_total']:,} rows: " + "; ".join(parts))
         for task in self.schema.tasks:
             rates = [f"{s} {'n/a' if (v := r['label_positive_rate'][s][task]) is None else f'{v:.3f}'}" for s in SPLITS]
             lines.append(f"task {task}: positive rate " + ", ".join(rates))
+        lines += [f"warning: {w}" for w in r.get("warnings", [])]
         return "\n".join(lines)
 
 
@@ -312,33 +318,34 @@ class StreamedDataset(Dataset):
         return prefetched(batches, self.prefetch * max(1, self.shuffle_buffer // batch_size))
 
 
-def _split_report(data: EncodedData, schema: DataSchema) -> dict[str, Any]:
+def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> dict[str, Any]:
+    """One split's part of the report (the form of :attr:`EncodersFitter.report`)."""
     counts = np.bincount(data.scenario.numpy(), minlength=schema.num_scenarios)
     mask, labels = data.label_mask.numpy(), data.labels.numpy()
     n_obs, pos = mask.sum(axis=0), (labels * mask).sum(axis=0)
-    return {"scenario_rows": {name: int(c) for name, c in zip(schema.scenarios, counts)},
+    return {"rows": len(data), "rows_read": encoder.rows, "dropped": encoder.dropped,
+            "scenario_rows": {name: int(c) for name, c in zip(schema.scenarios, counts)},
             "label_observed": {t: int(n_obs[j]) for j, t in enumerate(schema.tasks)},
             "label_positive_rate": {t: (float(pos[j] / n_obs[j]) if n_obs[j] else None)
                                     for j, t in enumerate(schema.tasks)}}
 
 
-def _report(spec: DatasetSpec, sources: dict[str, SplitSource], rows: dict[str, int], rows_read: dict[str, int],
-            dropped: dict[str, dict[str, int]], per_split: dict[str, dict[str, Any]],
-            row_limit: int | None, **extra: Any) -> dict[str, Any]:
+def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
+            fitted: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The dataset report: the spec's files and split, each split's summary by key, what fitting
+    saw of train (``fitted``: :attr:`EncodersFitter.report`, None when encoders were given) and
+    the warnings all of it gives (:func:`~msmtrec.data.quality.data_warnings`)."""
     f = spec.files
     files: dict[str, Any] = {k: str(getattr(f, k)) for k in ("path", *SPLITS) if getattr(f, k) is not None}
     if f.split is not None:
-        split = {"method": f.split.method, "fractions": list(f.split.fractions)}
-        split.update({"seed": f.split.seed} if f.split.method == "random" else {"column": f.split.column})
-        files["split" if f.path is not None else "val_from_train"] = split
-    return {
-        "dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit,
-        "rows": rows, "rows_read": rows_read, "dropped": dropped,
-        "dropped_total": int(sum(sum(d.values()) for d in dropped.values())),
-        **{key: {s: per_split[s][key] for s in SPLITS} for key in ("scenario_rows", "label_positive_rate",
-                                                                     "label_observed")},
-        **extra,
-    }
+        files["split" if f.path is not None else "val_from_train"] = f.split.model_dump(mode="json")
+    by_key = {key: {s: summaries[s][key] for s in SPLITS}
+              for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed")}
+    report = {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
+              "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
+    report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite")} if fitted else {})
+    report["warnings"] = data_warnings(report, spec.min_count)
+    return report
 
 
 def _check_row_limit(row_limit: int | None) -> None:
@@ -368,15 +375,14 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
         EncodersFitter(spec)  # refuses a label used as a feature before anything is read
     sources = plan_splits(spec, row_limit=row_limit)
     columns = _columns(spec, encoders)
+    fitted = None
     if encoders is None:
-        encoders, _ = _fit(spec, sources["train"], columns)
+        encoders, fitted = _fit(spec, sources["train"], columns)
     split_encoders = _encode(encoders, list(sources.values()), columns)
     data = {s: e.finish() for s, e in split_encoders.items()}
-    schema = encoders.schema
-    report = _report(spec, sources, {s: len(d) for s, d in data.items()},
-                     {s: e.rows for s, e in split_encoders.items()}, {s: e.dropped for s, e in split_encoders.items()},
-                     {s: _split_report(d, schema) for s, d in data.items()}, row_limit)
-    return InMemoryDataset(data["train"], data["val"], data["test"], schema, encoders=encoders, spec=spec,
+    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
+                     fitted)
+    return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
 
@@ -408,20 +414,10 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample, seed=seed)
     held = _encode(encoders, [sources["val"], sources["test"]], columns)
     data = {s: e.finish() for s, e in held.items()}
-    schema = encoders.schema
-    train_rows = fitted["rows_read"] - fitted["missing_scenario"]
-    labels = fitted["labels"]
-    per_split = {s: _split_report(d, schema) for s, d in data.items()}
-    per_split["train"] = {"scenario_rows": fitted["scenario_rows"],
-                          "label_observed": {t: v["observed"] for t, v in labels.items()},
-                          "label_positive_rate": {t: (v["positive"] / v["observed"] if v["observed"] else None)
-                                                  for t, v in labels.items()}}
-    dropped = {"train": {"missing_scenario": fitted["missing_scenario"]} if fitted["missing_scenario"] else {},
-               **{s: e.dropped for s, e in held.items()}}
-    report = _report(spec, sources, {"train": train_rows, **{s: len(d) for s, d in data.items()}},
-                     {"train": fitted["rows_read"], **{s: e.rows for s, e in held.items()}}, dropped, per_split,
-                     row_limit, streaming=True, shuffle_buffer=shuffle_buffer, read_rows=read_rows)
-    return StreamedDataset(sources["train"], columns, schema, data["val"], data["test"], train_rows=train_rows,
+    summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
+    report = _report(spec, summaries, row_limit, fitted, streaming=True, shuffle_buffer=shuffle_buffer,
+                     read_rows=read_rows)
+    return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 

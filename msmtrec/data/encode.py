@@ -157,8 +157,8 @@ class Encoders:
     # ---- transforming ----------------------------------------------------------------------
 
     def encode(self, table: pa.Table, *, source: str, require_labels: bool = True,
-               unknown_scenario: UnknownScenario = "error", allow_empty: bool = False,
-               users: UserIds | None = None) -> EncodeResult:
+               unknown_scenario: UnknownScenario = "error", drop_missing: bool | None = None,
+               allow_empty: bool = False, users: UserIds | None = None) -> EncodeResult:
         """Encode raw rows, reporting which were kept and why the others were dropped.
 
         Args:
@@ -167,6 +167,8 @@ class Encoders:
             require_labels: if False, absent label columns give ``label_mask`` False.
             unknown_scenario: ``"error"`` (a scenario train did not have is a :class:`DataError`)
                 or ``"drop"`` (such rows are dropped and counted).
+            drop_missing: drop (and count) rows without a scenario, or refuse them; None: as the
+                spec's ``scenario.drop_missing`` says.
             allow_empty: accept a table with no (remaining) rows instead of raising.
             users: the text-user numbering to continue (chunks of one split share one).
         """
@@ -185,7 +187,7 @@ class Encoders:
         dropped: dict[str, int] = {}
         n_missing = int((codes == MISSING).sum())
         if n_missing:
-            if not spec.scenario.drop_missing:
+            if not (spec.scenario.drop_missing if drop_missing is None else drop_missing):
                 raise DataError(f"{where}: {n_missing} row(s) of {source} have no value in scenario column "
                                 f"'{spec.scenario.column}'; set scenario.drop_missing: true to drop them")
             dropped["missing_scenario"] = n_missing
@@ -243,11 +245,14 @@ class Encoders:
         return self.encode(table, source=source, require_labels=require_labels,
                            unknown_scenario=unknown_scenario).data
 
-    def transform_for_prediction(self, table: pa.Table, *, source: str) -> tuple[EncodedData, np.ndarray]:
-        """Rows to score: labels optional, rows whose scenario is missing or unknown to the model
-        dropped instead of failing. Returns the encoded rows and the ``[n_input]`` kept mask."""
-        result = self.encode(table, source=source, require_labels=False, unknown_scenario="drop", allow_empty=True)
-        return result.data, result.kept_rows
+    def transform_for_prediction(self, table: pa.Table, *, source: str,
+                                 unknown_scenario: UnknownScenario = "drop") -> EncodeResult:
+        """Rows to score: label columns are not read, and rows without a scenario (or, with
+        ``unknown_scenario="drop"``, with one the model does not know) are dropped and counted."""
+        label_only = {c for t in self.spec.tasks for c in label_columns(t)} - set(self.spec.required_columns(labels=False))
+        features = table.drop_columns([c for c in table.column_names if c in label_only])
+        return self.encode(features, source=source, require_labels=False, unknown_scenario=unknown_scenario,
+                           drop_missing=True, allow_empty=True)
 
     def empty(self) -> EncodedData:
         """No rows, with this encoder's columns (a template for :class:`EncodedBuilder`)."""
@@ -329,8 +334,10 @@ class EncodersFitter:
     """Fits :class:`Encoders` on train chunks: ``update(chunk)`` per chunk, then ``finish()``.
 
     Rows without a scenario are not fitted on (they are dropped from every split). Besides the
-    encoders it keeps what train looked like (:attr:`report` after :meth:`finish`): rows,
-    rows without a scenario, rows per scenario, and per task the labels observed and positive.
+    encoders it keeps what train looked like (:attr:`report` after :meth:`finish`, in the form of
+    a dataset report's split): rows kept and read, rows dropped, rows per scenario, per task the
+    labels observed, their positive rate and the raw column's most frequent values, per categorical
+    column its distinct and kept values, and per numeric column its infinite values (if any).
 
     Args:
         spec: the dataset spec.
@@ -377,8 +384,17 @@ class EncodersFitter:
         coder = self.scenario.finish(source)
         encoders = Encoders(self.spec, coder, {c: f.finish() for c, f in self.vocabularies.items()},
                             {c: f.finish() for c, f in self.numeric.items()})
-        self.report = {"rows_read": self.scenario.rows, "missing_scenario": self.scenario.missing,
-                       "scenario_rows": self.scenario.scenario_rows(), "labels": self.labels.finish()}
+        missing, labels = self.scenario.missing, self.labels.finish()
+        self.report = {"rows": self.scenario.rows - missing, "rows_read": self.scenario.rows,
+                       "dropped": {"missing_scenario": missing} if missing else {},
+                       "scenario_rows": self.scenario.scenario_rows(),
+                       "label_observed": {t: v["observed"] for t, v in labels.items()},
+                       "label_positive_rate": {t: v["positive"] / v["observed"] if v["observed"] else None
+                                               for t, v in labels.items()},
+                       "label_values": {t: v["top_values"] for t, v in labels.items()},
+                       "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
+                                              for c, f in self.vocabularies.items()},
+                       "numeric_infinite": {c: f.infinite for c, f in self.numeric.items() if f.infinite}}
         return encoders
 
 
@@ -386,20 +402,21 @@ class SplitEncoder:
     """Encodes the raw chunks of one split, as they come, into one :class:`EncodedData`
     preallocated for ``capacity`` rows (see :class:`EncodedBuilder`).
 
-    Attributes (while adding): ``rows`` read, ``dropped`` rows per reason.
+    Attributes (while adding): ``rows`` read, ``kept`` rows encoded, ``dropped`` rows per reason.
     """
 
     def __init__(self, encoders: Encoders, source: str, capacity: int = 0, **options: Any) -> None:
         self.encoders, self.source, self.options = encoders, source, options
         self._builder = EncodedBuilder(encoders.empty(), capacity)
         self._users = UserIds()
-        self.rows = 0
+        self.rows = self.kept = 0
         self.dropped: dict[str, int] = {}
 
     def add(self, table: pa.Table) -> None:
         """Encode one chunk (``options`` of :meth:`Encoders.encode` apply)."""
         self.rows += table.num_rows
         result = self.encoders.encode(table, source=self.source, allow_empty=True, users=self._users, **self.options)
+        self.kept += len(result.data)
         self._builder.append(result.data)
         for k, v in result.dropped.items():
             self.dropped[k] = self.dropped.get(k, 0) + v

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -30,12 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-
+from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "SPLITS", "CsvOptions", "DataFile",
-           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes",
-           "split_table"]
+           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes"]
 
 #: Split names, in order.
 SPLITS = ("train", "val", "test")
@@ -47,15 +47,6 @@ DEFAULT_VAL_FRACTIONS = (0.9, 0.1)
 DEFAULT_SPLIT_SEED = 2024
 #: Rows per record batch read from disk.
 READ_ROWS = 65_536
-
-#: The splits of a dataset, in order.
-SPLITS = ("train", "val", "test")
-#: Default train/val/test fractions of a single file.
-DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-#: Default train/val fractions when validation rows are carved out of a train file.
-DEFAULT_VAL_FRACTIONS = (0.9, 0.1)
-#: Default seed of a random split.
-DEFAULT_SPLIT_SEED = 2024
 
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -81,13 +72,6 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
     if last in _PARQUET_SUFFIXES:
         return "parquet"
     raise DataError(f"cannot tell the format of {p.name} from its extension; set files.format to csv or parquet")
-
-
-@dataclass(frozen=True)
-class CsvOptions:
-    """How a CSV file is parsed. ``delimiter`` None: tab for ``.tsv``, else comma."""
-
-    delimiter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,14 +116,12 @@ class DataFile:
         """Column names (CSV: from the first block; Parquet: from the schema)."""
         try:
             if self.kind == "parquet":
-                return list(pq.read_schema(self._parquet_files[0]).names)
-            reader = pacsv.open_csv(self.path, parse_options=self._parse,
-                                    read_options=pacsv.ReadOptions(block_size=1 << 16))
+                return list(pq.read_schema(self.files[0]).names)
+            reader = pacsv.open_csv(self.path, parse_options=self.csv.parse_options(self.path),
+                                    read_options=self.csv.read_options(1 << 16))
             return list(reader.schema.names)
-        except (pa.ArrowException, OSError) as exc:
-            what = "Parquet" if self.kind == "parquet" else "CSV"
-            verb = "read" if self.kind == "parquet" else "parse"
-            raise DataError(f"cannot {verb} {self.name} as {what}: {_first_line(exc)}") from None
+        except (pa.ArrowException, OSError, UnicodeError) as exc:
+            raise self._unreadable(self.path, exc) from None
 
     def require(self, columns: Sequence[str]) -> None:
         """Raise a :class:`DataError` naming the missing columns, some available ones and close matches."""
@@ -151,10 +133,24 @@ class DataFile:
         more = f", ... ({len(have) - 8} more)" if len(have) > 8 else ""
         hint = f"; did you mean {', '.join(hints)}" if hints else ""
         raise DataError(f"{self.name} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}")
+                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}{self._delimiter_hint()}")
+
+    def _delimiter_hint(self) -> str:
+        """For a CSV whose header is one column holding delimiter-like characters: which to set."""
+        if self.kind != "csv" or len(self.columns) != 1:
+            return ""
+        used = self.csv.parse_options(self.path).delimiter
+        found = Counter(c for c in self.columns[0] if c in ",;\t|" and c != used).most_common(1)
+        if not found:
+            return ""
+        char = found[0][0]
+        shown_char = "\\t" if char == "\t" else char
+        return (f"; its header is one column holding '{shown_char}': is the file '{shown_char}'-separated? "
+                f'set files.csv.delimiter: "{shown_char}"')
 
     @functools.cached_property
-    def _parquet_files(self) -> list[Path]:
+    def files(self) -> list[Path]:
+        """The files read: the file itself, or the ``.parquet`` files of a folder in name order."""
         files = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
         if not files:
             raise DataError(f"{self.path} holds no .parquet files")
@@ -166,7 +162,7 @@ class DataFile:
         if self.kind == "csv":
             return [_Piece(self.path, -1, 0, None)]
         out, first = [], 0
-        for f in self._parquet_files:
+        for f in self.files:
             try:
                 meta = pq.ParquetFile(f).metadata
             except (pa.ArrowException, OSError) as exc:
@@ -183,11 +179,6 @@ class DataFile:
         if self.kind == "parquet":
             return sum(p.rows or 0 for p in self.pieces)
         return sum(t.num_rows for _, t in self.batches(self.columns[:1]))
-
-    @property
-    def _parse(self) -> pacsv.ParseOptions:
-        delimiter = self.csv.delimiter or ("\t" if ".tsv" in [s.lower() for s in self.path.suffixes] else ",")
-        return pacsv.ParseOptions(delimiter=delimiter)
 
     # -- reading --------------------------------------------------------------------------------
     def batches(self, columns: Sequence[str] | None = None, *, pieces: Sequence[int] | None = None,
@@ -232,14 +223,25 @@ class DataFile:
             # point, or a value above 2**63) would merge distinct ids.
             types = {c: pa.string() for c in columns if c in self.id_columns}
             types.update({c: t for c, t in self.column_types.items() if c in columns})
-            convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, strings_can_be_null=True)
-            reader = pacsv.open_csv(piece.path, parse_options=self._parse, convert_options=convert,
-                                    read_options=pacsv.ReadOptions(block_size=1 << 24))
+            convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, strings_can_be_null=True,
+                                           null_values=self.csv.null_markers())
+            reader = pacsv.open_csv(piece.path, parse_options=self.csv.parse_options(piece.path),
+                                    convert_options=convert, read_options=self.csv.read_options(1 << 24))
+            undecoded = [f.name for f in reader.schema if pa.types.is_binary(f.type)]  # Arrow's type for bad text
+            if undecoded:
+                raise UnicodeError(f"column '{undecoded[0]}' is not valid {self.csv.encoding} text")
             for batch in reader:
                 yield self._exact_ids(pa.Table.from_batches([batch]))
-        except (pa.ArrowException, OSError) as exc:
-            what, verb = ("Parquet", "read") if self.kind == "parquet" else ("CSV", "parse")
-            raise DataError(f"cannot {verb} {piece.path.name} as {what}: {_first_line(exc)}") from None
+        except (pa.ArrowException, OSError, UnicodeError) as exc:
+            raise self._unreadable(piece.path, exc) from None
+
+    def _unreadable(self, path: Path, exc: BaseException) -> DataError:
+        if self.kind == "parquet":
+            return DataError(f"cannot read {path.name} as Parquet: {_first_line(exc)}")
+        hint = ""
+        if isinstance(exc, UnicodeError) or "UTF8" in str(exc):
+            hint = f"; is it not {self.csv.encoding}? set files.csv.encoding (e.g. latin-1 or cp1252)"
+        return DataError(f"cannot parse {path.name} as CSV: {_first_line(exc)}{hint}")
 
     def _exact_ids(self, table: pa.Table) -> pa.Table:
         """Text ids → int64 when every value of the batch is an integer literal, else text."""
@@ -339,24 +341,53 @@ class TimeSplit:
     """A split by time: oldest rows → first part, part sizes as :func:`split_sizes`; equal times
     keep their file order (Arrow's sort is stable).
 
+    The times must be timestamps, dates or numbers, or text parsed with ``fmt`` (strptime codes:
+    ``%m/%d/%Y``): text compared as text would put 12/31/2001 after 01/01/2009.
+
     Raises:
-        DataError: the time column has missing values.
+        DataError: the time column has missing values, text without ``fmt`` (or that ``fmt`` does
+            not parse), or values of another kind; the message names the column and a value.
     """
 
     def __init__(self, times: pa.ChunkedArray | pa.Array, fractions: Sequence[float], source: str,
-                 column: str) -> None:
-        if times.null_count:
-            raise DataError(f"time column '{column}' of {source} has {times.null_count} missing value(s); "
-                            f"a time split needs a time for every row")
-        self.order = pc.sort_indices(times).to_numpy().astype(np.int64)
-        self.sizes = split_sizes(len(self.order), fractions)
-        self._parts = np.empty(len(self.order), dtype=np.int8)
+                 column: str, fmt: str | None = None) -> None:
+        times = _time_values(times, fmt, f"time column '{column}' of {source}")
+        order = pc.sort_indices(times).to_numpy()
+        self.sizes = split_sizes(len(order), fractions)
+        self._parts = np.empty(len(order), dtype=np.int8)
         for k, (start, size) in enumerate(zip(np.cumsum([0, *self.sizes[:-1]]), self.sizes)):
-            self._parts[self.order[start:start + size]] = k
+            self._parts[order[start:start + size]] = k
 
     def parts(self, first: int, count: int) -> np.ndarray:
         """Part index (int8) of rows ``first .. first + count - 1``."""
         return self._parts[first:first + count]
+
+
+def _time_values(times: pa.ChunkedArray | pa.Array, fmt: str | None, what: str) -> pa.ChunkedArray | pa.Array:
+    """``times`` as values that sort in time order (see :class:`TimeSplit`)."""
+    t = times.type
+    if pa.types.is_floating(t):
+        times = pc.if_else(pc.is_nan(times), pa.scalar(None, t), times)
+    if times.null_count:
+        raise DataError(f"{what} has {times.null_count} missing value(s); a time split needs a time for every row")
+    text = pa.types.is_string(t) or pa.types.is_large_string(t)
+    if fmt is not None and not text:
+        raise DataError(f"{what} holds {t} values, not text: remove files.split.format (it is for text times)")
+    if text and fmt is None:
+        raise DataError(f"{what} holds text (e.g. {times[0].as_py()!r}), which would sort as text, not as time; "
+                        f"declare how to read it, e.g. files.split.format: '%m/%d/%Y' for 12/31/2024 (strptime "
+                        f"codes), or store timestamps, dates or numbers")
+    if text:
+        parsed = pc.strptime(times, format=fmt, unit="s", error_is_null=True)
+        if parsed.null_count:
+            bad = times.filter(pc.is_null(parsed))[0].as_py()
+            raise DataError(f"{what}: {parsed.null_count} value(s) do not match files.split.format {fmt!r}, "
+                            f"e.g. {bad!r}")
+        return parsed
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t)):
+        raise DataError(f"{what} must hold timestamps, dates or numbers (or text with files.split.format), got {t} "
+                        f"values (e.g. {times[0].as_py()!r})")
+    return times
 
 
 def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None,
@@ -370,20 +401,6 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None
         return np.split(np.asarray(order, dtype=np.int64), cuts)
     parts = RandomSplit(n, fractions, seed).parts(0, n)
     return [np.flatnonzero(parts == k) for k in range(len(fractions))]
-
-
-def split_table(table: pa.Table, fractions: Sequence[float], *, method: str = "random", seed: int | None = None,
-                column: str | None = None, source: str = "table") -> list[pa.Table]:
-    """``table`` divided into parts (train, val[, test]) by :class:`RandomSplit` or by time."""
-    n = table.num_rows
-    if method == "random":
-        parts = RandomSplit(n, fractions, DEFAULT_SPLIT_SEED if seed is None else seed).parts(0, n)
-        return [table.filter(pa.array(parts == k)) for k in range(len(fractions))]
-    if method != "time" or column is None:
-        raise ValueError(f"a split needs method random, or time with its column; got {method!r}, {column!r}")
-    split = TimeSplit(table.column(column), fractions, source, column)
-    parts = split.parts(0, n)
-    return [table.take(pa.array(split.order[parts[split.order] == k])) for k in range(len(fractions))]  # time order
 
 
 def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:

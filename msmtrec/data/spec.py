@@ -6,7 +6,9 @@ A :class:`DatasetSpec` is usually written as YAML and loaded with :func:`load_sp
     files:                       # exactly one of: path (+ split) | train + test (+ val)
       path: womens_ecommerce.parquet   # relative paths resolve against the spec file's folder
       split: {method: random, fractions: [0.8, 0.1, 0.1], seed: 2024}
+      # split: {method: time, column: date, format: "%m/%d/%Y"}   # format only for text times
       format: auto               # auto (by extension) | csv | parquet
+      csv: {delimiter: ";", null_values: ["?"], encoding: latin-1}   # CSV only; quote_char too
     scenario:
       column: Department Name    # or `constant: <name>` for single-scenario data
       mapping: {Tops: tops}      # optional raw value → scenario name
@@ -43,9 +45,10 @@ from typing import Annotated, Any, Iterable, Literal, Mapping, get_args
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
                       StrictFloat, StrictInt, ValidationError, ValidationInfo, field_validator, model_validator)
 
-from msmtrec.data.io import DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS
+from msmtrec.data.csv_options import CsvOptions
+from msmtrec.data.io import DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, detect_format
 from msmtrec.declared import explain, problem, show
-from msmtrec.errors import SpecError
+from msmtrec.errors import DataError, SpecError
 from msmtrec.yaml_io import load_yaml
 
 __all__ = ["COMPARISON_OPS", "NUMERIC_TRANSFORMS", "SCENARIO_FIELD", "TASK_ROLES", "DatasetSpec", "FilesSpec",
@@ -127,6 +130,7 @@ class SplitSpec(_Spec):
     fractions: tuple[Annotated[StrictFloat, Field(gt=0, lt=1)], ...] = DEFAULT_FRACTIONS  # summing to 1
     seed: Annotated[StrictInt, Field(ge=0)] | None = Field(None, validate_default=True)  # random only
     column: _Column | None = None  # the time column (time only)
+    format: _Text | None = None  # time only: how to read a text time column (strptime codes, e.g. %m/%d/%Y)
 
     @field_validator("fractions")
     @classmethod
@@ -147,8 +151,8 @@ class SplitSpec(_Spec):
 
     @model_validator(mode="after")
     def _column_for_time(self) -> SplitSpec:
-        if self.method == "random" and self.column is not None:
-            raise problem("{at}.column is only used with method: time")
+        if self.method == "random" and (self.column is not None or self.format is not None):
+            raise problem("{at}.{key} is only used with method: time", key="column" if self.column else "format")
         if self.method == "time" and self.column is None:
             raise problem("{at}.method time needs {at}.column (the time column)")
         return self
@@ -165,6 +169,7 @@ class FilesSpec(_Spec):
     test: _DataPath | None = None
     split: SplitSpec | None = Field(None, validate_default=True)
     format: Literal["auto", "csv", "parquet"] = "auto"  # auto: from the extension
+    csv: CsvOptions = CsvOptions()  # delimiter, null_values, encoding, quote_char
 
     @property
     def single_file(self) -> bool:
@@ -197,7 +202,14 @@ class FilesSpec(_Spec):
         if self.split is not None and len(self.split.fractions) != n:
             raise problem("{at}.split.fractions must be a list of {n} numbers ({parts}), got {got}",
                           n=n, parts=parts, got=list(self.split.fractions))
+        if self.csv != CsvOptions() and all(_parquet(p, self.format) for p in self.paths):
+            raise problem("{at}.csv has no effect: every file is Parquet; remove it")
         return self
+
+    @property
+    def paths(self) -> list[Path]:
+        """The data paths given, in the order path, train, val, test."""
+        return [p for p in (self.path, self.train, self.val, self.test) if p is not None]
 
 
 class ScenarioSpec(_Spec):
@@ -452,6 +464,13 @@ def load_spec(path_or_dict: str | Path | Mapping[str, Any], *, base_dir: str | P
         return DatasetSpec.model_validate(raw, context={"folder": folder.resolve(), "source": source})
     except ValidationError as exc:
         raise SpecError(f"spec {source}: {explain(exc, DatasetSpec, 'the spec')}") from None
+
+
+def _parquet(path: Path, fmt: str) -> bool:
+    try:
+        return detect_format(path, fmt) == "parquet"
+    except DataError:
+        return False  # an extension that says nothing: the reader will say so
 
 
 def _raw_key(value: Any) -> str | None:

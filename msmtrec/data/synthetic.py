@@ -55,15 +55,16 @@ Entry points: :func:`make_synthetic` / :func:`make_synthetic_splits` (in memory,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Annotated, Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.data.io import DEFAULT_FRACTIONS, SPLITS, split_sizes
+from msmtrec.declared import explain, problem
 from msmtrec.errors import ConfigError
 from msmtrec.files import atomic_write, write_json
 
@@ -84,8 +85,7 @@ _WORLD, _PILOT, _ROWS = 0, 1, 2  # purposes mixed into the seed
 _PILOT_ROWS = 32768
 
 
-@dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(BaseModel):
     """What to generate. Every field has a default except ``rows``.
 
     Attributes:
@@ -115,66 +115,44 @@ class SyntheticConfig:
         seed: seeds everything.
     """
 
-    rows: int
-    num_fields: int = 7
-    vocab: int | tuple[int, ...] = 1000
-    num_numeric: int = 0
-    scenarios: int = 3
-    tasks: int = 2
-    scenario_signal: float = 0.5
-    task_correlation: float = 0.5
-    structure: str = "nested"
-    base_rates: tuple[float, ...] | None = None
-    scenario_weights: tuple[float, ...] | None = None
-    zipf: float = 1.05
-    latent_dim: int = 8
-    signal_scale: float = 2.0
-    scenario_bias_scale: float = 0.75
-    with_user: bool = False
-    task_names: tuple[str, ...] | None = None
-    seed: int = 0
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        # Lists from YAML/JSON/CLI become tuples so the config stays hashable and comparable.
-        for name in ("vocab", "base_rates", "scenario_weights", "task_names"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        _check(isinstance(self.rows, int) and self.rows >= 1, "rows", "an integer >= 1", self.rows)
-        _check(isinstance(self.num_fields, int) and self.num_fields >= 1, "num_fields", "an integer >= 1",
-               self.num_fields)
-        _check(isinstance(self.num_numeric, int) and self.num_numeric >= 0, "num_numeric", "an integer >= 0",
-               self.num_numeric)
-        _check(isinstance(self.scenarios, int) and self.scenarios >= 1, "scenarios", "an integer >= 1",
-               self.scenarios)
-        _check(isinstance(self.tasks, int) and self.tasks >= 1, "tasks", "an integer >= 1", self.tasks)
-        vocab = self.vocabularies
-        _check(len(vocab) == self.num_fields, "vocab", f"one int or {self.num_fields} ints (one per field)",
-               self.vocab)
-        _check(all(isinstance(v, int) and v >= 1 for v in vocab), "vocab", "integers >= 1", self.vocab)
-        _check(0.0 <= self.scenario_signal <= 1.0, "scenario_signal", "a number in [0, 1]", self.scenario_signal)
-        _check(0.0 <= self.task_correlation <= 1.0, "task_correlation", "a number in [0, 1]",
-               self.task_correlation)
-        _check(self.structure in ("nested", "independent"), "structure", "nested or independent", self.structure)
-        if self.base_rates is not None:
-            _check(len(self.base_rates) == self.tasks, "base_rates", f"{self.tasks} numbers (one per task)",
-                   self.base_rates)
-            _check(all(0.0 < r < 1.0 for r in self.base_rates), "base_rates", "numbers strictly between 0 and 1",
-                   self.base_rates)
-        if self.scenario_weights is not None:
-            _check(len(self.scenario_weights) == self.scenarios, "scenario_weights",
-                   f"{self.scenarios} positive numbers (one per scenario)", self.scenario_weights)
-            _check(all(w > 0 for w in self.scenario_weights), "scenario_weights", "positive numbers",
-                   self.scenario_weights)
-        _check(self.zipf >= 0, "zipf", "a number >= 0", self.zipf)
-        _check(isinstance(self.latent_dim, int) and self.latent_dim >= 1, "latent_dim", "an integer >= 1",
-               self.latent_dim)
-        _check(self.signal_scale >= 0, "signal_scale", "a number >= 0", self.signal_scale)
-        _check(self.scenario_bias_scale >= 0, "scenario_bias_scale", "a number >= 0", self.scenario_bias_scale)
-        if self.task_names is not None:
-            _check(len(self.task_names) == self.tasks and len(set(self.task_names)) == self.tasks, "task_names",
-                   f"{self.tasks} distinct names", self.task_names)
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+    rows: Annotated[StrictInt, Field(ge=1)]
+    num_fields: Annotated[StrictInt, Field(ge=1)] = 7
+    vocab: Annotated[StrictInt, Field(ge=1)] | tuple[Annotated[StrictInt, Field(ge=1)], ...] = 1000
+    num_numeric: Annotated[StrictInt, Field(ge=0)] = 0
+    scenarios: Annotated[StrictInt, Field(ge=1)] = 3
+    tasks: Annotated[StrictInt, Field(ge=1)] = 2
+    scenario_signal: Annotated[float, Field(ge=0, le=1)] = 0.5
+    task_correlation: Annotated[float, Field(ge=0, le=1)] = 0.5
+    structure: Literal["nested", "independent"] = "nested"
+    base_rates: tuple[Annotated[float, Field(gt=0, lt=1)], ...] | None = None
+    scenario_weights: tuple[Annotated[float, Field(gt=0)], ...] | None = None
+    zipf: Annotated[float, Field(ge=0)] = 1.05
+    latent_dim: Annotated[StrictInt, Field(ge=1)] = 8
+    signal_scale: Annotated[float, Field(ge=0)] = 2.0
+    scenario_bias_scale: Annotated[float, Field(ge=0)] = 0.75
+    with_user: StrictBool = False
+    task_names: tuple[StrictStr, ...] | None = None
+    seed: Annotated[StrictInt, Field(ge=0)] = 0
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"synthetic: {explain(exc, SyntheticConfig, 'the synthetic config')}") from None
+
+    @model_validator(mode="after")
+    def _one_per(self) -> "SyntheticConfig":
+        for key, value, count, what in (
+                ("vocab", None if isinstance(self.vocab, int) else self.vocab, self.num_fields, "ints (one per field)"),
+                ("base_rates", self.base_rates, self.tasks, "numbers (one per task)"),
+                ("scenario_weights", self.scenario_weights, self.scenarios, "numbers (one per scenario)"),
+                ("task_names", self.task_names, self.tasks, "distinct names")):
+            if value is not None and len(value) != count or key == "task_names" and value and len(set(value)) != count:
+                raise problem(f"{key} must be {'one int or ' if key == 'vocab' else ''}{count} {what}, got {{got}}",
+                              got=list(value))
+        return self
 
     @property
     def vocabularies(self) -> tuple[int, ...]:
@@ -239,24 +217,14 @@ class SyntheticConfig:
         )
 
     def replace(self, **changes: Any) -> "SyntheticConfig":
-        return SyntheticConfig(**{**asdict(self), **changes})
+        return SyntheticConfig(**{**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SyntheticConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"synthetic: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**d)
-
-
-def _check(ok: bool, name: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ConfigError(f"synthetic: {name} must be {expected}, got {got!r}")
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -502,31 +470,17 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: 
                 + [pa.array(lab[:, t]) for t in range(lab.shape[1])])
         return pa.Table.from_arrays(cols, schema=arrow_schema)
 
-    written = 0
-    start = 0
+    written, start = 0, 0
     for split, size in zip(SPLITS, sizes):
         with pq.ParquetWriter(out / f"{split}.parquet", arrow_schema, compression="zstd") as writer:
-            pending: list[dict[str, np.ndarray]] = []
-            n_pending, unwritten = 0, size
-            for part in gen.blocks(start, start + size):
-                pending.append(part)
-                n_pending += len(part["scenario"])
-                # A full row group, or the split's tail once every row of it is pending.
-                if n_pending < chunk_rows and n_pending < unwritten:
-                    continue
-                merged = {k: np.concatenate([p[k] for p in pending]) for k in part}
-                offset = 0
-                while n_pending >= chunk_rows or (n_pending and n_pending == unwritten):
-                    n = min(chunk_rows, n_pending)
-                    writer.write_table(to_table({k: v[offset:offset + n] for k, v in merged.items()}),
-                                       row_group_size=n)
-                    offset += n
-                    n_pending -= n
-                    unwritten -= n
-                    written += n
-                    if progress is not None:
-                        progress(written)
-                pending = [{k: v[offset:] for k, v in merged.items()}]
+            for lo in range(start, start + size, chunk_rows):
+                hi = min(lo + chunk_rows, start + size)
+                parts = list(gen.blocks(lo, hi))  # a block straddling two row groups is generated once
+                writer.write_table(to_table({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}),
+                                   row_group_size=hi - lo)
+                written += hi - lo
+                if progress is not None:
+                    progress(written)
         start += size
 
     atomic_write(out / "spec.yaml", dump_yaml(spec_dict(config)))

@@ -46,13 +46,13 @@ the shared Scenario-CGC sub-experts (:meth:`shared_layer`).
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import Preset, register_model
+from msmtrec.models.options import Count, Positive, Rate, Size, Sizes
 from msmtrec.models.entire_space_base import EntireSpaceModel
 from msmtrec.nn import CGC, FeatureEmbedding, ScenarioGroups, SEIBank, TowerBank
 from msmtrec.nn.entire_space import compose_entire_space
@@ -86,10 +86,10 @@ class AEM2TL(EntireSpaceModel):
     presets = {"paper": Preset(settings={"lr": 2e-5, "batch_size": 1024},
                                source="AEM²TL paper (TKDE 2025) §V-C: Adam, lr 2e-5, batch 1024")}
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, scenario_shared_experts: int = 4,
-                 scenario_specific_experts: int = 4, scenario_expert_dims: Sequence[int] = (256, 128),
-                 task_shared_experts: int = 2, task_specific_experts: int = 1, task_expert_dims: Sequence[int] = (128, 64),
-                 tower_dims: Sequence[int] = (32,), gate_gamma: float = 2.0, dropout: float = 0.0,
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, scenario_shared_experts: Count = 4,
+                 scenario_specific_experts: Count = 4, scenario_expert_dims: Sizes = (256, 128),
+                 task_shared_experts: Count = 2, task_specific_experts: Count = 1, task_expert_dims: Sizes = (128, 64),
+                 tower_dims: Sizes = (32,), gate_gamma: Positive = 2.0, dropout: Rate = 0.0,
                  scenario_cgc: bool = True, task_cgc: bool = True, personalized_gate: bool = True,
                  entire_space: bool = True) -> None:
         super().__init__(schema)

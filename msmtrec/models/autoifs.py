@@ -73,6 +73,7 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.models.base import MSMTModel, Preset, register_model
+from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.lora import FlowGateTable, FlowSelector, LoRABank, flow_gates
@@ -148,14 +149,14 @@ class AutoIFS(MSMTModel):
         source="ChaohuaYang/AutoIFS autoifs_trainer.py: bsize 4096, max_epoch 50 with early stop, search_epoch 10, "
                "final_temp 100, reg_lambda 0, gate lr 0.01 x lr; modules/autoifs.py gate heads and flows")}
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, mlp_dims: Sequence[int] = (1024, 512, 256),
-                 lora_rank: int = 2, selector_dims: Sequence[int] | None = None, dropout: float = 0.0,
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, mlp_dims: Sizes = (1024, 512, 256),
+                 lora_rank: Size = 2, selector_dims: Sizes | None = None, dropout: Rate = 0.0,
                  batch_norm: bool = False, decomposition: str = "linear", scenario_routing: str = "group",
-                 search_epochs: int = 10, final_temp: float = 100.0, rewind_epoch: int | None = None,
-                 search_lr: float = 3e-4, search_weight_decay: float = 3e-5, gate_lr_scale: float = 1.0,
-                 retrain_lr: float = 1e-4, retrain_weight_decay: float = 3e-4, retrain_epochs: int | None = None,
-                 selector: str = "table", gate_warmup_epochs: int = 3, gate_penalty: float | Sequence[float] = -0.01,
-                 flow_costs: Sequence[float] = (0.0, 1.0, 1.0, 2.0)) -> None:
+                 search_epochs: Size = 10, final_temp: Positive = 100.0, rewind_epoch: Count | None = None,
+                 search_lr: Positive = 3e-4, search_weight_decay: NonNegative = 3e-5, gate_lr_scale: Positive = 1.0,
+                 retrain_lr: Positive = 1e-4, retrain_weight_decay: NonNegative = 3e-4, retrain_epochs: Size | None = None,
+                 selector: str = "table", gate_warmup_epochs: Count = 3, gate_penalty: float | Sequence[float] = -0.01,
+                 flow_costs: Sequence[NonNegative] = (0.0, 1.0, 1.0, 2.0)) -> None:
         super().__init__(schema)
         mlp_dims = list(mlp_dims)
         if len(mlp_dims) < 2 or any(int(w) < 1 for w in mlp_dims):

@@ -45,6 +45,7 @@ from torch import nn
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.errors import ConfigError
+from msmtrec.models.options import validate_options
 from msmtrec.models.stages import Stage
 from msmtrec.nn.embedding import FeatureEmbedding
 
@@ -137,11 +138,8 @@ class MSMTModel(nn.Module):
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_params(cls, schema: DataSchema, params: dict[str, Any]) -> "MSMTModel":
-        known = model_hyperparameters(cls)
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ConfigError(f"model '{cls.name}' has no option(s) {', '.join(unknown)}; "
-                              f"its options are: {', '.join(sorted(known)) or '(none)'}")
+        """The model with ``params`` checked against its declared options (:mod:`~msmtrec.models.options`)."""
+        params = validate_options(cls, params)
         try:
             return cls(schema, **params)
         except (TypeError, ValueError) as e:

@@ -23,12 +23,12 @@ prediction is still pCTCVR, trained on click ∧ conversion (AEM²TL's y3 models
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import register_model
+from msmtrec.models.options import Rate, Size, Sizes
 from msmtrec.models.entire_space_base import EntireSpaceModel
 from msmtrec.nn import MLP, ScenarioGroups, TowerBank
 from msmtrec.nn.entire_space import compose_entire_space
@@ -46,8 +46,8 @@ class ESMM(EntireSpaceModel):
         dropout: dropout after each hidden layer.
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, tower_dims: Sequence[int] = (200, 80),
-                 bottom_dims: Sequence[int] = (), dropout: float = 0.0) -> None:
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, tower_dims: Sizes = (200, 80),
+                 bottom_dims: Sizes = (), dropout: Rate = 0.0) -> None:
         super().__init__(schema)
         if self.roles.conversion is None:
             raise ValueError("esmm needs a task with role conversion (and one with role click)")

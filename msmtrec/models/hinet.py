@@ -56,7 +56,7 @@ unused) and concatenated with the numeric ones.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,7 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, Preset, masked_bce_with_logits, register_model
+from msmtrec.models.options import Count, Rate, Size, Sizes
 from msmtrec.nn import CGCStack, ScenarioGroups, TowerBank
 from msmtrec.nn.dropout import use_bit_dropout
 from msmtrec.nn.fused_sei import FusedSEIBank
@@ -125,14 +126,14 @@ class HiNet(MSMTModel):
         source="mrchor/HiNet src/HiNet.py: flags learning_rate, batch_size, num_epochs, scenario_gate_units; "
                "ReLU gates, singleton-axis CGC softmax, inference-mode input BatchNorm, loss over all 12 heads")}
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, input_norm: str = "none",
-                 sub_experts: int = 5, sub_expert_dims: Sequence[int] = (128, 64), sei_dropout: float = 0.5,
-                 gate_activation: str = "identity", scenario_embed_dim: int = 64,
-                 san_gate_dims: Sequence[int] = (128, 64), san_gate_activation: str = "identity",
-                 san_mask: str = "after_softmax", task_layout: str = "pair", task_levels: int = 1,
-                 cgc_gate: str = "softmax", specific_experts: int = 2, shared_experts: int = 2,
-                 expert_dims: Sequence[int] = (128, 64), expert_dropout: float = 0.0,
-                 tower_dims: Sequence[int] = (128, 64), tower_dropout: float = 0.0,
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, input_norm: str = "none",
+                 sub_experts: Size = 5, sub_expert_dims: Sizes = (128, 64), sei_dropout: Rate = 0.5,
+                 gate_activation: str = "identity", scenario_embed_dim: Size = 64,
+                 san_gate_dims: Sizes = (128, 64), san_gate_activation: str = "identity",
+                 san_mask: str = "after_softmax", task_layout: str = "pair", task_levels: Size = 1,
+                 cgc_gate: str = "softmax", specific_experts: Count = 2, shared_experts: Count = 2,
+                 expert_dims: Sizes = (128, 64), expert_dropout: Rate = 0.0,
+                 tower_dims: Sizes = (128, 64), tower_dropout: Rate = 0.0,
                  loss_on_all_heads: bool = False) -> None:
         super().__init__(schema)
         if task_layout not in TASK_LAYOUTS:

@@ -11,12 +11,12 @@ Stages:
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.options import Rate, Size, Sizes
 from msmtrec.nn import ExpertBank, MixingGateBank, ScenarioGroups, TowerBank
 from msmtrec.nn.experts import mix
 
@@ -31,8 +31,8 @@ class MMoE(MSMTModel):
         dropout: dropout inside experts and towers.
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, num_experts: int = 4,
-                 expert_dims: Sequence[int] = (128, 64), tower_dims: Sequence[int] = (64,), dropout: float = 0.0) -> None:
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, num_experts: Size = 4,
+                 expert_dims: Sizes = (128, 64), tower_dims: Sizes = (64,), dropout: Rate = 0.0) -> None:
         super().__init__(schema)
         self.embedding = self.make_embedding(schema, embed_dim)
         d = self.embedding.output_dim

@@ -28,13 +28,13 @@ comes from EPNet, task personalisation from the towers and PPNet.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.options import Positive, Rate, Size, Sizes
 from msmtrec.nn import GateNU, TowerBank
 
 
@@ -52,9 +52,9 @@ class PEPNet(MSMTModel):
             (False only for ablations).
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, scenario_embed_dim: int = 16,
-                 tower_dims: Sequence[int] = (256, 128), gate_hidden: int | None = None, gamma: float = 2.0,
-                 dropout: float = 0.0, stop_gradient: bool = True) -> None:
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, scenario_embed_dim: Size = 16,
+                 tower_dims: Sizes = (256, 128), gate_hidden: Size | None = None, gamma: Positive = 2.0,
+                 dropout: Rate = 0.0, stop_gradient: bool = True) -> None:
         super().__init__(schema)
         if not tower_dims:
             raise ValueError("tower_dims needs at least one hidden layer for PPNet to gate")

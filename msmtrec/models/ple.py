@@ -15,12 +15,12 @@ scenario); the shared experts are common to every scenario and task.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.options import Count, Rate, Size, Sizes
 from msmtrec.nn import CGCStack, ScenarioGroups, TowerBank
 
 
@@ -36,9 +36,9 @@ class PLE(MSMTModel):
         dropout: dropout inside experts and towers.
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, num_levels: int = 2, specific_experts: int = 1,
-                 shared_experts: int = 2, expert_dims: Sequence[int] = (128, 64), tower_dims: Sequence[int] = (64,),
-                 dropout: float = 0.0) -> None:
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, num_levels: Size = 2, specific_experts: Count = 1,
+                 shared_experts: Count = 2, expert_dims: Sizes = (128, 64), tower_dims: Sizes = (64,),
+                 dropout: Rate = 0.0) -> None:
         super().__init__(schema)
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")

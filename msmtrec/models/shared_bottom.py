@@ -10,12 +10,12 @@ Stages (shapes for B samples, F fields, d-dim embeddings, S scenarios, T tasks):
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.options import Rate, Size, Sizes
 from msmtrec.nn import MLP, ScenarioGroups, TowerBank
 
 
@@ -29,8 +29,8 @@ class SharedBottom(MSMTModel):
         batch_norm: BatchNorm in the shared MLP.
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, bottom_dims: Sequence[int] = (256, 128),
-                 tower_dims: Sequence[int] = (64,), dropout: float = 0.0, batch_norm: bool = False) -> None:
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, bottom_dims: Sizes = (256, 128),
+                 tower_dims: Sizes = (64,), dropout: Rate = 0.0, batch_norm: bool = False) -> None:
         super().__init__(schema)
         self.embedding = self.make_embedding(schema, embed_dim)
         self.bottom = MLP(self.embedding.output_dim, bottom_dims, dropout=dropout, batch_norm=batch_norm)

@@ -25,13 +25,13 @@ output), and every output stays scenario-specific through ``W ⊙ W_s``.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.options import Rate, Size, Sizes
 from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.star_layers import PartitionedNorm, StarLinear
 
@@ -50,9 +50,9 @@ class STAR(MSMTModel):
         dropout: dropout after each hidden star layer.
     """
 
-    def __init__(self, schema: DataSchema, embed_dim: int = 16, star_dims: Sequence[int] = (256, 128),
-                 aux_dims: Sequence[int] = (64,), scenario_embed_dim: int = 16, partitioned_norm: bool = True,
-                 norm_momentum: float = 0.1, dropout: float = 0.0) -> None:
+    def __init__(self, schema: DataSchema, embed_dim: Size = 16, star_dims: Sizes = (256, 128),
+                 aux_dims: Sizes = (64,), scenario_embed_dim: Size = 16, partitioned_norm: bool = True,
+                 norm_momentum: Rate = 0.1, dropout: Rate = 0.0) -> None:
         super().__init__(schema)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 import torch
 
@@ -176,6 +177,59 @@ def test_non_binary_label_names_the_values():
         enc.transform(t, source="train")
 
 
+def test_huge_integers_are_named_exactly_as_labels_and_read_as_numbers_as_features():
+    huge = 2**53 + 1  # the first integer a float64 cannot hold
+    spec = make_spec(tasks=[{"name": "y", "column": "y"}], numeric=["n"])
+    t = table(s=["a"] * 3, c=[1] * 3, y=[0, 1, huge], n=[1, 2, 3])
+    with pytest.raises(DataError, match=rf"must be 0/1 after its rule, found values \[{huge}\] in train"):
+        Encoders.fit(spec, t)
+    t = table(s=["a"] * 3, c=[1] * 3, y=[0, 1, 1], n=[0, huge, 2**63 - 1])
+    assert Encoders.fit(spec, t).numeric["n"].mean == pytest.approx((huge + 2**63 - 1) / 3)
+
+
+def test_a_split_whose_every_row_is_dropped_is_empty(tmp_path):
+    from msmtrec.data.io import RandomSplit
+
+    parts = RandomSplit(10, (0.8, 0.1, 0.1), 0).parts(0, 10)  # one row of test: give it no scenario
+    pacsv.write_csv(table(s=[None if p == 2 else "a" for p in parts], c=list(range(10)), y=[0, 1] * 5),
+                    tmp_path / "d.csv")
+    spec = spec_dict(files={"path": str(tmp_path / "d.csv"), "split": {"fractions": [0.8, 0.1, 0.1], "seed": 0}})
+    with pytest.raises(DataError, match=r"split 'test' is empty: every row of test split of d.csv was dropped \(1 with "
+                                        r"missing scenario\)"):
+        load_dataset(spec)
+
+
+def test_a_rule_that_matches_nothing_on_a_column_with_missing_values_names_them():
+    from msmtrec.data.fit.labels import check_two_classes
+
+    spec = make_spec(tasks=[{"name": "y", "column": "y", "rule": {"op": "==", "value": "YES"}}])
+    report = {"label_observed": {"y": 3}, "label_positive_rate": {"y": 0.0}, "label_values": {"y": [[None, 5], ["yes", 3]]}}
+    with pytest.raises(DataError) as err:
+        check_two_classes(spec, report, "train")
+    assert str(err.value).endswith("its rule 'y' == 'YES' is false for every row (did you mean 'yes'?); the most "
+                                   "frequent values of column 'y' in train: missing (5), 'yes' (3)")
+
+
+@pytest.mark.parametrize("labels,rule,message", [
+    ([1] * 20, None, "task 'y' has a single class in train split of d.csv (all 16 observed labels are 1): column 'y' "
+                     "holds only 1; the most frequent values of column 'y' in train split of d.csv: '1' (16)"),
+    ([None] * 20, None, "task 'y' has no observed label in train split of d.csv; the most frequent values of column "
+                        "'y' in train split of d.csv: missing (16)"),
+    ([3] * 5 + [4] * 15, {"op": ">", "value": 4}, "task 'y' has a single class in train split of d.csv (all 16 "
+                                                  "observed labels are 0): its rule 'y' > 4 is false for every row"),
+])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_task_with_one_class_in_train_is_refused(tmp_path, labels, rule, message, streaming):
+    from msmtrec.data import open_streaming
+
+    pacsv.write_csv(table(s=["a"] * 20, c=list(range(20)), y=pa.array(labels, pa.int64())), tmp_path / "d.csv")
+    task = {"name": "y", "column": "y", **({"rule": rule} if rule else {})}
+    spec = spec_dict(files={"path": str(tmp_path / "d.csv")}, tasks=[task])
+    with pytest.raises(DataError) as err:
+        (open_streaming if streaming else load_dataset)(spec)
+    assert str(err.value).startswith(f"spec <dict>: {message}")
+
+
 @pytest.mark.parametrize("overrides,message", [
     ({"categorical": ["c", "y"]}, "column 'y' is the label of task 'y' and also a categorical feature"),
     ({"numeric": ["y"]}, "column 'y' is the label of task 'y' and also a numeric feature"),
@@ -249,10 +303,15 @@ def test_missing_scenario_is_dropped_and_counted_or_refused():
 
 def test_transform_for_prediction_drops_unknown_scenarios_and_needs_no_labels():
     enc = Encoders.fit(make_spec(), table(s=["a", "b"], y=[0, 1], c=[1, 2]))
-    data, kept = enc.transform_for_prediction(table(s=["b", "zz", "a", None], c=[2, 1, 5, 1]), source="input.csv")
-    assert kept.tolist() == [True, False, True, False]
+    result = enc.transform_for_prediction(table(s=["b", "zz", "a", None, " "], c=[2, 1, 5, 1, 1], y=["?"] * 5),
+                                          source="input.csv")  # a label column is not read
+    assert result.kept_rows.tolist() == [True, False, True, False, False]
+    assert result.dropped == {"missing_scenario": 2, "unknown_scenario": 1}
+    data = result.data
     assert data.scenario.tolist() == [1, 0] and data.categorical[:, 0].tolist() == [2, 0]
     assert not data.label_mask.any()
+    with pytest.raises(DataError, match=r"scenario value\(s\) \['zz'\] of column 's' occur in input.csv"):
+        enc.transform_for_prediction(table(s=["zz"], c=[1]), source="input.csv", unknown_scenario="error")
     result = enc.encode(table(s=["zz"], c=[1], y=[1]), source="x", unknown_scenario="drop", allow_empty=True)
     assert len(result.data) == 0 and result.dropped == {"unknown_scenario": 1}
 

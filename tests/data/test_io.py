@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msmtrec.data.io import detect_format, read_table, split_indices, split_table
-from msmtrec.errors import DataError
-from tests.data.conftest import FIXTURES
+from msmtrec.data.io import CsvOptions, DataFile, TimeSplit, detect_format, read_table, split_indices
+from msmtrec.data.spec import load_spec
+from msmtrec.errors import DataError, SpecError
+from tests.data.conftest import FIXTURES, spec_dict
 
 BIG = 2**40 + 1
 HUGE = 2**53 + 1  # the first integer a float64 cannot hold
@@ -106,6 +107,51 @@ def test_unparsable_file_is_data_error(tmp_path):
         read_table(path)
 
 
+# ---- CSV options -------------------------------------------------------------------------------
+
+
+def test_csv_options_delimiter_null_values_encoding_and_quote(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes("name;age;city\n'Zoë; Jr';?;Köln\n'Al';31;NA\n".encode("latin-1"))
+    options = CsvOptions(delimiter=";", null_values=("?",), encoding="latin-1", quote_char="'")
+    table = DataFile(path, csv=options).read()
+    assert table.to_pydict() == {"name": ["Zoë; Jr", "Al"], "age": [None, 31], "city": ["Köln", None]}
+    assert table.schema.field("age").type == pa.int64()  # '?' is missing, not text
+
+
+def test_a_csv_read_with_the_wrong_options_says_which_option_to_set(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a;b\tc\n1;2\t3\n")
+    with pytest.raises(DataError) as err:
+        DataFile(path).require(["a"])
+    assert str(err.value).endswith("its header is one column holding ';': is the file ';'-separated? set "
+                                   'files.csv.delimiter: ";"')
+    path.write_bytes("a,b\n\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match="is it not utf-8. set files.csv.encoding"):
+        DataFile(path).read()
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"delimiter": ";;"}, "files.csv.delimiter must be a single character (not a line break), got ';;'"),
+    ({"delimiter": "\n"}, "files.csv.delimiter must be a single character (not a line break), got '\\n'"),
+    ({"quote_char": 1}, "files.csv.quote_char must be a single character (not a line break), got 1 (int)"),
+    ({"delimiter": "'", "quote_char": "'"}, "files.csv.delimiter and files.csv.quote_char must differ, both are"),
+    ({"encoding": "utf-9"}, "files.csv.encoding must be a text encoding such as utf-8, latin-1 or cp1252, got 'utf-9'"),
+    ({"null_values": "?"}, "files.csv.null_values must be a list, got '?'"),
+    ({"nulls": ["?"]}, "unknown key 'files.csv.nulls' (did you mean 'null_values'?)"),
+])
+def test_bad_csv_options_are_one_spec_error(options, message):
+    with pytest.raises(SpecError) as err:
+        load_spec(spec_dict(files={"path": "a.csv", "csv": options}))
+    assert message in str(err.value)
+
+
+def test_csv_options_on_parquet_files_are_refused_not_ignored():
+    with pytest.raises(SpecError, match="files.csv has no effect: every file is Parquet; remove it"):
+        load_spec(spec_dict(files={"train": "a.parquet", "test": "b.pq", "csv": {"delimiter": ";"}}))
+    assert load_spec(spec_dict(files={"path": "a.tsv", "csv": {"delimiter": ";"}})).files.csv.delimiter == ";"
+
+
 # ---- splitting --------------------------------------------------------------------------------
 
 
@@ -122,30 +168,61 @@ def test_random_split_is_seeded_disjoint_and_covering():
     assert all(np.all(np.diff(p) > 0) for p in parts)
 
 
-def test_split_table_keeps_rows_intact():
-    t = pa.table({"id": list(range(50)), "v": [i * 10 for i in range(50)]})
-    parts = split_table(t, (0.6, 0.2, 0.2), seed=1)
-    assert [p.num_rows for p in parts] == [30, 10, 10]
-    for p in parts:
+def test_split_sources_keep_rows_intact(tmp_path):
+    from msmtrec.data.dataset import plan_splits
+    from tests.data.conftest import make_spec
+
+    pq.write_table(pa.table({"id": list(range(50)), "v": [i * 10 for i in range(50)]}), tmp_path / "t.parquet",
+                   row_group_size=7)
+    spec = make_spec(files={"path": str(tmp_path / "t.parquet"), "split": {"fractions": [0.6, 0.2, 0.2], "seed": 1}})
+    parts = {s: pa.concat_tables(src.chunks(["id", "v"])) for s, src in plan_splits(spec).items()}
+    assert [p.num_rows for p in parts.values()] == [30, 10, 10]
+    for p in parts.values():
         assert [v // 10 for v in p.column("v").to_pylist()] == p.column("id").to_pylist()
-    assert sorted(sum((p.column("id").to_pylist() for p in parts), [])) == list(range(50))
+    assert sorted(sum((p.column("id").to_pylist() for p in parts.values()), [])) == list(range(50))
 
 
 def test_time_split_respects_order():
-    rng = np.random.default_rng(0)
-    ts = rng.permutation(200)
-    t = pa.table({"ts": ts, "row": np.arange(200)})
-    train, val, test = split_table(t, (0.7, 0.2, 0.1), method="time", column="ts")
-    assert (train.num_rows, val.num_rows, test.num_rows) == (140, 40, 20)
-    assert max(train.column("ts").to_pylist()) < min(val.column("ts").to_pylist())
-    assert max(val.column("ts").to_pylist()) < min(test.column("ts").to_pylist())
-    assert sorted(test.column("ts").to_pylist()) == list(range(180, 200))
+    from msmtrec.data.io import TimeSplit
+
+    ts = np.random.default_rng(0).permutation(200)
+    parts = TimeSplit(pa.array(ts), (0.7, 0.2, 0.1), "t.csv", "ts").parts(0, 200)
+    train, val, test = (ts[parts == k] for k in range(3))
+    assert (len(train), len(val), len(test)) == (140, 40, 20)
+    assert train.max() < val.min() and val.max() < test.min()
+    assert sorted(test.tolist()) == list(range(180, 200))
 
 
 def test_time_split_rejects_missing_times():
-    t = pa.table({"ts": [1, None, 3]})
+    from msmtrec.data.io import TimeSplit
+
     with pytest.raises(DataError, match="time column 'ts' of data.csv has 1 missing value"):
-        split_table(t, (0.5, 0.25, 0.25), method="time", column="ts", source="data.csv")
+        TimeSplit(pa.array([1, None, 3]), (0.5, 0.25, 0.25), "data.csv", "ts")
+
+
+def test_a_time_split_reads_text_times_with_their_format_and_refuses_them_without():
+    dates = ["12/31/2001", "01/01/2009", "06/15/2005", "02/01/2001"]  # as text, 12/31/2001 sorts after 2009
+    with pytest.raises(DataError) as err:
+        TimeSplit(pa.array(dates), (0.5, 0.25, 0.25), "data.csv", "d")
+    assert str(err.value).startswith("time column 'd' of data.csv holds text (e.g. '12/31/2001'), which would sort as "
+                                     "text, not as time; declare how to read it, e.g. files.split.format: '%m/%d/%Y'")
+    parts = TimeSplit(pa.array(dates), (0.5, 0.25, 0.25), "data.csv", "d", "%m/%d/%Y").parts(0, 4)
+    assert [np.flatnonzero(parts == k).tolist() for k in range(3)] == [[0, 3], [2], [1]]
+    with pytest.raises(DataError, match=r"time column 'd' of table: 4 value\(s\) do not match files.split.format "
+                                        r"'%Y-%m-%d', e.g. '12/31/2001'"):
+        TimeSplit(pa.array(dates), (0.5, 0.25, 0.25), "table", "d", "%Y-%m-%d")
+
+
+@pytest.mark.parametrize("values,fmt,message", [
+    ([True, False], None, "time column 't' of table must hold timestamps, dates or numbers (or text with "
+                          "files.split.format), got bool values (e.g. True)"),
+    ([1.0, float("nan")], None, "time column 't' of table has 1 missing value(s)"),
+    ([1, 2], "%Y", "time column 't' of table holds int64 values, not text: remove files.split.format"),
+])
+def test_a_time_column_of_another_kind_is_refused(values, fmt, message):
+    with pytest.raises(DataError) as err:
+        TimeSplit(pa.array(values), (0.5, 0.5), "table", "t", fmt)
+    assert str(err.value).startswith(message)
 
 
 def test_random_split_of_any_row_range_agrees_with_the_whole():

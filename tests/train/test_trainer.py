@@ -127,6 +127,13 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
     for k, v in result.model.state_dict().items():
         torch.testing.assert_close(run.model.state_dict()[k], v)
     assert load_checkpoint(result.run_dir / "checkpoint.pt")["model"] == "shared_bottom"
+    config_yaml = result.run_dir / "config.yaml"
+    original = config_yaml.read_text()
+    config_yaml.write_text(original.replace("model: shared_bottom", "model: mmoe"))
+    with pytest.raises(CheckpointError, match="holds a 'shared_bottom' model, but config.yaml trained 'mmoe'; it "
+                                              "belongs to another run"):
+        load_run(result.run_dir)
+    config_yaml.write_text(original)
     ckpt = result.run_dir / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="corrupt"):

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import nan_to_null, plain, shown
+from msmtrec.data.columns import as_float, nan_to_null, plain, shown
 from msmtrec.errors import DataError
 
-_RULE_HINT = "give the task a rule to binarise it, e.g. rule: {op: '>', value: 0}"
+_POSITIVE_WORDS = ("yes", "y", "true", "t", "positive", "pos")
 _OPS = {"==": pc.equal, "!=": pc.not_equal, ">": pc.greater, ">=": pc.greater_equal, "<": pc.less,
         "<=": pc.less_equal}
 
@@ -31,16 +31,19 @@ def encode_label(where: str, task: Any, table: pa.Table, source: str) -> tuple[n
             return np.zeros(len(col), np.float32), np.zeros(len(col), bool)
         x = _as_float_label(col)
         if x is None:
-            bad = [v for v in pc.unique(col.drop_null()).to_pylist() if str(v) not in ("0", "1")]
+            bad = sorted((v for v in pc.unique(col.drop_null()).to_pylist() if str(v) not in ("0", "1")), key=str)
             raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
-                            f"found values {shown(sorted(bad, key=str))} in {source}; {_RULE_HINT}")
+                            f"found values {shown(bad)} in {source}; {_rule_hint(bad)}")
         observed = ~np.isnan(x)
         values = x[observed]
         bad_mask = (values != 0) & (values != 1)
         if bad_mask.any():
-            bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(values[bad_mask])]
+            if pa.types.is_integer(col.type):  # exactly, not through a float
+                bad = sorted(set(pc.unique(col.drop_null()).to_pylist()) - {0, 1})
+            else:
+                bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(values[bad_mask])]
             raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
-                            f"found values {shown(bad)} in {source}; {_RULE_HINT}")
+                            f"found values {shown(bad)} in {source}; {_rule_hint(bad)}")
         return np.where(observed, x, 0.0).astype(np.float32), observed
     if rule.column is not None:
         right: Any = nan_to_null(plain(table.column(rule.column)))
@@ -58,18 +61,57 @@ def encode_label(where: str, task: Any, table: pa.Table, source: str) -> tuple[n
     return labels, observed
 
 
+def _rule_hint(values: list[Any]) -> str:
+    """A rule that binarises a column holding ``values``: ``== 'yes'`` for text, ``> 0`` for numbers."""
+    text = [v for v in values if isinstance(v, str)]
+    if not text:
+        return 'give the task a rule to binarise it, e.g. rule: {op: ">", value: 0}'
+    positive = next((v for v in text if v.strip().lower() in _POSITIVE_WORDS), text[0])
+    return f'give the task a rule saying which value is positive, e.g. rule: {{op: "==", value: "{positive}"}}'
+
+
+def check_two_classes(spec: Any, report: dict[str, Any], source: str) -> None:
+    """Refuse a task whose train labels are all one class or all missing: a model cannot learn it,
+    and every AUC of it would be undefined. ``report``: :attr:`EncodersFitter.report`.
+
+    Raises:
+        DataError: naming the task, its rule and the raw column's most frequent values with counts.
+    """
+    for task in spec.tasks:
+        observed, rate = report["label_observed"][task.name], report["label_positive_rate"][task.name]
+        if rate is not None and 0 < rate < 1:
+            continue
+        top = report["label_values"][task.name]
+        shown_top = ", ".join(f"{'missing' if v is None else repr(v)} ({n:,})" for v, n in top)
+        values = f"the most frequent values of column '{task.column}' in {source}: {shown_top}"
+        if rate is None:
+            raise DataError(f"{spec.where}: task '{task.name}' has no observed label in {source}; {values}")
+        label = int(rate)
+        if task.rule is None:
+            why = f"column '{task.column}' holds only {label}"
+        else:
+            why = f"its rule {task.rule.describe(task.column)} is {'true' if label else 'false'} for every row"
+            close = _close_value(task.rule.value, [v for v, _ in top])
+            why += f" (did you mean {close!r}?)" if close is not None else ""
+        raise DataError(f"{spec.where}: task '{task.name}' has a single class in {source} (all {observed:,} "
+                        f"observed labels are {label}): {why}; {values}")
+
+
+def _close_value(value: Any, values: list[str]) -> str | None:
+    """The value of ``values`` that ``value`` was probably meant to be (case or spacing aside)."""
+    if not isinstance(value, str):
+        return None
+    wanted = value.strip().lower()
+    return next((v for v in values if v is not None and v != value and v.strip().lower() == wanted), None)
+
+
 def _as_float_label(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """A label column as float64 (NaN = missing), or None if it is not numeric/boolean."""
-    t = col.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
-        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        try:  # "0"/"1" stored as text is still 0/1; anything else is reported by the caller
-            return np.asarray(nan_to_null(pc.cast(col, pa.float64())).to_numpy(zero_copy_only=False),
-                              dtype=np.float64)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-    return None
+    """A label column as float64 (NaN = missing; "0"/"1" stored as text is still 0/1), or None if
+    it does not hold numbers (the caller names the values)."""
+    try:
+        return as_float(col, "label")
+    except DataError:
+        return None
 
 
 class LabelFitter:

@@ -88,11 +88,13 @@ class NumericFitter:
                  quantile_sample: int = QUANTILE_SAMPLE, seed: int = 0) -> None:
         self.column, self.transform, self.buckets, self.where = column, transform, buckets, where
         self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.infinite = 0  # ±inf values seen (treated as missing)
         self._sample: list[np.ndarray] = []
         self._size, self._keep = 0, 1.0
         self._cap, self._rng = quantile_sample, np.random.default_rng(seed)
 
     def update(self, x: np.ndarray) -> None:
+        self.infinite += int(np.isinf(x).sum())
         x = self.prepare(x)
         if self.transform == "bucketize":
             self._add_sample(x)

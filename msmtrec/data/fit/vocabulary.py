@@ -64,6 +64,7 @@ class VocabularyFitter:
 
     def __init__(self, column: str, min_count: int) -> None:
         self.column, self.min_count = column, min_count
+        self.distinct = 0  # distinct train values, after finish() (kept or not)
         self._ints: list[tuple[np.ndarray, np.ndarray]] = []
         self._texts: list[pa.StructArray] = []
         self._pending = 0
@@ -85,11 +86,13 @@ class VocabularyFitter:
     def finish(self) -> Vocabulary:
         values, counts = _merge_ints(self._ints) if self._ints else (np.zeros(0, np.int64), np.zeros(0, np.int64))
         if not self._texts:
+            self.distinct = len(values)
             return Vocabulary(self.column, "int64", values[counts >= self.min_count].tolist())
         parts = [pa.table({"v": pa.array(values.astype(str), pa.string()), "n": pa.array(counts, pa.int64())})]
         parts += [pa.table({"v": vc.field("values"), "n": pc.cast(vc.field("counts"), pa.int64())})
                   for vc in self._texts]
         merged = pa.concat_tables(parts).group_by("v").aggregate([("n", "sum")])
+        self.distinct = merged.num_rows
         kept = merged.column("v").filter(pc.greater_equal(merged.column("n_sum"), self.min_count))
         kept = kept.take(pc.array_sort_indices(kept))
         return Vocabulary(self.column, "string", kept.to_pylist())

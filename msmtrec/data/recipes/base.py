@@ -14,7 +14,6 @@ leaves a folder that looks complete. Nothing already in ``OUT`` is replaced unle
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import pyarrow.parquet as pq
 
 from msmtrec.data.io import SPLITS
 from msmtrec.errors import ConfigError, DataError
-from msmtrec.files import atomic_write, write_json
+from msmtrec.files import atomic_write, sha256_file, write_json
 from msmtrec.yaml_io import dump_yaml
 
 OUTPUT_FILES = tuple(f"{s}.parquet" for s in SPLITS) + ("spec.yaml", "manifest.json")
@@ -96,17 +95,6 @@ def require_files(recipe: str, raw: Path, wanted: dict[str, Sequence[str]], expe
     if missing:
         raise DataError(f"{recipe}: {raw} is missing {', '.join(missing)} (expected {expected})")
     return found
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

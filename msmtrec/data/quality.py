@@ -1,0 +1,48 @@
+"""What a dataset report says a user should look at: the quiet degradations that do not stop
+training — rows dropped, labels missing (masked, never read as 0), infinite numbers read as
+missing, a categorical field collapsed to unknown, a scenario with few train rows or none in
+val/test, a task with one class in val — each one line of the report's ``warnings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msmtrec.data.io import SPLITS
+
+__all__ = ["FEW_SCENARIO_ROWS", "data_warnings"]
+
+#: A scenario with fewer train rows than this is reported: its own parameters learn from little.
+FEW_SCENARIO_ROWS = 100
+
+
+def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
+    """The warnings of a dataset report (:attr:`Dataset.report`; the train-only keys
+    ``categorical_values`` and ``numeric_infinite`` are read when present)."""
+    out = []
+    if report["dropped_total"]:
+        parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS for why, n in report["dropped"][s].items()]
+        out.append(f"dropped {report['dropped_total']:,} rows: " + "; ".join(parts))
+    for task in report["label_observed"]["train"]:
+        missing = [(s, report["rows"][s] - report["label_observed"][s][task], report["rows"][s]) for s in SPLITS]
+        if any(m for _, m, _ in missing):
+            out.append(f"task '{task}': labels missing (masked, not read as 0) in "
+                       + ", ".join(f"{s} {m:,} of {n:,}" for s, m, n in missing if m))
+        if report["label_positive_rate"]["val"][task] in (0.0, 1.0):
+            out.append(f"task '{task}' has a single class in val: its AUC is undefined there and cannot guide "
+                       f"model selection")
+    for column, n in report.get("numeric_infinite", {}).items():
+        out.append(f"numeric column '{column}' has {n:,} infinite value(s) in train; they are read as missing")
+    for column, v in report.get("categorical_values", {}).items():
+        if v["kept"] == 0:
+            why = ("has no value in train" if v["distinct"] == 0 else
+                   f"has no train value seen min_count={min_count} times (of {v['distinct']:,} distinct)")
+            out.append(f"categorical column '{column}' {why}: every row maps to unknown (id 0), the field carries "
+                       f"no information")
+    for name, n in report["scenario_rows"]["train"].items():
+        if n < FEW_SCENARIO_ROWS:
+            out.append(f"scenario '{name}' has only {n:,} train rows: its own parameters learn from few examples")
+        empty = [s for s in ("val", "test") if report["scenario_rows"][s].get(name) == 0]
+        if empty:
+            out.append(f"scenario '{name}' has no {' or '.join(empty)} rows: it gets no metrics there")
+    return out

@@ -12,26 +12,39 @@ scenario or task effect): four conditions, each with its truth.
 ==========================  ==========  ==========  ============================================
  condition                   α (scen.)   ρ (task)    truth
 ==========================  ==========  ==========  ============================================
- ``no-scenario-signal``       0           0.5         scen→sh, scen→task are useless (labels ignore
-                                                      the scenario)
- ``task-correlation-1``       0.5         1           sh→task, scen→task are useless (both tasks
-                                                      share one direction)
- ``scenario-signal-1``        1           0.5         control: scen→sh, scen→task are useful
- ``task-signal-1``            0.5         0           control: sh→task, scen→task are useful
+ ``no-scenario-signal``       0           0.5         scen→sh and scen→task are useless (the labels
+                                                      ignore the scenario): both pruned
+ ``task-correlation-1``       0.5         1           sh→task and scen→task are useless (both tasks
+                                                      share one direction): both pruned
+ ``scenario-signal-1``        1           0.5         control: the scenario unit is needed — every
+                                                      (scenario, task) keeps scen→sh or scen→task
+ ``task-signal-1``            0.5         0           control: the task units are needed — every
+                                                      (scenario, task) keeps sh→task or scen→task
 ==========================  ==========  ==========  ============================================
 
-("useful": removing the flow from the start costs test AUC — ``--oracle`` measures it: a fixed
-ticket pruning the condition's truth flows, one by one and together, against keeping every flow.)
+Why a control's truth is "one of two flows" at most, and why the controls are judged by AUC: the
+flows are the four cross terms of ``(f_t^sh + f_t^m)(u_sh + u_k)`` and share parameters
+(``sh→task`` and ``scen→task`` use the same task unit, ``scen→sh`` and ``scen→task`` the same
+scenario unit); a task unit has one output, so a rank-2 ``f_t^m`` reads any direction
+``f_t^sh`` can; and a ticket is one decision per (scenario, task), so a "shared" flow that only a
+few pairs keep is in effect theirs (measured: in ``task-signal-1``, seed 2, the pair (s1, task 1)
+kept sh→sh alone and its AUC was keep-all's, 0.8274 vs 0.8281). What the data determine in a
+control is whether the scenario (task) information reaches the predictions — which the test AUC
+measures — not which flow carries it. The structural share is reported too.
 
 Per setting and seed, every condition trains AutoIFS through the library's trainer (search then
 retrain, batch 256, one thread; mlp ``[64, 32, 16]``, the default structure at a CPU width) and
-reports, from the final ticket on the test split: the share of samples for which the useless
-flows are pruned (mean over the two null conditions, every scenario and task), the share for
-which the useful flows are kept (the two controls), the test mean AUC (mean over the four
-conditions) and its difference to the same model with every flow kept, and the share of gate
-decisions that search changed. A seed **recovers the structure** when at least 90 % of useless
-flows are pruned, at least 90 % of useful flows are kept, and the AUC is no more than 0.005 below
-keeping every flow.
+reports, from the final ticket on the test split: **useless pruned**, the share of test samples
+for which a useless flow is pruned (mean over the two flows of each null condition, both null
+conditions); **useful kept**, the share of (scenario, task) pairs, weighted by samples, that keep
+a flow of the control's group (mean over both controls), with the per-flow kept shares beside it;
+the test mean AUC over the four conditions and the **worst condition's difference** to the same
+model with every flow kept; and the share of gate decisions that search changed. A seed
+**recovers the structure** when useless pruned ≥ 0.9 and no condition's mean AUC is more than
+0.01 below keeping every flow (in a control, losing the scenario or task information costs far
+more: pruning both scenario flows from the start costs 0.15 AUC at α = 1, ``--oracle``; 0.01 is
+about the run-to-run difference of one condition here, e.g. +0.025 for seed 3's
+``scenario-signal-1`` between two settings that keep its scenario flows).
 """
 
 from __future__ import annotations
@@ -65,6 +78,7 @@ DATA = {"structure": "independent", "num_fields": 4, "vocab": 50, "signal_scale"
 CONDITIONS: dict[str, dict[str, Any]] = {
     "no-scenario-signal": {"data": {"scenario_signal": 0.0, "task_correlation": 0.5}, "useless": [SCEN_SH, SCEN_TASK]},
     "task-correlation-1": {"data": {"scenario_signal": 0.5, "task_correlation": 1.0}, "useless": [SH_TASK, SCEN_TASK]},
+    # A control's "useful" flows are a group: every (scenario, task) must keep at least one of them.
     "scenario-signal-1": {"data": {"scenario_signal": 1.0, "task_correlation": 0.5}, "useful": [SCEN_SH, SCEN_TASK]},
     "task-signal-1": {"data": {"scenario_signal": 0.5, "task_correlation": 0.0}, "useful": [SH_TASK, SCEN_TASK]},
 }
@@ -80,6 +94,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "default with code decomposition": ("default with decomposition=code", {"decomposition": "code"}, {}),
     "default with per-sample selector": ("default with selector=instance", {"selector": "instance"}, {}),
     "default with uniform flow costs": ("default with flow_costs=[1,1,1,1]", {"flow_costs": [1.0, 1.0, 1.0, 1.0]}, {}),
+    "default at double pressure": ("default with gate_penalty=-0.02", {"gate_penalty": -0.02}, {}),
     "default without penalty": ("default with gate_penalty=0", {"gate_penalty": 0.0}, {}),
     "default without warm-up": ("default with gate_warmup_epochs=0", {"gate_warmup_epochs": 0}, {}),
     "default with code gate lr": ("default with gate_lr_scale=0.01", {"gate_lr_scale": 0.01}, {}),
@@ -132,20 +147,30 @@ def run(condition: str, seed: int, rows: int, params: dict[str, Any], train: dic
 
 def scores(runs: dict[str, dict[str, Any]], reference: dict[str, float]) -> dict[str, float]:
     """One seed's figures over the four conditions (``runs``: condition → run)."""
-    pruned, kept = [], []
+    pruned, kept, kept_each = [], [], []
     for cond, r in runs.items():
-        k = np.array(r["kept"])  # [S, T, 4]
+        k = np.array(r["kept"])  # [S, T, 4]: share of each scenario's test samples keeping the flow
         for f in CONDITIONS[cond].get("useless", []):
             pruned.append(1 - k[..., FLOWS.index(f)].mean())
-        for f in CONDITIONS[cond].get("useful", []):
-            kept.append(k[..., FLOWS.index(f)].mean())
+        group = [FLOWS.index(f) for f in CONDITIONS[cond].get("useful", [])]
+        if group:  # a table ticket is one decision per (scenario, task): the max is "keeps one of them"
+            kept.append(k[..., group].max(axis=-1).mean())
+            kept_each.extend(k[..., group].mean(axis=(0, 1)))
     auc = float(np.mean([r["auc"] for r in runs.values()]))
     changed = [r["changed"] for r in runs.values() if r["changed"] is not None]
-    out = {"useless_pruned": float(np.mean(pruned)), "useful_kept": float(np.mean(kept)), "auc": auc,
+    out = {"useless_pruned": float(np.mean(pruned)), "useful_kept": float(np.mean(kept)),
+           "useful_kept_each": [float(v) for v in kept_each], "auc": auc,
            "auc_vs_keep_all": auc - float(np.mean([reference[c] for c in runs])),
+           "worst_auc_vs_keep_all": min(r["auc"] - reference[c] for c, r in runs.items()),
            "changed": float(np.mean(changed)) if changed else float("nan")}
-    out["recovered"] = bool(out["useless_pruned"] >= 0.9 and out["useful_kept"] >= 0.9 and out["auc_vs_keep_all"] >= -0.005)
+    out["recovered"] = bool(out["useless_pruned"] >= 0.9 and out["worst_auc_vs_keep_all"] >= -0.01)
     return out
+
+
+def one_by_one(kept: list[float]) -> str:
+    """The useful flows' kept shares, two per control: ``a/b · c/d``."""
+    pairs = [kept[i:i + 2] for i in range(0, len(kept), 2)]
+    return " · ".join("/".join(f"{v:.2f}" for v in p) for p in pairs)
 
 
 def heatmap(name: str, per_seed: dict[int, dict[str, dict[str, Any]]], path: Path) -> None:
@@ -176,7 +201,7 @@ def heatmap(name: str, per_seed: dict[int, dict[str, dict[str, Any]]], path: Pat
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(rows, fontsize=8)
     ax.set_title(f"AutoIFS kept share ({name}; mean of {len(per_seed)} seeds)\n✗ useless by construction, "
-                 f"✓ useful (control)", fontsize=9)
+                 f"✓ control: its information needs one of the two", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path)
@@ -228,23 +253,30 @@ def main() -> None:
                       f"AUC {r['auc']:.4f}  changed {r['changed']}  {r['seconds']:.0f}s", flush=True)
 
     reference = {s: {c: results[KEEP_ALL][s][c]["auc"] for c in CONDITIONS} for s in seeds}
-    lines = ["| setting | seed | useless flows pruned | useful flows kept | mean AUC | AUC − keep-all | decisions changed | recovered |",
-             "|---|---|---|---|---|---|---|---|"]
+    each = " · ".join("/".join(SHORT[f] for f in spec["useful"]) for spec in CONDITIONS.values() if "useful" in spec)
+    lines = ["| setting | seed | useless flows pruned | useful groups kept | useful flows one by one "
+             f"({each}) | mean AUC | AUC − keep-all (mean; worst condition) | decisions changed | recovered |",
+             "|---|---|---|---|---|---|---|---|---|"]
     table: dict[str, Any] = {}
     for name in names:
         table[name] = {}
         for seed in seeds:
             sc = scores(results[name][seed], reference[seed])
             table[name][seed] = sc
-            lines.append(f"| {name} | {seed} | {sc['useless_pruned']:.2f} | {sc['useful_kept']:.2f} | {sc['auc']:.4f} | "
-                         f"{sc['auc_vs_keep_all']:+.4f} | {sc['changed']:.2f} | {'yes' if sc['recovered'] else 'no'} |")
+            lines.append(f"| {name} | {seed} | {sc['useless_pruned']:.2f} | {sc['useful_kept']:.2f} | "
+                         f"{one_by_one(sc['useful_kept_each'])} | {sc['auc']:.4f} | "
+                         f"{sc['auc_vs_keep_all']:+.4f}; {sc['worst_auc_vs_keep_all']:+.4f} | {sc['changed']:.2f} | "
+                         f"{'yes' if sc['recovered'] else 'no'} |")
         n = sum(table[name][s]["recovered"] for s in seeds)
-        mean = {k: np.mean([table[name][s][k] for s in seeds]) for k in ("useless_pruned", "useful_kept", "auc",
-                                                                         "auc_vs_keep_all", "changed")}
+        mean = {k: np.mean([table[name][s][k] for s in seeds], axis=0)
+                for k in ("useless_pruned", "useful_kept", "useful_kept_each", "auc", "auc_vs_keep_all",
+                          "worst_auc_vs_keep_all", "changed")}
         lines.append(f"| **{name}** | mean | **{mean['useless_pruned']:.2f}** | **{mean['useful_kept']:.2f}** | "
-                     f"{mean['auc']:.4f} | {mean['auc_vs_keep_all']:+.4f} | {mean['changed']:.2f} | **{n} of {len(seeds)}** |")
+                     f"{one_by_one(mean['useful_kept_each'])} | "
+                     f"{mean['auc']:.4f} | {mean['auc_vs_keep_all']:+.4f}; {mean['worst_auc_vs_keep_all']:+.4f} | "
+                     f"{mean['changed']:.2f} | **{n} of {len(seeds)}** |")
     ref = np.mean([np.mean(list(reference[s].values())) for s in seeds])
-    lines.append(f"| {KEEP_ALL} (reference) | mean | – | 1.00 | {ref:.4f} | 0 | – | – |")
+    lines.append(f"| {KEEP_ALL} (reference) | mean | 0 | 1.00 | 1.00/1.00 · 1.00/1.00 | {ref:.4f} | 0; 0 | – | – |")
     text = "\n".join(lines)
     print(text)
     print(f"finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")

@@ -90,7 +90,7 @@ class Preset:
         """``key=value, ...`` of the settings, model parameters flattened (for ``msmtrec models``)."""
         items = {k: v for k, v in self.settings.items() if k != "model_params"}
         items.update(self.settings.get("model_params", {}))
-        return ", ".join(f"{k}={v!r}" for k, v in items.items())
+        return ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in items.items())  # a value never wraps
 
 
 def resolve_preset(config: TrainConfig) -> TrainConfig:

@@ -9,6 +9,7 @@ from msmtrec.cli import main
 from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.models import MODELS, model_hyperparameters, resolve_preset
+from msmtrec.models.options import validate_options
 
 
 @pytest.mark.parametrize("name, preset", [(n, p) for n, cls in sorted(MODELS.items()) for p in sorted(cls.presets)])
@@ -21,6 +22,7 @@ def test_every_preset_is_valid_config_and_model_options(name, preset):
             assert getattr(config, key) == value
     assert set(config.model_params) == set(settings.get("model_params", {}))
     assert set(config.model_params) <= set(model_hyperparameters(cls))
+    validate_options(cls, config.model_params)  # each value of the declared type and range
     assert cls.presets[preset].source
 
 
@@ -70,12 +72,13 @@ def test_config_file_and_command_line_over_the_preset(tmp_path, monkeypatch):
     assert recorded["preset"] == "code"
     assert (recorded["batch_size"], recorded["max_epochs"], recorded["lr"]) == (512, 1, 1e-4)
     assert recorded["model_params"]["cgc_gate"] == "sum" and recorded["model_params"]["embed_dim"] == 4
-    res = CliRunner().invoke(main, ["train", "--model", "hinet", "--preset", "nope"])
+    res = CliRunner().invoke(main, ["train", "--model", "hinet", "--preset", "nope", "--run-dir", str(tmp_path / "refused")])
     assert res.exit_code == 2 and "its presets: code" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "runs").exists()  # a refused run leaves nothing
 
 
 def test_models_listing_shows_presets_with_their_source():
     out = CliRunner().invoke(main, ["models"]).output
-    line = next(line for line in out.splitlines() if "--preset paper" in line)
-    assert "lr=2e-05" in line and "batch_size=1024" in line and "§V-C" in line
-    assert "--preset code" in out
+    entry = " ".join(out.split("--preset paper:")[1].split("\n")[:3])  # the listing wraps at 100 columns
+    assert "lr=2e-05" in entry and "batch_size=1024" in entry and "§V-C" in entry
+    assert "san_gate_dims=[128,64,1]" in out and "--preset code" in out

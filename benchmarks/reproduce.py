@@ -73,7 +73,8 @@ def main() -> None:
                     secs.append(result.fit.train_seconds)
                     print(f"  {model} {data} {label} seed {seed}: AUC {aucs[-1]:.4f}, {epochs[-1]} epochs, "
                           f"{secs[-1]:.0f} s", flush=True)
-                lines.append(f"| {model} | {data} | {label} | {np.mean(aucs):.4f} ± {np.std(aucs):.4f} | "
+                spread = f" ± {np.std(aucs):.4f}" if len(aucs) > 1 else ""
+                lines.append(f"| {model} | {data} | {label} | {np.mean(aucs):.4f}{spread} | "
                              f"{np.mean(epochs):.1f} | {np.mean(secs):.0f} |")
     print("\n".join(lines))
     print(f"finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")

@@ -2,9 +2,9 @@
 (Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``models.md`` §4 of the design notes
 (``../shared/docs/``, beside the repository); user notes: ``docs/models/autoifs.md``. The architecture
 follows the official code (``ChaohuaYang/AutoIFS``); its selection does not select (no gate decision
-changes during its search), so the default *selection* is the one that recovers a planted flow
-structure (issue 16 study, ``benchmarks/autoifs_selection.py``), and ``--preset code`` gives the
-code's.
+changes during its search), so the default *selection* is the setting that came closest to
+recovering a planted flow structure without losing AUC — it recovers part of it (issue 16 study,
+``benchmarks/autoifs_selection.py``) — and ``--preset code`` gives the code's.
 
 Four information units, LoRA-decoupled (paper §4.1):
     scenario-shared  f_s^sh(h) = W_s h + b_s                 full rank

@@ -80,6 +80,7 @@ class AEM2TL(EntireSpaceModel):
     """
 
     default_weighting = "gradnorm"
+    may_skip_parameters = True  # a scenario's Task-CGC runs only when the batch has rows of it
     #: ``--preset paper``: the training settings of §V-C ("Adam ... learning rate 2e-5, batch size
     #: 1024", for every method; on 400M industrial rows, so expect to need many more epochs than
     #: the default 20 on smaller data).

@@ -79,6 +79,9 @@ from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.lora import FlowGateTable, FlowSelector, LoRABank, flow_gates
 from msmtrec.report.flows import flow_warnings, format_flow_report, plot_flow_selection
 
+#: Search epochs before the selector trains, unless the search is shorter (``gate_warmup_epochs``).
+DEFAULT_WARMUP_EPOCHS = 3
+
 FLOWS = (
     "scen_shared->task_shared",
     "scen_shared->task_specific",
@@ -128,7 +131,8 @@ class AutoIFS(MSMTModel):
             ``instance`` (the per-sample selection network with zero-initialised heads) or
             ``code`` (the selection network as released).
         gate_warmup_epochs: search epochs at the start in which the selector is not trained, so
-            that the flows carry what they can before the gates judge them (3; the code's 0).
+            that the flows carry what they can before the gates judge them (null: 3, or
+            ``search_epochs − 1`` in a shorter search; the code's 0).
         gate_penalty: λ of the search-stage penalty ``λ_m·mean_j(c_j·mean(sigmoid(τ w_{m,j})))``,
             one float for every task or one per task (−0.01; the code's 0). Negative λ pushes
             towards pruning, positive discourages it (g = 1 prunes).
@@ -155,7 +159,7 @@ class AutoIFS(MSMTModel):
                  search_epochs: Size = 10, final_temp: Positive = 100.0, rewind_epoch: Count | None = None,
                  search_lr: Positive = 3e-4, search_weight_decay: NonNegative = 3e-5, gate_lr_scale: Positive = 1.0,
                  retrain_lr: Positive = 1e-4, retrain_weight_decay: NonNegative = 3e-4, retrain_epochs: Size | None = None,
-                 selector: str = "table", gate_warmup_epochs: Count = 3, gate_penalty: float | Sequence[float] = -0.01,
+                 selector: str = "table", gate_warmup_epochs: Count | None = None, gate_penalty: float | Sequence[float] = -0.01,
                  flow_costs: Sequence[NonNegative] = (0.0, 1.0, 1.0, 2.0)) -> None:
         super().__init__(schema)
         mlp_dims = list(mlp_dims)
@@ -172,6 +176,8 @@ class AutoIFS(MSMTModel):
         rewind_epoch = search_epochs - 1 if rewind_epoch is None else rewind_epoch
         if not 0 <= rewind_epoch < search_epochs:
             raise ValueError(f"rewind_epoch must be in [0, {search_epochs - 1}] (a 0-based search epoch), got {rewind_epoch}")
+        if gate_warmup_epochs is None:  # 3, or fewer in a shorter search (the selector trains at least once)
+            gate_warmup_epochs = min(DEFAULT_WARMUP_EPOCHS, search_epochs - 1)
         if not 0 <= gate_warmup_epochs < search_epochs:
             raise ValueError(f"gate_warmup_epochs must be in [0, {search_epochs - 1}] (fewer than the search epochs), "
                              f"got {gate_warmup_epochs}")
@@ -389,7 +395,10 @@ class AutoIFS(MSMTModel):
         self.selector.eval()
 
     def training_stages(self, config: Any) -> list[Stage]:
+        # Both stages' state (saved with a resumable run): the rewind snapshot, from search to retrain,
+        # and the selector's decisions at the start of search on the probe rows.
         memo: dict[str, Any] = {}
+        probe: list[EncodedData] = []  # the first validation rows (not state: taken again on resume)
 
         def search_groups(model: "AutoIFS", lr: float, wd: float) -> list[dict[str, Any]]:
             return [{"params": model.main_parameters(), "lr": lr, "weight_decay": wd},
@@ -400,8 +409,9 @@ class AutoIFS(MSMTModel):
 
         def search_start(trainer: Any, model: "AutoIFS") -> None:
             model.start_search()
-            memo["probe"] = trainer.val_data.take(slice(0, min(len(trainer.val_data), DECISION_PROBE_ROWS)))
-            memo["start"] = model.gate_decisions(memo["probe"])
+            probe[:] = [trainer.val_data.take(slice(0, min(len(trainer.val_data), DECISION_PROBE_ROWS)))]
+            if "start" not in memo:  # a resumed search keeps the decisions its first epoch started from
+                memo["start"] = model.gate_decisions(probe[0])
 
         def search_epoch_start(trainer: Any, model: "AutoIFS", epoch: int) -> None:
             model.temperature.fill_(model.temperature_at(epoch))
@@ -411,7 +421,7 @@ class AutoIFS(MSMTModel):
                 memo["rewind"] = model.snapshot()
 
         def search_epoch_end(trainer: Any, model: "AutoIFS", epoch: int, val: dict) -> dict[str, float]:
-            now = model.gate_decisions(memo["probe"])
+            now = model.gate_decisions(probe[0])
             changed, kept = float((now != memo["start"]).float().mean()), float((~now).float().mean())
             model.gates_changed.fill_(changed)
             trainer.log(f"[search] gates: {changed:.1%} of the decisions differ from the start; {kept:.1%} of the "
@@ -428,10 +438,10 @@ class AutoIFS(MSMTModel):
             Stage(name="search", max_epochs=self.search_epochs, lr=self.search_lr, weight_decay=self.search_weight_decay,
                   param_groups=search_groups, early_stopping=False, restore_best=False, select_best=False,
                   on_stage_start=search_start, on_epoch_start=search_epoch_start, on_epoch_end=search_epoch_end,
-                  on_stage_end=search_end),
+                  on_stage_end=search_end, state=memo),
             Stage(name="retrain", max_epochs=self.retrain_epochs, lr=self.retrain_lr, weight_decay=self.retrain_weight_decay,
                   param_groups=retrain_groups, early_stopping=True, restore_best=True, select_best=True,
-                  on_stage_start=retrain_start),
+                  on_stage_start=retrain_start, state=memo),
         ]
 
     # -- what AutoIFS tells its user ------------------------------------------------------------------

@@ -29,7 +29,10 @@ instead of the trainer growing a special case:
 - ``presets`` (class attribute, name → :class:`Preset`) → named training settings (``--preset``),
   e.g. the official code's or the paper's, applied by :func:`resolve_preset`;
 - ``notes`` (list of str, empty unless the model adds to it) → lines the trainer logs at the start
-  (e.g. disabled branches).
+  (e.g. disabled branches);
+- ``may_skip_parameters`` (class attribute, False) → True when a training step can leave a
+  trainable parameter without a gradient (a module run only on some scenarios' rows, skipped when
+  the batch has none): data-parallel training then looks for such parameters every step.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class MSMTModel(nn.Module):
     name: ClassVar[str] = "?"
     default_weighting: ClassVar[str] = "fixed"
     presets: ClassVar[dict[str, Preset]] = {}
+    may_skip_parameters: ClassVar[bool] = False
 
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()

@@ -3,12 +3,17 @@
 A strategy sees the vector of losses (``model.loss_names`` order) each step and returns the
 total; it may keep its own learnable weights and optimiser (``after_step``). Strategies are
 looked up by name in :data:`WEIGHTINGS`, so every model can use every strategy.
+
+Data parallelism: a learnable strategy's weights live outside the model, so DistributedDataParallel
+does not average their gradients; a strategy averages what it learns from over the ranks itself
+with :attr:`TaskWeighting.average` (identity in one process; the trainer sets it to an all-reduce),
+so every rank keeps the same weights.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -30,6 +35,8 @@ class TaskWeighting:
     """Base strategy. Subclasses implement :meth:`combine` and may override the rest."""
 
     name: ClassVar[str] = "?"
+    #: averages a tensor over the data-parallel ranks (set by the trainer; identity in one process)
+    average: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda t: t)
 
     def __init__(self, loss_names: list[str], model: torch.nn.Module, initial: dict[str, float] | None = None) -> None:
         self.loss_names = list(loss_names)
@@ -147,7 +154,8 @@ class GradNormWeighting(TaskWeighting):
                     g = g[self.shared_rows]
             norms.append(g.norm() if g is not None else torch.zeros((), device=losses.device))
         norms = torch.stack(norms).detach().to(self.w.device)
-        current = losses.detach().to(self.w.device)
+        # Over several ranks: the mean of the ranks' gradient norms and losses, so all take one step.
+        norms, current = self.average(torch.cat([norms, losses.detach().to(self.w.device)])).chunk(2)
         if self.initial_losses is None:
             self.initial_losses = current.clone()
         else:  # a loss with no observed label in the first batch(es) gets its L(0) later
@@ -220,6 +228,7 @@ class UncertaintyWeighting(TaskWeighting):
 
     def after_step(self) -> None:
         if self.log_var.grad is not None:
+            self.log_var.grad = self.average(self.log_var.grad)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
 

@@ -430,6 +430,13 @@ def test_gate_warmup_leaves_the_selector_alone_then_trains_it():
     assert model.flow_report(val)["gates_changed_in_search"] == search_records[-1]["gates_changed"]
 
 
+def test_default_warmup_leaves_a_short_search_at_least_one_selector_epoch():
+    schema = make_schema(scenarios=3, tasks=2)
+    assert [small(schema, selector="table", search_epochs=e, gate_warmup_epochs=None).gate_warmup_epochs
+            for e in (1, 2, 10)] == [0, 1, 3]
+    assert small(schema, selector="table", search_epochs=10, gate_warmup_epochs=5).gate_warmup_epochs == 5
+
+
 def test_report_warns_when_search_changed_nothing_and_when_a_pair_loses_every_flow():
     schema = make_schema(scenarios=2, tasks=2)
     torch.manual_seed(3)  # the code's selector starts away from w = 0, so a negligible lr changes no decision

@@ -143,6 +143,9 @@ def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) 
 
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc starts its own processes; under torchrun leave it out")
+    from msmtrec.models import resolve_preset
+
+    config = resolve_preset(config)  # the ranks read every key from a file: a preset must be filled in first
     resolve_device(config.device)
     check_start(config, resume=resume_dir, world_size=nproc, load=False)
     with tempfile.TemporaryDirectory(prefix="msmtrec-") as tmp:

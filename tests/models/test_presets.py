@@ -82,3 +82,22 @@ def test_models_listing_shows_presets_with_their_source():
     entry = " ".join(out.split("--preset paper:")[1].split("\n")[:3])  # the listing wraps at 100 columns
     assert "lr=2e-05" in entry and "batch_size=1024" in entry and "§V-C" in entry
     assert "san_gate_dims=[128,64,1]" in out and "--preset code" in out
+
+
+def test_nproc_ranks_receive_the_preset_filled_in(tmp_path, monkeypatch):
+    """``--nproc`` hands its ranks a config file in which every key is set: the preset's values
+    must be in it already, or the ranks would read the run config's defaults as explicit."""
+    import msmtrec.train.distributed as distributed
+
+    seen = {}
+
+    def launch(nproc, args):
+        seen["nproc"], seen["config"] = nproc, yaml.safe_load(open(args[args.index("--config") + 1]).read())
+        return 0
+
+    monkeypatch.setattr(distributed, "launch", launch)
+    res = CliRunner().invoke(main, ["train", "--model", "aem2tl", "--preset", "paper", "--nproc", "2", "--lr", "1e-3",
+                                    "--runs-root", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert seen["nproc"] == 2 and seen["config"]["preset"] == "paper"
+    assert (seen["config"]["batch_size"], seen["config"]["lr"]) == (1024, 1e-3)  # the preset's, and the explicit lr

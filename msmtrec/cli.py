@@ -55,6 +55,8 @@ def _parse_value(text: str) -> Any:
 @click.option("--model", "-m", help="Model name (see `msmtrec models`). Default: shared_bottom.")
 @click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), help="YAML config file (TrainConfig keys).")
+@click.option("--preset", help="The model's named training settings, e.g. code or paper (see `msmtrec models`); "
+                               "options you give explicitly win.")
 @click.option("--epochs", type=int, help="Maximum epochs (per stage).")
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float, help="Adam learning rate.")
@@ -79,8 +81,8 @@ def _parse_value(text: str) -> Any:
 @click.option("--log-to", "log_to", metavar="LOGGERS",
               help="Also log the run to experiment trackers: tensorboard, mlflow or tensorboard,mlflow.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
-def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
-          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to, quiet) -> None:
+def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads,
+          device, row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
@@ -95,7 +97,7 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
         config = TrainConfig.from_yaml(Path(resume_dir) / "config.yaml")
     else:
         config = TrainConfig()
-    overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
+    overrides = {"model": model, "data": data, "preset": preset, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
                  "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to)}
@@ -110,7 +112,8 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
         changes["model_params"] = mp
     elif model and model != config.model:
         changes["model_params"] = {}  # a config's hyperparameters belong to its own model
-    config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
+    # Only the keys given (file or command line) count as set, so that a preset fills the others.
+    config = TrainConfig.from_dict({**config.model_dump(exclude_unset=True), **changes}, source="command line")
     if nproc is not None and nproc > 1:
         sys.exit(_launch_ranks(nproc, config, resume_dir, quiet))
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
@@ -140,6 +143,9 @@ def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) 
 
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc starts its own processes; under torchrun leave it out")
+    from msmtrec.models import resolve_preset
+
+    config = resolve_preset(config)  # the ranks read every key from a file: a preset must be filled in first
     resolve_device(config.device)
     check_start(config, resume=resume_dir, world_size=nproc, load=False)
     with tempfile.TemporaryDirectory(prefix="msmtrec-") as tmp:
@@ -227,6 +233,8 @@ def models() -> None:
         click.echo(_wrapped(f"{name:14s} {_first_sentence(sys.modules[cls.__module__].__doc__ or '')}"))
         hp = ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in model_hyperparameters(cls).items())
         click.echo(_wrapped(f"{'':14s} options: {hp}"))
+        for preset_name, preset in sorted(cls.presets.items()):
+            click.echo(_wrapped(f"{'':14s} --preset {preset_name}: {preset.describe()}  [{preset.source}]"))
 
 
 def _first_sentence(doc: str) -> str:

@@ -26,6 +26,9 @@ class TrainConfig(BaseModel):
         model: registered model name (``msmtrec models`` lists them).
         model_params: the model's hyperparameters (its constructor keywords).
         data: a built-in dataset name or the path of a dataset spec YAML.
+        preset: a named set of training settings the model declares (``msmtrec models`` lists
+            them, e.g. ``code`` or ``paper``); it fills every key this config does not set itself
+            (:func:`msmtrec.models.base.resolve_preset`). None: the defaults below.
         seed: seeds Python, NumPy and PyTorch, the split (when the spec has none) and shuffling.
         batch_size / eval_batch_size: training / evaluation batch sizes (training: of each process
             when data-parallel, so a step trains on ``batch_size × processes`` rows).
@@ -56,6 +59,7 @@ class TrainConfig(BaseModel):
     model: StrictStr = "shared_bottom"
     model_params: dict[str, Any] = Field(default_factory=dict)
     data: StrictStr = "womens-ecommerce"
+    preset: StrictStr | None = None
     seed: StrictInt = 2024
     batch_size: _Positive = 256
     eval_batch_size: _Positive = 16384
@@ -107,8 +111,9 @@ class TrainConfig(BaseModel):
         return cls.from_dict({} if d is None else d, source=f"config {path}")
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A validated copy with ``changes`` applied."""
-        return self.from_dict({**self.to_dict(), **changes})
+        """A validated copy with ``changes`` applied (keys this config leaves at their defaults stay
+        unset, so a preset can still fill them)."""
+        return self.from_dict({**self.model_dump(exclude_unset=True), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

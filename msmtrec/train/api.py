@@ -17,7 +17,7 @@ from msmtrec.data.encoded import DataSchema
 from msmtrec.declared import show
 from msmtrec.errors import CheckpointError, ConfigError, DataError, MsmtrecError
 from msmtrec.files import atomic_write, write_json
-from msmtrec.models.base import MSMTModel, build_model, get_model_class
+from msmtrec.models.base import MSMTModel, build_model, get_model_class, resolve_preset
 from msmtrec.models.options import validate_options
 from msmtrec.report import plot_learning_curves, results_table
 from msmtrec.tracking import RunLoggers, check_loggers
@@ -98,6 +98,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
           on_epoch: Callable[[dict], None] | None = None, evaluate_test: bool = True) -> TrainResult:
     """Train ``config.model`` on ``config.data`` and evaluate it.
 
+    A preset named in ``config.preset`` fills the keys the config does not set (:func:`resolve_preset`).
     Validation drives early stopping and model selection; the test split is evaluated exactly
     once, with the restored best weights (not at all without ``evaluate_test``: a tuning trial's
     result is its validation score). With ``write_run`` the run directory receives the
@@ -119,6 +120,7 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or _silent
+    config = resolve_preset(config)  # the run records the resolved settings and the preset's name
     resolve_device(config.device)  # before joining a process group: NCCL needs the GPUs
     configure_torch(config)
     with process_group(config.device) as (ranks, device):

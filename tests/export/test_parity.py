@@ -16,8 +16,9 @@ from msmtrec.train import load_run, run_dataset
 
 #: Options whose forward takes another path, exported too.
 VARIANTS = {
-    "hinet": [{"task_layout": "scenario"}, {"loss_on_all_heads": True, "gate_activation": "relu"}],
-    "autoifs": [{"decomposition": "linear", "scenario_routing": "gather"}],
+    "hinet": [{"task_layout": "scenario"}, {"loss_on_all_heads": True, "gate_activation": "relu"},
+              {"task_levels": 2, "cgc_gate": "sum"}],
+    "autoifs": [{"decomposition": "code", "scenario_routing": "gather"}, {"selector": "instance"}],
     "aem2tl": [{"entire_space": False}, {"task_cgc": False, "scenario_cgc": False}],
     "star": [{"partitioned_norm": False}],
     "esmm": [{"bottom_dims": [8]}],

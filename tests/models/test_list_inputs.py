@@ -49,7 +49,7 @@ def test_every_model_reads_the_lists_through_its_embedding(name):
 
 def test_autoifs_selector_reads_the_lists_through_its_frozen_table():
     torch.manual_seed(0)
-    model = build_model("autoifs", schema(), {})
+    model = build_model("autoifs", schema(), {"selector": "code"})  # a network selector (its heads random)
     model.eval()
     b = batch()
     model.draw_ticket()

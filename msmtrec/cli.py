@@ -80,9 +80,13 @@ def _parse_value(text: str) -> Any:
               help="Train data-parallel on N processes of this machine (as torchrun --nproc-per-node N).")
 @click.option("--log-to", "log_to", metavar="LOGGERS",
               help="Also log the run to experiment trackers: tensorboard, mlflow or tensorboard,mlflow.")
+@click.option("--precision", help="fp32 (default) | bf16 (autocast, CPU or CUDA) | fp16 (CUDA, gradient scaler).")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="Run the model through torch.compile (eager, with a note, if compiling fails).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
 def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads,
-          device, row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to, quiet) -> None:
+          device, row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to,
+          precision, compile_, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
@@ -100,7 +104,8 @@ def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay
     overrides = {"model": model, "data": data, "preset": preset, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
-                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to)}
+                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to),
+                 "precision": precision, "compile": compile_}
     changes = {k: v for k, v in overrides.items() if v is not None}
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}

@@ -50,7 +50,7 @@ class PLE(MSMTModel):
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         x = self.embedding(batch)
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
         # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.
         present = groups.present

@@ -64,7 +64,8 @@ class MixingGateBank(nn.Module):
         if self.kind == "sum":
             n = len(range(*gates.indices(self.num_gates)))
             return x.new_ones(x.shape[0], n, self.num_entries)
-        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates]) + self.bias[gates]
+        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates])
+        logits = logits + self.bias[gates].to(logits.dtype)  # the autocast dtype, if any
         if self.relu:
             logits = torch.relu(logits)
         return torch.softmax(logits, dim=-1)

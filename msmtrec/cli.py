@@ -181,19 +181,22 @@ def evaluate(run_dir, data, split) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("model_dir", metavar="RUN_OR_EXPORT", type=click.Path())
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="CSV or Parquet with the feature columns.")
 @click.option("--output", "-o", "output_path", required=True, type=click.Path(), help="CSV or Parquet to write.")
 @click.option("--unknown-scenario", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Rows without a scenario or with one the model does not know: fail, or write empty probabilities "
                    "and count them.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> None:
-    """Write one probability column per task (``<task>_prob``) next to the input's columns."""
+@click.option("--threads", type=int, help="Threads of the runtime (ONNX Runtime or PyTorch); default: its own.")
+def predict(model_dir, input_path, output_path, unknown_scenario, overwrite, threads) -> None:
+    """Write one probability column per task (``<task>_prob``) next to the input's columns, with
+    the model of a run directory or an export folder (``msmtrec export``)."""
     from msmtrec.predict import predict_file
 
-    _note_unfinished(run_dir)
-    n, skipped = predict_file(run_dir, input_path, output_path, unknown_scenario=unknown_scenario, overwrite=overwrite)
+    _note_unfinished(model_dir)
+    n, skipped = predict_file(model_dir, input_path, output_path, unknown_scenario=unknown_scenario,
+                              overwrite=overwrite, threads=threads)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
         msg += f"; {skipped:,} row(s) had no scenario or one the model does not know and got empty probabilities"
@@ -206,6 +209,23 @@ def _note_unfinished(run_dir: str) -> None:
     note = unfinished_note(Path(run_dir))
     if note:
         click.echo(note, err=True)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "-f", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
+              help="Graph format: ONNX (ONNX Runtime, Triton, ...) or TorchScript (libtorch, TorchServe).")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(), help="Export folder to write.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset of the graph (13-20).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is an export folder already.")
+def export(run_dir, fmt, out_dir, opset, overwrite) -> None:
+    """Write a trained run's model as a graph of the encoded inputs, with the run's encoders, schema
+    and a manifest (versions, inputs and outputs, sha256 of every file); `msmtrec predict` and
+    `msmtrec.export.Scorer` read it."""
+    from msmtrec.export import export_run
+
+    out = export_run(run_dir, fmt, out_dir, overwrite=overwrite, opset=opset)
+    click.echo(f"wrote {fmt} export of {run_dir} to {out}")
 
 
 @main.command()

@@ -175,7 +175,7 @@ class AEM2TL(EntireSpaceModel):
 
     # -- forward, in the order of the paper's Fig. 3 ---------------------------------------------
     def forward(self, batch: EncodedData) -> dict[str, torch.Tensor]:
-        x = self.embedding(batch.categorical, batch.numeric)
+        x = self.embedding(batch)
         inputs = [x]
         if self.scenario_shared is not None:
             inputs.append(self.scenario_shared(x).squeeze(1))  # G, shared by every scenario [B, h_s]

@@ -147,11 +147,13 @@ class MSMTModel(nn.Module):
         try:
             return cls(schema, **params)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"model '{cls.name}': {e}") from None
+            # One line, whatever value the message quotes (an option given as a line break).
+            one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")
+            raise ConfigError(f"model '{cls.name}': {one_line}") from None
 
     @staticmethod
     def make_embedding(schema: DataSchema, dim: int) -> FeatureEmbedding:
-        return FeatureEmbedding(schema.cardinalities, dim, num_numeric=len(schema.numeric))
+        return FeatureEmbedding.for_schema(schema, dim)
 
     # -- the contract -------------------------------------------------------------------------------
     def forward(self, batch: EncodedData) -> Any:  # pragma: no cover - abstract

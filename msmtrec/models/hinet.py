@@ -196,14 +196,14 @@ class HiNet(MSMTModel):
         return [self.towers(h, slice(s * t, (s + 1) * t)).squeeze(-1) for (s, _), h in zip(chunks, hidden)]
 
     def forward(self, batch: EncodedData) -> torch.Tensor | HiNetOutput:
-        x = self.input_norm(self.embedding(batch.categorical, batch.numeric))
+        x = self.input_norm(self.embedding(batch))
         c = self.scenario_representation(x, batch.scenario)
         if self.loss_on_all_heads:
             all_logits = torch.stack(self.heads([(s, c) for s in range(self.num_scenarios)]), dim=1)  # [B, M, T]
             own = all_logits[torch.arange(c.shape[0], device=c.device), batch.scenario]
             return HiNetOutput(own, all_logits)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
-        present = [s for s, n in enumerate(groups.counts) if n]
+        present = groups.present
         chunks = groups.split(c)
         return groups.merge(self.heads([(s, chunks[s]) for s in present]))
 

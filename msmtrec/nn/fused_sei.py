@@ -45,8 +45,11 @@ class _ReLUKeep(torch.autograd.Function):
 
 
 def relu_keep(h: torch.Tensor, p: float) -> torch.Tensor:
-    """ReLU, then zero each element with probability ``p`` (no rescaling: the caller folds it)."""
-    return _ReLUKeep.apply(h, keep_mask(h.shape, p, h.device) if p > 0 else None)
+    """ReLU, then zero each element with probability ``p`` (no rescaling: the caller folds it).
+    Without dropout (``p = 0``, evaluation) a plain ReLU, which a traced graph can hold."""
+    if p == 0:
+        return torch.relu(h)
+    return _ReLUKeep.apply(h, keep_mask(h.shape, p, h.device))
 
 
 class FusedSEIBank(SEIBank):

@@ -77,7 +77,7 @@ class STAR(MSMTModel):
         return h
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
-        x = self.embedding(batch.categorical, batch.numeric)
+        x = self.embedding(batch)
         main = ScenarioGroups(batch.scenario, self.num_scenarios).apply(self.star_network, x)
         aux = self.auxiliary(torch.cat([self.scenario_embedding(batch.scenario), x], dim=1))
         return main + aux

@@ -54,17 +54,19 @@ class LoRABank(nn.Module):
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, *, with_bias: bool = True) -> torch.Tensor:
         """``x [B, in]``, ``index [B]`` (each row's group) → ``[B, out]``."""
-        low = torch.bmm(x.unsqueeze(1), self.A[index])  # [B, 1, r]
-        out = torch.bmm(low, self.B[index]).squeeze(1)
+        # Cast the (small) banks before gathering them per row, not the [B, in, r] gathers after.
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        low = torch.bmm(x.unsqueeze(1), self.A.to(dtype)[index])  # [B, 1, r]
+        out = torch.bmm(low, self.B.to(dtype)[index]).squeeze(1)
         if with_bias and self.bias is not None:
-            out = out + self.bias[index]
+            out = out + self.bias.to(out.dtype)[index]
         return out
 
     def group(self, x: torch.Tensor, g: int, *, with_bias: bool = True) -> torch.Tensor:
         """``x [n, in]``, all rows of group ``g`` → ``[n, out]``."""
         out = (x @ self.A[g]) @ self.B[g]
         if with_bias and self.bias is not None:
-            out = out + self.bias[g]
+            out = out + self.bias[g].to(out.dtype)
         return out
 
     def all_groups(self, x: torch.Tensor, *, with_bias: bool = True) -> torch.Tensor:
@@ -75,11 +77,11 @@ class LoRABank(nn.Module):
         lead = x.shape[:-1]
         low = (x.reshape(-1, self.in_dim) @ self.A.transpose(0, 1).reshape(self.in_dim, -1)).view(-1, self.num_groups, self.rank)
         if self.out_dim == 1:
-            out = (low * self.B.squeeze(-1)).sum(-1, keepdim=True)
+            out = (low * self.B.squeeze(-1).to(low.dtype)).sum(-1, keepdim=True)
         else:
             out = torch.einsum("ngr,gro->ngo", low, self.B)
         if with_bias and self.bias is not None:
-            out = out + self.bias
+            out = out + self.bias.to(out.dtype)
         return out.view(*lead, self.num_groups, self.out_dim)
 
     def extra_repr(self) -> str:
@@ -94,19 +96,37 @@ class FlowSelector(nn.Module):
     per task, ``w_t = V_t q + e_t ∈ R^{n_flows}``; the heads are stored as one ``Linear`` to
     ``T · n_flows`` outputs. ``forward(x [B, in]) → w [B, T, n_flows]``. The pruning function
     that turns ``w`` into gates is :func:`flow_gates`.
+
+    ``zero_heads``: the heads start at ``V = 0, e = 0``, so every logit starts at exactly 0 (no
+    decision) instead of at PyTorch's random ``Linear`` initialisation (the released code's).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, num_flows: int = 4, *,
-                 dropout: float = 0.0, batch_norm: bool = False) -> None:
+                 dropout: float = 0.0, batch_norm: bool = False, zero_heads: bool = False) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("the flow selector needs at least one hidden layer")
         self.num_tasks, self.num_flows = num_tasks, num_flows
         self.hypernet = MLP(in_dim, hidden, dropout=dropout, batch_norm=batch_norm)
         self.heads = nn.Linear(self.hypernet.output_dim, num_tasks * num_flows)
+        if zero_heads:
+            nn.init.zeros_(self.heads.weight)
+            nn.init.zeros_(self.heads.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.hypernet(x)).view(x.shape[0], self.num_tasks, self.num_flows)
+
+
+class FlowGateTable(nn.Module):
+    """Selection logits per (scenario, task, flow), a learned table that starts at 0:
+    ``forward(scenario [B]) → w [B, T, n_flows]`` (the rows of each sample's scenario)."""
+
+    def __init__(self, num_scenarios: int, num_tasks: int, num_flows: int = 4) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_scenarios, num_tasks, num_flows))
+
+    def forward(self, scenario: torch.Tensor) -> torch.Tensor:
+        return self.logits[scenario]
 
 
 def flow_gates(logits: torch.Tensor, temperature: float | torch.Tensor, hard: bool) -> torch.Tensor:

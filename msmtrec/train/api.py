@@ -17,9 +17,10 @@ from msmtrec.data.encoded import DataSchema
 from msmtrec.declared import show
 from msmtrec.errors import CheckpointError, ConfigError, DataError, MsmtrecError
 from msmtrec.files import atomic_write, write_json
-from msmtrec.models.base import MSMTModel, build_model, get_model_class
+from msmtrec.models.base import MSMTModel, build_model, get_model_class, resolve_preset
 from msmtrec.models.options import validate_options
-from msmtrec.report import results_table
+from msmtrec.report import plot_learning_curves, results_table
+from msmtrec.tracking import RunLoggers, check_loggers
 from msmtrec.train.checkpoint import (SPEC_FILE, STATE_FILE, check_run_location, create_run_dir, load_checkpoint,
                                      save_checkpoint, save_train_state)
 from msmtrec.train.distributed import process_group, rank_seed
@@ -72,7 +73,7 @@ class TrainResult:
     schema: DataSchema
     fit: FitResult
     validation: dict
-    test: dict
+    test: dict | None  # None: trained with evaluate_test=False (a tuning trial)
     run_dir: Path | None
     num_parameters: int
     dataset: str = ""  # the dataset's name (its spec's ``name``)
@@ -94,14 +95,17 @@ class TrainResult:
 
 def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, progress: bool | None = None,
           write_run: bool = True, dataset: Any = None, resume: str | Path | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, evaluate_test: bool = True) -> TrainResult:
     """Train ``config.model`` on ``config.data`` and evaluate it.
 
+    A preset named in ``config.preset`` fills the keys the config does not set (:func:`resolve_preset`).
     Validation drives early stopping and model selection; the test split is evaluated exactly
-    once, with the restored best weights. With ``write_run`` the run directory receives the
+    once, with the restored best weights (not at all without ``evaluate_test``: a tuning trial's
+    result is its validation score). With ``write_run`` the run directory receives the
     resolved config, schema, encoders, the data fingerprint, the best checkpoint (atomically, at
-    every improvement), per-epoch logs and resumable state, its status, ``metrics.json`` and
-    ``results.md``.
+    every improvement), per-epoch logs and resumable state, its status, ``metrics.json``,
+    ``results.md`` and ``learning_curves.png`` (with matplotlib); ``config.loggers`` receive
+    the same (:mod:`msmtrec.tracking`).
 
     Launched by torchrun (``WORLD_SIZE`` > 1) every rank calls this: each trains on its share of
     the data, rank 0 alone logs and writes the run directory, and every rank returns the result.
@@ -116,13 +120,14 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
     from msmtrec.data import open_dataset  # deferred: keeps `import msmtrec.train` light
 
     echo = echo or _silent
+    config = resolve_preset(config)  # the run records the resolved settings and the preset's name
     resolve_device(config.device)  # before joining a process group: NCCL needs the GPUs
     configure_torch(config)
     with process_group(config.device) as (ranks, device):
         if not ranks.is_main:
             echo, progress = _silent, False
         state = ranks.from_main(lambda: check_start(config, write_run=write_run, resume=resume,
-                                                    world_size=ranks.world_size))
+                                                    world_size=ranks.world_size, evaluate_test=evaluate_test))
 
         def setup() -> tuple[Any, MSMTModel, Trainer]:
             seed_everything(config.seed)
@@ -141,8 +146,9 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
         run_dir = None
         if write_run:
             run_dir = ranks.from_main(lambda: _open_run_dir(config, data, name, resume, state, ranks.world_size))
+        loggers = RunLoggers()
         if run_dir is not None and ranks.is_main:
-            _write_during_training(trainer, run_dir, config, data, on_epoch)
+            _write_during_training(trainer, run_dir, config, data, on_epoch, loggers)
         elif on_epoch is not None:
             trainer.on_epoch = on_epoch
         where = f"; run directory {run_dir}" if run_dir else ""
@@ -156,33 +162,47 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
             echo(f"warning: {warning}")
 
         try:
+            if run_dir is not None and ranks.is_main:
+                loggers.open(config, run_dir, 0 if state is None else state["global_epoch"])
             fit = trainer.fit(resume=state)
-            validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size, ranks)
-            test = evaluate_model(model, test_split, data.schema, config.eval_batch_size, ranks)  # once, with the best weights
+            validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size, ranks,
+                                        forward=trainer.forward)
+            test = None
+            if evaluate_test:  # once, with the best weights
+                test = evaluate_model(model, test_split, data.schema, config.eval_batch_size, ranks,
+                                      forward=trainer.forward)
         except BaseException as exc:
             if run_dir is not None and ranks.is_main:
                 write_status(run_dir, f"failed: {_reason(exc)}", world_size=ranks.world_size, epochs=trainer.global_epoch)
+                loggers.finish(None, [], ok=False)
             raise
         result = TrainResult(config, model, data.schema, fit, validation, test, run_dir, model.num_parameters(), name)
-        if ranks.is_main:
+        if ranks.is_main and evaluate_test:
             extra = model.extra_report(test_split, run_dir)
             if isinstance(extra.get("summary"), str):  # the model's findings in words (AutoIFS: flow selection)
                 echo(extra.pop("summary"))
             if run_dir is not None:
                 _write_results(run_dir, result, data, extra, ranks.world_size)
+                loggers.finish(test, _artifacts(run_dir))
     return result
 
 
 def check_start(config: TrainConfig, *, write_run: bool = True, resume: str | Path | None = None,
-                world_size: int = 1, load: bool = True) -> dict | None:
-    """Refuse what can be refused before any data is read: the model's options, a run directory
-    that could not be created, or a run that may not be resumed. Returns the state to resume
-    from (None: a fresh run, no epoch completed yet, or ``load=False``).
+                world_size: int = 1, load: bool = True, evaluate_test: bool = True) -> dict | None:
+    """Refuse what can be refused before any data is read: the model's options, a logger whose
+    library is missing or that has no run directory to log, a run directory that could not be
+    created, or a run that may not be resumed. Returns the state to resume from (None: a fresh
+    run, no epoch completed yet, or ``load=False``).
 
     Raises:
         ConfigError, CheckpointError: one line naming what to change.
     """
     validate_options(get_model_class(config.model), config.model_params)
+    if config.loggers and not write_run:
+        raise ConfigError(f"logging to {', '.join(config.loggers)} needs a run directory (write_run=True)")
+    if write_run and not evaluate_test:
+        raise ConfigError("a run directory records the test metrics: evaluate_test=False needs write_run=False")
+    check_loggers(config.loggers)
     if resume is None:
         if write_run:
             check_run_location(config.runs_root, config.run_dir)
@@ -233,9 +253,9 @@ def _save_checkpoint(run_dir: Path, config: TrainConfig, data: Any, state_dict: 
 
 
 def _write_during_training(trainer: Trainer, run_dir: Path, config: TrainConfig, data: Any,
-                           on_epoch: Callable[[dict], None] | None) -> None:
+                           on_epoch: Callable[[dict], None] | None, loggers: RunLoggers) -> None:
     """Rank 0's hooks: the checkpoint at every improvement, then every epoch the resumable state
-    with the status, then the log record (and ``on_epoch``)."""
+    with the status, then the log record (to ``loggers``, and ``on_epoch``)."""
 
     def save_state(state: dict) -> None:
         save_train_state(run_dir / STATE_FILE, state)
@@ -244,6 +264,7 @@ def _write_during_training(trainer: Trainer, run_dir: Path, config: TrainConfig,
     def append_log(record: dict) -> None:
         with open(run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        loggers.epoch(record)
         if on_epoch is not None:
             on_epoch(record)
 
@@ -263,8 +284,16 @@ def _write_results(run_dir: Path, result: TrainResult, data: Any, extra: dict, w
     write_json(run_dir / "metrics.json", summary)
     atomic_write(run_dir / "results.md", results_table(result.test, title=f"{result.config.model} on "
                                                                           f"{result.dataset} — test split"))
+    plot_learning_curves(result.fit.history, run_dir / "learning_curves.png",
+                         title=f"{result.config.model} on {result.dataset}")
     write_status(run_dir, "finished", world_size=world_size, epochs=len(result.fit.history))
     (run_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _artifacts(run_dir: Path) -> list[Path]:
+    """What the loggers receive of a finished run: its config, results table, metrics and plots."""
+    files = [run_dir / n for n in ("config.yaml", "results.md", "metrics.json")]
+    return [p for p in files if p.is_file()] + sorted(run_dir.glob("*.png"))
 
 
 @dataclass

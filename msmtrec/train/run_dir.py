@@ -34,6 +34,19 @@ from msmtrec.train.checkpoint import SPEC_FILE, STATE_FILE, load_train_state
 STATUS_FILE = "status.json"
 
 
+def process_alive(pid: int | None, host: str | None) -> bool | None:
+    """Whether process ``pid`` of ``host`` still runs (None: another host's, which cannot be checked)."""
+    if pid is None or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
 @dataclass
 class RunStatus:
     """A run directory's ``status.json``."""
@@ -48,15 +61,7 @@ class RunStatus:
     @property
     def alive(self) -> bool | None:
         """Whether the writing process still runs (None: it ran on another host)."""
-        if self.pid is None or self.host != socket.gethostname():
-            return None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # it exists, owned by someone else
-            return True
-        return True
+        return process_alive(self.pid, self.host)
 
     @property
     def state(self) -> str:

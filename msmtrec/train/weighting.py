@@ -125,7 +125,9 @@ class GradNormWeighting(TaskWeighting):
         if shared is None:
             raise ConfigError(f"weighting gradnorm needs a shared layer to measure gradient norms on; model "
                               f"'{getattr(model, 'name', type(model).__name__)}' has none (shared_layer() returned None)")
-        self.shared = shared
+        # A model whose shared layer is part of a bank names the bank's parameter and the rows
+        # that are shared: the gradient is taken on the parameter and measured on those rows.
+        self.shared, self.shared_rows = shared if isinstance(shared, tuple) else (shared, None)
         self.alpha, self.update_every, self.min_weight = float(alpha), int(update_every), float(min_weight)
         n = len(self.loss_names)
         w0 = self.initial * (n / self.initial.sum())
@@ -148,6 +150,8 @@ class GradNormWeighting(TaskWeighting):
             g = None
             if loss.requires_grad:
                 (g,) = torch.autograd.grad(loss, self.shared, retain_graph=True, allow_unused=True)
+                if g is not None and self.shared_rows is not None:
+                    g = g[self.shared_rows]
             norms.append(g.norm() if g is not None else torch.zeros((), device=losses.device))
         norms = torch.stack(norms).detach().to(self.w.device)
         # Over several ranks: the mean of the ranks' gradient norms and losses, so all take one step.

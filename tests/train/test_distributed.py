@@ -2,7 +2,8 @@
 the batch each are the steps of one process on the whole batches; every model trains on 2 ranks
 in sync, adaptive task weighting and skipped parameters included; every rank gets a disjoint,
 equal share of an epoch, in memory and streamed; sharded evaluation equals a single-process one;
-``msmtrec train --nproc 2`` writes one run directory whose metrics its checkpoint reproduces."""
+``msmtrec train --nproc 2`` writes one run directory (and one TensorBoard event file) whose metrics its checkpoint
+reproduces."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from msmtrec.config import TrainConfig
 from msmtrec.data import InMemoryDataset, open_dataset, open_streaming
@@ -160,13 +162,17 @@ def test_train_nproc_2_writes_one_run_whose_metrics_match_its_checkpoint(tmp_pat
     config.write_text("model_params: {bottom_dims: [32], tower_dims: [8]}\neval_batch_size: 100\n")
     runs = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "-m", "msmtrec", "train", "--nproc", "2", "--config", str(config),
-                           "--epochs", "2", "--row-limit", "3000", "--runs-root", str(runs)],
+                           "--epochs", "2", "--row-limit", "3000", "--runs-root", str(runs), "--log-to", "tensorboard"],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = list(runs.iterdir())
     assert proc.stdout.count("| tops |") == 1 and f"run directory: {run_dir}" in proc.stdout  # rank 0 prints
     assert read_status(run_dir).state == "finished" and read_status(run_dir).world_size == 2
     assert len((run_dir / "log.jsonl").read_text().splitlines()) == 2
+    (event_file,) = run_dir.glob("events.out.tfevents.*")  # only rank 0 logs
+    events = EventAccumulator(str(event_file))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/mean_auc")] == [1, 2]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     run = load_run(run_dir)
     again = evaluate_model(run.model, open_dataset(run.config, encoders=run.encoders).test, run.schema,

@@ -9,11 +9,14 @@ Typical use::
     for batch in ds.train_batches(epoch=0):
         ...
 
-Modules, in the order data flows through them: :mod:`~msmtrec.data.spec` (the declared spec),
-:mod:`~msmtrec.data.csv_options` (how a CSV is parsed), :mod:`~msmtrec.data.io` (the one reader;
-splits), :mod:`~msmtrec.data.fingerprint` (what the files were), :mod:`~msmtrec.data.fit` (one
-fitted piece per module), :mod:`~msmtrec.data.encode` (encoders), :mod:`~msmtrec.data.encoded`
-(the tensors), :mod:`~msmtrec.data.dataset` (in-memory and streamed datasets),
+Modules, in the order data flows through them: :mod:`~msmtrec.data.spec` (the declared spec; its
+building blocks in :mod:`~msmtrec.data.spec_types`, list and sequence features in
+:mod:`~msmtrec.data.spec_lists`), :mod:`~msmtrec.data.csv_options` (how a CSV is parsed),
+:mod:`~msmtrec.data.io` (the one reader; splits), :mod:`~msmtrec.data.fingerprint` (what the files
+were), :mod:`~msmtrec.data.fit` (one fitted piece per module) and :mod:`~msmtrec.data.fitter` (the
+one fitter), :mod:`~msmtrec.data.history` (histories built from the log),
+:mod:`~msmtrec.data.encode` (encoders), :mod:`~msmtrec.data.encoded` (the tensors),
+:mod:`~msmtrec.data.dataset` (in-memory and streamed datasets),
 :mod:`~msmtrec.data.quality` (the report's warnings), :mod:`~msmtrec.data.stream` (shuffle buffer,
 read-ahead), :mod:`~msmtrec.data.catalog` (built-in datasets).
 """

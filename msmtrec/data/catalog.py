@@ -7,7 +7,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from msmtrec.data.io import DataFile
 from msmtrec.data.spec import DatasetSpec, load_spec
 from msmtrec.errors import SpecError
 from msmtrec.yaml_io import load_yaml
@@ -70,7 +69,7 @@ def describe_dataset(name_or_path: str | Path | DatasetSpec | Mapping[str, Any])
     distinct: set[Any] = set()
     col = spec.scenario.column
     for path in paths:
-        data = DataFile(path, f.format, id_columns=spec.id_columns, csv=f.csv)
+        data = spec.data_file(path)
         if col is None:
             rows += data.num_rows
             continue

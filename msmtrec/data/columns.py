@@ -47,6 +47,17 @@ def as_ids(col: Column) -> Column:
         raise DataError(f"column of type {t} cannot be used as categories: {exc}") from None
 
 
+def exact_ints(col: Column) -> Column:
+    """Text ids as ``int64`` when every value is an integer literal, else the text unchanged (a
+    float guess would merge distinct ids above 2**53)."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return col
+    try:
+        return pc.cast(col, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return col
+
+
 def as_float(col: Column, what: str) -> np.ndarray:
     """A numeric column as float64 with NaN for missing values."""
     col = plain(col)

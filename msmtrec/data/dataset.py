@@ -8,15 +8,20 @@ One pipeline serves both (DESIGN.md, "How data flows"):
    (:class:`~msmtrec.data.io.RandomSplit` or a time split), so both kinds of dataset hold
    exactly the same rows in each split.
 2. **Fit** — one pass over the train rows, chunk by chunk, through
-   :class:`~msmtrec.data.encode.EncodersFitter` (skipped when encoders are given).
-3. **Encode** — :func:`load_dataset` encodes every split chunk by chunk into preallocated tensors
+   :class:`~msmtrec.data.fitter.EncodersFitter` (skipped when encoders are given).
+3. **Histories** — when the spec builds a history from the log, one pass over the user, item,
+   time and side columns of every split builds them all (:mod:`msmtrec.data.history`); both
+   kinds of dataset look their rows' histories up there.
+4. **Encode** — :func:`load_dataset` encodes every split chunk by chunk into preallocated tensors
    (one more pass; a file holding several splits is read once). :func:`open_streaming` encodes
    val and test that way and reads the train split again every epoch, in a seeded order of its
    row groups, through a shuffle buffer (:mod:`msmtrec.data.stream`).
 
 In memory is the fastest path, with an exact shuffle; it holds about ``8·F + 4·D + 8 + 5·T``
-bytes per row (F categorical fields, D numerics, T tasks). Streaming holds val, test and the
-shuffle buffer.
+bytes per row (F categorical fields, D numerics, T tasks), plus ``8·(W + K)`` with K list
+features of ``W`` ids in all (a 50-entry history: 408 bytes). Streaming holds val, test, the
+shuffle buffer and the built histories (about 24 + 22·C bytes per row of the whole dataset for a
+history of C channels: :mod:`msmtrec.data.history`).
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ import pyarrow as pa
 import torch
 
 from msmtrec.data.catalog import resolve_spec
-from msmtrec.data.encode import Encoders, EncodersFitter, SplitEncoder
+from msmtrec.data.encode import Encoders, SplitEncoder
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
-from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, SPLITS,
-                             DataFile, RandomSplit, TimeSplit)
+from msmtrec.data.fitter import EncodersFitter
+from msmtrec.data.history import HistoryBuilder, Histories
+from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, ROW_COLUMN,
+                             SPLITS, DataFile, RandomSplit, TimeSplit)
 from msmtrec.data.quality import data_warnings
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.data.stream import prefetched, shuffled_batches
@@ -81,7 +88,15 @@ class SplitSource:
             return n if self.row_limit is None else min(n, self.row_limit)
         return None
 
+    @property
+    def index(self) -> int:
+        """Position of the split in :data:`SPLITS` (0 train, 1 val, 2 test)."""
+        return SPLITS.index(self.split)
+
     def select(self, first: int, table: pa.Table) -> pa.Table:
+        """The rows of a batch that starts at file row ``first`` which belong to this split, with
+        their file rows in :data:`ROW_COLUMN`."""
+        table = table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
         if self.row_split is None:
             return table
         return table.filter(pa.array(self.row_split.parts(first, table.num_rows) == self.part))
@@ -91,6 +106,20 @@ class SplitSource:
             rows = self.select(first, table)
             if rows.num_rows:
                 yield rows
+
+
+def read_splits(sources: list[SplitSource], columns: list[str]) -> Iterator[tuple[SplitSource, pa.Table]]:
+    """``(source, rows)`` for every chunk of the given splits, each file read once in file order
+    (the splits of one file are selected from the same batches)."""
+    by_file: dict[int, list[SplitSource]] = {}
+    for s in sources:
+        by_file.setdefault(id(s.file), []).append(s)
+    for group in by_file.values():
+        for first, table in group[0].file.batches(columns, row_limit=group[0].row_limit):
+            for s in group:
+                rows = s.select(first, table)
+                if rows.num_rows:
+                    yield s, rows
 
 
 def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: int = READ_ROWS
@@ -103,7 +132,7 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     f = spec.files
 
     def open_file(path: Path) -> DataFile:
-        return DataFile(path, f.format, id_columns=spec.id_columns, csv=f.csv, read_rows=read_rows)
+        return spec.data_file(path, read_rows=read_rows)
 
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
         n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
@@ -160,18 +189,26 @@ def _fit(spec: DatasetSpec, train: SplitSource, columns: list[str], **options: A
     return encoders, fitter.report
 
 
-def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str]) -> dict[str, SplitEncoder]:
+def _histories(encoders: Encoders, sources: dict[str, SplitSource]) -> Histories | None:
+    """The built histories of every split (one pass over their user, item, time and side columns),
+    or None when the spec builds none."""
+    built = [s for s in encoders.spec.sequences.values() if s.built]
+    if not built:
+        return None
+    builder = HistoryBuilder(encoders)
+    columns = list(dict.fromkeys(c for s in built for c in (s.user, s.time, *s.fields)))
+    for source, table in read_splits(list(sources.values()), columns):
+        builder.update(source.index, table, source.label)
+    return builder.finish()
+
+
+def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str],
+            histories: Histories | None) -> dict[str, SplitEncoder]:
     """Encode the given splits in memory; the splits of one file are encoded in one pass over it."""
-    by_file: dict[int, list[SplitSource]] = {}
-    for s in sources:
-        by_file.setdefault(id(s.file), []).append(s)
-    out = {s.split: SplitEncoder(encoders, s.label, s.rows or 0) for s in sources}
-    for group in by_file.values():
-        for first, table in group[0].file.batches(columns, row_limit=group[0].row_limit):
-            for s in group:
-                rows = s.select(first, table)
-                if rows.num_rows:
-                    out[s.split].add(rows)
+    out = {s.split: SplitEncoder(encoders, s.label, s.rows or 0,
+                                 history=None if histories is None else histories.split(s.index)) for s in sources}
+    for s, rows in read_splits(sources, columns):
+        out[s.split].add(rows)
     for s in sources:
         enc = out[s.split]
         if enc.rows == 0:
@@ -280,9 +317,11 @@ class StreamedDataset(Dataset):
     train row of it (disjoint shares of equal size; the remainder is dropped)."""
 
     def __init__(self, source: SplitSource, columns: list[str], schema: DataSchema, val: EncodedData,
-                 test: EncodedData, *, train_rows: int, shuffle_buffer: int, prefetch: int, **kwargs: Any) -> None:
+                 test: EncodedData, *, train_rows: int, shuffle_buffer: int, prefetch: int,
+                 histories: Histories | None = None, **kwargs: Any) -> None:
         super().__init__(schema, val, test, **kwargs)
         self._source, self._columns, self._train_rows = source, columns, train_rows
+        self._history = None if histories is None else histories.split(source.index)
         self.shuffle_buffer, self.prefetch = shuffle_buffer, prefetch
 
     @property
@@ -300,7 +339,7 @@ class StreamedDataset(Dataset):
             pieces = np.random.default_rng([seed, epoch, 1]).permutation(len(src.file.pieces)).tolist()
         share, seen, kept = self._train_rows // world_size, 0, 0
         for table in src.chunks(self._columns, pieces):
-            data = encoders.encode(table, source=src.label, allow_empty=True).data
+            data = encoders.encode(table, source=src.label, allow_empty=True, history=self._history).data
             if world_size > 1:
                 index = torch.arange((rank - seen) % world_size, len(data), world_size)[:share - kept]
                 seen, kept = seen + len(data), kept + len(index)
@@ -343,9 +382,17 @@ def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: 
               for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed")}
     report = {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
               "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
-    report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite")} if fitted else {})
+    report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite", "list_values")}
+                  if fitted else {})
     report["warnings"] = data_warnings(report, spec.min_count)
     return report
+
+
+def _history_report(histories: Histories | None) -> dict[str, Any]:
+    """``history_rows``: per built sequence and split, its rows and how many have an empty history."""
+    if histories is None:
+        return {}
+    return {"history_rows": {name: {SPLITS[k]: v for k, v in by_split.items()} for name, by_split in histories.report.items()}}
 
 
 def _check_row_limit(row_limit: int | None) -> None:
@@ -378,10 +425,11 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
     fitted = None
     if encoders is None:
         encoders, fitted = _fit(spec, sources["train"], columns)
-    split_encoders = _encode(encoders, list(sources.values()), columns)
+    histories = _histories(encoders, sources)
+    split_encoders = _encode(encoders, list(sources.values()), columns, histories)
     data = {s: e.finish() for s, e in split_encoders.items()}
     report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
-                     fitted)
+                     fitted, **_history_report(histories))
     return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
@@ -412,13 +460,14 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     sources = plan_splits(spec, row_limit=row_limit, read_rows=read_rows)
     columns = _columns(spec, None)
     encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample, seed=seed)
-    held = _encode(encoders, [sources["val"], sources["test"]], columns)
+    histories = _histories(encoders, sources)
+    held = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
     data = {s: e.finish() for s, e in held.items()}
     summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
     report = _report(spec, summaries, row_limit, fitted, streaming=True, shuffle_buffer=shuffle_buffer,
-                     read_rows=read_rows)
+                     read_rows=read_rows, **_history_report(histories))
     return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
-                           shuffle_buffer=shuffle_buffer, prefetch=prefetch, encoders=encoders, spec=spec,
+                           shuffle_buffer=shuffle_buffer, prefetch=prefetch, histories=histories, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
 

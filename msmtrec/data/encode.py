@@ -1,8 +1,9 @@
 """Encoders: everything fitted on the TRAIN split that turns raw rows into :class:`EncodedData`.
 
-Fitting goes chunk by chunk through :class:`EncodersFitter` (one fitted piece per module under
-:mod:`msmtrec.data.fit`: vocabulary, numeric statistics, scenario coder, labels); fitting a table
-in memory is one chunk, streaming is many, and both give the same encoders. Encoding is chunk by
+Fitting goes chunk by chunk through :class:`~msmtrec.data.fitter.EncodersFitter` (one fitted
+piece per module under :mod:`msmtrec.data.fit`: vocabulary, numeric statistics, scenario coder,
+labels, lists); fitting a table in memory is one chunk, streaming is many, and both give the same
+encoders. Encoding is chunk by
 chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
 ``pyarrow.compute`` and numpy, ids are ``int64`` from file to tensor, and the fitted state is
 saved as human-readable JSON (``encoders.json``) that reloads to bit-identical tensors.
@@ -23,17 +24,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from msmtrec.data.columns import as_float, as_ids, present, shown
-from msmtrec.data.encoded import DataSchema, EncodedBuilder, EncodedData
-from msmtrec.data.fit.labels import LabelFitter, encode_label, label_columns
-from msmtrec.data.fit.numeric import QUANTILE_SAMPLE, NumericFitter, NumericStats
-from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder, ScenarioFitter
-from msmtrec.data.fit.vocabulary import Vocabulary, VocabularyFitter
+from msmtrec.data.columns import as_float, as_ids, shown
+from msmtrec.data.encoded import DataSchema, EncodedBuilder, EncodedData, ListFeature
+from msmtrec.data.fit.labels import encode_label, label_columns
+from msmtrec.data.fit.lists import list_entries, padded
+from msmtrec.data.fit.numeric import NumericStats
+from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder
+from msmtrec.data.fit.vocabulary import Vocabulary
+from msmtrec.data.history import Histories, HistoryLookup
+from msmtrec.data.io import ROW_COLUMN
 from msmtrec.data.spec import SCENARIO_FIELD, DatasetSpec, load_spec
 from msmtrec.errors import CheckpointError, DataError, SpecError
 from msmtrec.files import atomic_write
 
-__all__ = ["ENCODERS_FILE", "EncodeResult", "Encoders", "EncodersFitter", "NumericStats", "ScenarioCoder",
+__all__ = ["ENCODERS_FILE", "EncodeResult", "Encoders", "NumericStats", "ScenarioCoder",
            "SplitEncoder", "UserIds", "Vocabulary", "check_no_label_leak"]
 
 #: File name written by :meth:`Encoders.save`.
@@ -48,16 +52,21 @@ def check_no_label_leak(spec: DatasetSpec) -> None:
     """Refuse a spec where a label column is also an input of the model (it would see the answer).
 
     Raises:
-        DataError: a task's label column is also a categorical/numeric feature, the user column
-            or the scenario column.
+        DataError: a task's label column is also a categorical/numeric/list feature, the user
+            column, the scenario column, or the user or time of a built history (rows would see
+            the events of rows with the same label, or be ordered by it).
     """
     features = {c: "categorical" for c in spec.categorical}
     features.update({n.column: "numeric" for n in spec.numeric})
+    features.update({e.column: f"multi_categorical[{n!r}]" for n, e in spec.multi_categorical.items()})
+    for n, s in spec.sequences.items():
+        features.update({s.column: f"sequences[{n!r}]"} if s.column is not None else
+                        {s.user: f"sequences[{n!r}].user", s.time: f"sequences[{n!r}].time"})
     for t in spec.tasks:
         if t.column in features:
             kind = features[t.column]
             raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also a "
-                            f"{kind} feature; remove it from {kind} (the model would see the answer)")
+                            f"{kind} feature; remove it from {kind.split('[')[0]} (the model would see the answer)")
         if spec.user is not None and t.column == spec.user:
             raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also the "
                             f"user column")
@@ -116,15 +125,16 @@ class UserIds:
 class Encoders:
     """Everything fitted on train that turns a raw table into :class:`EncodedData`.
 
-    Build with :meth:`fit` (or :class:`EncodersFitter`), reload with :meth:`load`; both give the
+    Build with :meth:`fit` (or :class:`~msmtrec.data.fitter.EncodersFitter`), reload with :meth:`load`; both give the
     same :attr:`schema` and the same tensors for the same table. Categorical fields follow
     :func:`field_layout`; numeric features are the ``standardize`` and ``log1p`` columns in spec
     order.
     """
 
     def __init__(self, spec: DatasetSpec, scenario: ScenarioCoder, vocabularies: dict[str, Vocabulary],
-                 numeric: dict[str, NumericStats]) -> None:
+                 numeric: dict[str, NumericStats], lists: dict[str, Vocabulary] | None = None) -> None:
         self.spec, self.scenario, self.vocabularies, self.numeric = spec, scenario, vocabularies, numeric
+        self.lists = lists or {}  # the multi_categorical vocabularies, by feature name
         self._fields = field_layout(spec)
         self._dense = [n.column for n in spec.numeric if n.transform != "bucketize"]
 
@@ -144,11 +154,21 @@ class Encoders:
             categorical=tuple(cards), numeric=tuple(self._dense), scenarios=tuple(self.scenario.names),
             tasks=spec.task_names, task_roles={t.name: t.role for t in spec.tasks if t.role is not None},
             conversion_without_click=spec.conversion_without_click, prior_fields=tuple(spec.prior_features),
-            has_user=spec.user is not None)
+            has_user=spec.user is not None, lists=self._list_features())
+
+    def _list_features(self) -> tuple[ListFeature, ...]:
+        """The multi_categorical features, then the sequences, in spec order."""
+        spec = self.spec
+        out = [ListFeature(n, e.max_len, e.pooling, cardinality=self.lists[n].cardinality)
+               for n, e in spec.multi_categorical.items()]
+        return tuple(out + [ListFeature(n, s.max_len, s.pooling, fields=s.fields) for n, s in spec.sequences.items()])
 
     @classmethod
     def fit(cls, spec: DatasetSpec, train: pa.Table | Iterable[pa.Table], *, source: str = "train") -> "Encoders":
-        """Fit on the train rows: one table, or an iterable of chunks (see :class:`EncodersFitter`)."""
+        """Fit on the train rows: one table, or an iterable of chunks (see
+        :class:`~msmtrec.data.fitter.EncodersFitter`)."""
+        from msmtrec.data.fitter import EncodersFitter  # it builds Encoders: imported when called
+
         fitter = EncodersFitter(spec)
         for table in [train] if isinstance(train, pa.Table) else train:
             fitter.update(table, source)
@@ -158,7 +178,8 @@ class Encoders:
 
     def encode(self, table: pa.Table, *, source: str, require_labels: bool = True,
                unknown_scenario: UnknownScenario = "error", drop_missing: bool | None = None,
-               allow_empty: bool = False, users: UserIds | None = None) -> EncodeResult:
+               allow_empty: bool = False, users: UserIds | None = None,
+               history: HistoryLookup | None = None) -> EncodeResult:
         """Encode raw rows, reporting which were kept and why the others were dropped.
 
         Args:
@@ -171,6 +192,8 @@ class Encoders:
                 spec's ``scenario.drop_missing`` says.
             allow_empty: accept a table with no (remaining) rows instead of raising.
             users: the text-user numbering to continue (chunks of one split share one).
+            history: the built histories of the table's rows (by their :data:`ROW_COLUMN`);
+                None: built from the table itself (its rows are the whole log).
         """
         spec, where = self.spec, self.spec.where
         if unknown_scenario not in ("error", "drop"):
@@ -181,6 +204,10 @@ class Encoders:
         n_in = table.num_rows
         if n_in == 0 and not allow_empty:
             raise DataError(f"{where}: {source} has no rows")
+        if ROW_COLUMN not in table.column_names:
+            table = table.append_column(ROW_COLUMN, pa.array(np.arange(n_in, dtype=np.int64)))
+        if history is None and any(s.built for s in spec.sequences.values()):
+            history = Histories.of_table(self, table, source).split(0)
 
         col = None if self.scenario.constant else table.column(spec.scenario.column)
         codes, unknown = self.scenario.codes(col, n_in)
@@ -228,13 +255,34 @@ class Encoders:
         for j, task in enumerate(spec.tasks):
             if all(c in table.column_names for c in label_columns(task)):
                 labels[:, j], mask[:, j] = encode_label(where, task, table, source)
-        user = None
+        user = lists = lengths = None
         if spec.user is not None:
             user = torch.from_numpy((users or UserIds())(table.column(spec.user)))
+        if spec.multi_categorical or spec.sequences:
+            lists, lengths = (torch.from_numpy(a) for a in self._lists(table, source, history))
         data = EncodedData(categorical=torch.from_numpy(categorical), numeric=torch.from_numpy(numeric),
                            scenario=torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64)),
-                           labels=torch.from_numpy(labels), label_mask=torch.from_numpy(mask), user=user)
+                           labels=torch.from_numpy(labels), label_mask=torch.from_numpy(mask), user=user,
+                           lists=lists, list_lengths=lengths)
         return EncodeResult(data=data, kept_rows=keep, dropped=dropped)
+
+    def _lists(self, table: pa.Table, source: str, history: HistoryLookup | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids [n, W], lengths [n, K])`` of the schema's list features (see :class:`EncodedData`)."""
+        spec, blocks = self.spec, []
+        for name, entry in spec.multi_categorical.items():
+            what = f"{spec.where}: {source} column '{entry.column}' (multi_categorical[{name!r}])"
+            entries, offsets = list_entries(table.column(entry.column), entry.sep, what)
+            blocks.append(padded(self.lists[name].encode(entries), offsets[:-1], offsets[1:], entry.max_len))
+        for name, seq in spec.sequences.items():
+            if seq.built:
+                assert history is not None
+                blocks.append(history(name, table.column(ROW_COLUMN).to_numpy()))
+                continue
+            what = f"{spec.where}: {source} column '{seq.column}' (sequences[{name!r}])"
+            entries, offsets = list_entries(table.column(seq.column), seq.sep, what)
+            blocks.append(padded(self.vocabularies[seq.item].encode(entries), offsets[:-1], offsets[1:], seq.max_len))
+        return (np.concatenate([ids for ids, _ in blocks], axis=1),
+                np.ascontiguousarray(np.stack([n for _, n in blocks], axis=1)))
 
     def _floats(self, table: pa.Table, name: str, source: str) -> np.ndarray:
         return as_float(table.column(name), f"{self.spec.where}: {source} numeric column '{name}'")
@@ -256,11 +304,13 @@ class Encoders:
 
     def empty(self) -> EncodedData:
         """No rows, with this encoder's columns (a template for :class:`EncodedBuilder`)."""
-        spec = self.spec
+        spec, schema = self.spec, self.schema
         return EncodedData(categorical=torch.zeros(0, len(self._fields), dtype=torch.int64),
                            numeric=torch.zeros(0, len(self._dense)), scenario=torch.zeros(0, dtype=torch.int64),
                            labels=torch.zeros(0, len(spec.tasks)), label_mask=torch.zeros(0, len(spec.tasks), dtype=torch.bool),
-                           user=None if spec.user is None else torch.zeros(0, dtype=torch.int64))
+                           user=None if spec.user is None else torch.zeros(0, dtype=torch.int64),
+                           lists=torch.zeros(0, schema.list_width, dtype=torch.int64) if schema.lists else None,
+                           list_lengths=torch.zeros(0, len(schema.lists), dtype=torch.int64) if schema.lists else None)
 
     # ---- persistence -----------------------------------------------------------------------
 
@@ -270,6 +320,7 @@ class Encoders:
             "scenario": self.scenario.to_dict(),
             "vocabularies": {c: v.to_dict() for c, v in self.vocabularies.items()},
             "numeric": {c: s.to_dict() for c, s in self.numeric.items()},
+            "lists": {n: v.to_dict() for n, v in self.lists.items()},
             "schema": self.schema.to_dict(),
         }
 
@@ -316,7 +367,9 @@ class Encoders:
             vocabularies = {c: Vocabulary(column=c, dtype=v["dtype"], values=v["values"])
                             for c, v in d["vocabularies"].items()}
             numeric = {c: NumericStats(column=c, **s) for c, s in d["numeric"].items()}
-            enc = cls(spec, scenario, vocabularies, numeric)
+            lists = {n: Vocabulary(column=spec.multi_categorical[n].column, dtype=v["dtype"], values=v["values"])
+                     for n, v in d.get("lists", {}).items()}
+            enc = cls(spec, scenario, vocabularies, numeric, lists)
             stored = DataSchema.from_dict(d["schema"])
         except (KeyError, TypeError, ValueError, pa.ArrowException, SpecError) as exc:
             raise CheckpointError(f"{path} is incomplete or corrupt: {type(exc).__name__}: {exc}") from None
@@ -328,74 +381,6 @@ class Encoders:
         s = self.schema
         return (f"Encoders(spec={self.spec.name!r}, fields={s.num_fields}, numeric={len(s.numeric)}, "
                 f"scenarios={list(s.scenarios)}, tasks={list(s.tasks)})")
-
-
-class EncodersFitter:
-    """Fits :class:`Encoders` on train chunks: ``update(chunk)`` per chunk, then ``finish()``.
-
-    Rows without a scenario are not fitted on (they are dropped from every split). Besides the
-    encoders it keeps what train looked like (:attr:`report` after :meth:`finish`, in the form of
-    a dataset report's split): rows kept and read, rows dropped, rows per scenario, per task the
-    labels observed, their positive rate and the raw column's most frequent values, per categorical
-    column its distinct and kept values, and per numeric column its infinite values (if any).
-
-    Args:
-        spec: the dataset spec.
-        quantile_sample: values of a ``bucketize`` column kept exactly before sampling starts.
-        seed: seeds that sampling.
-    """
-
-    def __init__(self, spec: DatasetSpec, *, quantile_sample: int = QUANTILE_SAMPLE, seed: int = 0) -> None:
-        check_no_label_leak(spec)
-        self.spec = spec
-        self.scenario = ScenarioFitter(spec)
-        self.vocabularies = {c: VocabularyFitter(c, spec.min_count) for c, kind in field_layout(spec) if kind == "vocab"}
-        self.numeric = {n.column: NumericFitter(n.column, n.transform, n.buckets, spec.where,
-                                                quantile_sample=quantile_sample, seed=seed + i)
-                        for i, n in enumerate(spec.numeric)}
-        self.labels = LabelFitter(spec)
-        self.report: dict[str, Any] = {}
-
-    def update(self, table: pa.Table, source: str = "train") -> None:
-        spec = self.spec
-        require_columns(spec, table, spec.required_columns(labels=False), source)
-        col = None if spec.scenario.constant is not None else table.column(spec.scenario.column)
-        if self.scenario.update(col, table.num_rows):
-            table = table.filter(present(col))
-        for c, fitter in self.vocabularies.items():
-            try:
-                fitter.update(table.column(c))
-            except DataError as exc:
-                raise DataError(f"{spec.where}: {source} column '{c}': {exc}") from None
-        for c, fitter in self.numeric.items():
-            fitter.update(as_float(table.column(c), f"{spec.where}: {source} numeric column '{c}'"))
-        if all(c in table.column_names for t in spec.tasks for c in label_columns(t)):
-            self.labels.update(table, source)
-
-    def finish(self, source: str = "train") -> Encoders:
-        """The fitted encoders.
-
-        Raises:
-            DataError: train has no rows; a scenario value is not in the mapping; a declared
-                scenario has no train rows; a numeric column has no values.
-        """
-        if self.scenario.rows == 0:
-            raise DataError(f"{self.spec.where}: {source} has no rows")
-        coder = self.scenario.finish(source)
-        encoders = Encoders(self.spec, coder, {c: f.finish() for c, f in self.vocabularies.items()},
-                            {c: f.finish() for c, f in self.numeric.items()})
-        missing, labels = self.scenario.missing, self.labels.finish()
-        self.report = {"rows": self.scenario.rows - missing, "rows_read": self.scenario.rows,
-                       "dropped": {"missing_scenario": missing} if missing else {},
-                       "scenario_rows": self.scenario.scenario_rows(),
-                       "label_observed": {t: v["observed"] for t, v in labels.items()},
-                       "label_positive_rate": {t: v["positive"] / v["observed"] if v["observed"] else None
-                                               for t, v in labels.items()},
-                       "label_values": {t: v["top_values"] for t, v in labels.items()},
-                       "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
-                                              for c, f in self.vocabularies.items()},
-                       "numeric_infinite": {c: f.infinite for c, f in self.numeric.items() if f.infinite}}
-        return encoders
 
 
 class SplitEncoder:

@@ -9,10 +9,52 @@ indexing, never rows collated one by one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
+
+
+Pooling = Literal["mean", "sum", "attention"]
+
+
+@dataclass(frozen=True)
+class ListFeature:
+    """A list or sequence feature: its slice of ``EncodedData.lists`` and how it is pooled.
+
+    Attributes:
+        name: the feature's name in the spec.
+        max_len: ``L``, ids kept per row (and per channel).
+        pooling: ``mean`` or ``sum`` over the row's ids, or ``attention`` (sequences): weights from
+            each entry against the row's own values of ``fields`` (the candidate).
+        cardinality: size of its own vocabulary including id 0 (a ``multi_categorical``), or 0
+            when its ids are those of ``fields`` (a sequence, which shares their embedding rows).
+        fields: a sequence's categorical fields, one per channel: the item, then side features.
+    """
+
+    name: str
+    max_len: int
+    pooling: Pooling = "mean"
+    cardinality: int = 0
+    fields: tuple[str, ...] = ()
+
+    @property
+    def channels(self) -> int:
+        """Ids per entry: one per field (1 for a list)."""
+        return max(1, len(self.fields))
+
+    @property
+    def width(self) -> int:
+        return self.max_len * self.channels
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "max_len": self.max_len, "pooling": self.pooling,
+                "cardinality": self.cardinality, "fields": list(self.fields)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ListFeature":
+        return cls(name=str(d["name"]), max_len=int(d["max_len"]), pooling=d["pooling"],
+                   cardinality=int(d.get("cardinality", 0)), fields=tuple(d.get("fields", ())))
 
 
 @dataclass(frozen=True)
@@ -30,6 +72,8 @@ class DataSchema:
         conversion_without_click: whether a conversion can happen without a click.
         prior_fields: categorical fields used as personal priors (PEPNet/AEM²TL gates).
         has_user: whether ``EncodedData.user`` is present (enables GAUC).
+        lists: list and sequence features, in the order of their blocks in ``EncodedData.lists``
+            and of their columns in ``EncodedData.list_lengths``.
     """
 
     categorical: tuple[tuple[str, int], ...]
@@ -40,6 +84,7 @@ class DataSchema:
     conversion_without_click: bool = False
     prior_fields: tuple[str, ...] = ()
     has_user: bool = False
+    lists: tuple[ListFeature, ...] = ()
 
     @property
     def num_scenarios(self) -> int:
@@ -57,6 +102,11 @@ class DataSchema:
     def cardinalities(self) -> list[int]:
         return [c for _, c in self.categorical]
 
+    @property
+    def list_width(self) -> int:
+        """Columns of ``EncodedData.lists``."""
+        return sum(f.width for f in self.lists)
+
     def field_index(self, name: str) -> int:
         for i, (n, _) in enumerate(self.categorical):
             if n == name:
@@ -73,6 +123,7 @@ class DataSchema:
             "conversion_without_click": self.conversion_without_click,
             "prior_fields": list(self.prior_fields),
             "has_user": self.has_user,
+            "lists": [f.to_dict() for f in self.lists],
         }
 
     @classmethod
@@ -86,6 +137,7 @@ class DataSchema:
             conversion_without_click=bool(d.get("conversion_without_click", False)),
             prior_fields=tuple(d.get("prior_fields", ())),
             has_user=bool(d.get("has_user", False)),
+            lists=tuple(ListFeature.from_dict(f) for f in d.get("lists", ())),
         )
 
 
@@ -100,6 +152,11 @@ class EncodedData:
         labels: ``[N, T]`` float32 in {0, 1}; the value under a False mask is meaningless.
         label_mask: ``[N, T]`` bool, True where the label is observed.
         user: ``[N]`` int64 user id (for GAUC) or None.
+        lists: ``[N, W]`` int64 ids of the schema's list features side by side: feature ``k`` takes
+            ``max_len × channels`` columns, entry by entry (an entry's channels side by side, so
+            ``lists[:, a:b].view(N, max_len, channels)``), 0 after the row's length; None without
+            list features.
+        list_lengths: ``[N, K]`` int64 entries per row of each list feature (≤ ``max_len``).
     """
 
     categorical: torch.Tensor
@@ -108,6 +165,8 @@ class EncodedData:
     labels: torch.Tensor
     label_mask: torch.Tensor
     user: torch.Tensor | None = None
+    lists: torch.Tensor | None = None
+    list_lengths: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.scenario.shape[0]

@@ -31,11 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from msmtrec.data.columns import exact_ints
 from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
-__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "SPLITS", "CsvOptions", "DataFile",
-           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes"]
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SPLIT_SEED", "DEFAULT_VAL_FRACTIONS", "ROW_COLUMN", "SPLITS", "CsvOptions", "DataFile",
+           "RandomSplit", "TimeSplit", "detect_format", "hash_split", "read_table", "split_indices", "split_sizes",
+           "splitmix64", "time_values"]
 
 #: Split names, in order.
 SPLITS = ("train", "val", "test")
@@ -47,6 +49,8 @@ DEFAULT_VAL_FRACTIONS = (0.9, 0.1)
 DEFAULT_SPLIT_SEED = 2024
 #: Rows per record batch read from disk.
 READ_ROWS = 65_536
+#: Column a split's chunks carry: each row's position in its file (what a built history is keyed by).
+ROW_COLUMN = "__row__"
 
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -246,11 +250,8 @@ class DataFile:
     def _exact_ids(self, table: pa.Table) -> pa.Table:
         """Text ids → int64 when every value of the batch is an integer literal, else text."""
         for i, f in enumerate(table.schema):
-            if f.name in self.id_columns and f.name not in self.column_types and pa.types.is_string(f.type):
-                try:
-                    table = table.set_column(i, f.name, pc.cast(table.column(i), pa.int64()))
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    pass
+            if f.name in self.id_columns and f.name not in self.column_types:
+                table = table.set_column(i, f.name, exact_ints(table.column(i)))
         return table
 
 
@@ -351,7 +352,7 @@ class TimeSplit:
 
     def __init__(self, times: pa.ChunkedArray | pa.Array, fractions: Sequence[float], source: str,
                  column: str, fmt: str | None = None) -> None:
-        times = _time_values(times, fmt, f"time column '{column}' of {source}")
+        times = time_values(times, fmt, f"time column '{column}' of {source}")
         order = pc.sort_indices(times).to_numpy()
         self.sizes = split_sizes(len(order), fractions)
         self._parts = np.empty(len(order), dtype=np.int8)
@@ -363,29 +364,31 @@ class TimeSplit:
         return self._parts[first:first + count]
 
 
-def _time_values(times: pa.ChunkedArray | pa.Array, fmt: str | None, what: str) -> pa.ChunkedArray | pa.Array:
-    """``times`` as values that sort in time order (see :class:`TimeSplit`)."""
+def time_values(times: pa.ChunkedArray | pa.Array, fmt: str | None, what: str, key: str = "files.split.format"
+                ) -> pa.ChunkedArray | pa.Array:
+    """``times`` as values that sort in time order (see :class:`TimeSplit`); ``key`` is the spec key
+    of ``fmt``, for messages."""
     t = times.type
     if pa.types.is_floating(t):
         times = pc.if_else(pc.is_nan(times), pa.scalar(None, t), times)
     if times.null_count:
-        raise DataError(f"{what} has {times.null_count} missing value(s); a time split needs a time for every row")
+        raise DataError(f"{what} has {times.null_count} missing value(s); every row needs a time")
     text = pa.types.is_string(t) or pa.types.is_large_string(t)
     if fmt is not None and not text:
-        raise DataError(f"{what} holds {t} values, not text: remove files.split.format (it is for text times)")
+        raise DataError(f"{what} holds {t} values, not text: remove {key} (it is for text times)")
     if text and fmt is None:
         raise DataError(f"{what} holds text (e.g. {times[0].as_py()!r}), which would sort as text, not as time; "
-                        f"declare how to read it, e.g. files.split.format: '%m/%d/%Y' for 12/31/2024 (strptime "
+                        f"declare how to read it, e.g. {key}: '%m/%d/%Y' for 12/31/2024 (strptime "
                         f"codes), or store timestamps, dates or numbers")
     if text:
         parsed = pc.strptime(times, format=fmt, unit="s", error_is_null=True)
         if parsed.null_count:
             bad = times.filter(pc.is_null(parsed))[0].as_py()
-            raise DataError(f"{what}: {parsed.null_count} value(s) do not match files.split.format {fmt!r}, "
+            raise DataError(f"{what}: {parsed.null_count} value(s) do not match {key} {fmt!r}, "
                             f"e.g. {bad!r}")
         return parsed
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t)):
-        raise DataError(f"{what} must hold timestamps, dates or numbers (or text with files.split.format), got {t} "
+        raise DataError(f"{what} must hold timestamps, dates or numbers (or text with {key}), got {t} "
                         f"values (e.g. {times[0].as_py()!r})")
     return times
 
@@ -403,16 +406,20 @@ def split_indices(n: int, fractions: Sequence[float], *, seed: int | None = None
     return [np.flatnonzero(parts == k) for k in range(len(fractions))]
 
 
-def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Part index (int8) of rows ``first_row .. first_row+n-1`` from a seeded hash of the row number
-    (splitmix64): one pass over a file of unknown length, independent of chunking; the parts have
-    the given fractions in expectation. The recipes use it for files they cannot count first."""
-    x = np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser of ``uint64`` values: a seeded hash, uniform over 64 bits."""
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_split(first_row: int, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Part index (int8) of rows ``first_row .. first_row+n-1`` from a seeded hash of the row number
+    (splitmix64): one pass over a file of unknown length, independent of chunking; the parts have
+    the given fractions in expectation. The recipes use it for files they cannot count first."""
+    x = splitmix64(np.arange(first_row, first_row + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64))
     u = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
     cuts = np.cumsum(fractions)[:-1]
     return np.searchsorted(cuts, u, side="right").astype(np.int8)

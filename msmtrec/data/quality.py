@@ -1,7 +1,8 @@
 """What a dataset report says a user should look at: the quiet degradations that do not stop
 training — rows dropped, labels missing (masked, never read as 0), infinite numbers read as
-missing, a categorical field collapsed to unknown, a scenario with few train rows or none in
-val/test, a task with one class in val — each one line of the report's ``warnings``.
+missing, a categorical field or list collapsed to unknown, lists cut to their ``max_len``, a built
+history empty for every train row, a scenario with few train rows or none in val/test, a task with
+one class in val — each one line of the report's ``warnings``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ FEW_SCENARIO_ROWS = 100
 
 def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
     """The warnings of a dataset report (:attr:`Dataset.report`; the train-only keys
-    ``categorical_values`` and ``numeric_infinite`` are read when present)."""
+    ``categorical_values``, ``numeric_infinite`` and ``list_values``, and ``history_rows``, are read
+    when present)."""
     out = []
     if report["dropped_total"]:
         parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS for why, n in report["dropped"][s].items()]
@@ -39,6 +41,18 @@ def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
                    f"has no train value seen min_count={min_count} times (of {v['distinct']:,} distinct)")
             out.append(f"categorical column '{column}' {why}: every row maps to unknown (id 0), the field carries "
                        f"no information")
+    for name, v in report.get("list_values", {}).items():
+        if v["kept"] == 0:
+            out.append(f"list feature '{name}' has no train entry seen min_count={min_count} times (of "
+                       f"{v['distinct']:,} distinct): every entry maps to unknown (id 0)")
+        if v["truncated"]:
+            out.append(f"list feature '{name}': {v['truncated']:,} of {v['rows']:,} train rows hold more than "
+                       f"max_len={v['max_len']} entries; only the first {v['max_len']} are kept")
+    for name, by_split in report.get("history_rows", {}).items():
+        train = by_split.get("train", {"rows": 0, "empty": 0})
+        if train["rows"] and train["empty"] == train["rows"]:
+            out.append(f"history '{name}' is empty for every train row: no user has an event strictly before "
+                       f"another of theirs (check its user and time columns)")
     for name, n in report["scenario_rows"]["train"].items():
         if n < FEW_SCENARIO_ROWS:
             out.append(f"scenario '{name}' has only {n:,} train rows: its own parameters learn from few examples")

@@ -27,6 +27,9 @@ A :class:`DatasetSpec` is usually written as YAML and loaded with :func:`load_sp
     scenario_as_feature: false
     min_count: 1
     conversion_without_click: false
+    multi_categorical: {}        # list features, e.g. tags: {sep: "|", max_len: 10} (spec_lists.py)
+    sequences: {}                # behaviour sequences of a categorical field's ids, e.g. history:
+                                 # {user: user_id, item: item_id, time: ts, max_len: 50} (spec_lists.py)
 
 The classes below declare this format: each key is a typed field, and validators state the rules
 that span keys. Validation happens once, in :func:`load_spec`, with one-line
@@ -38,21 +41,23 @@ point; checks that need the data live in :mod:`msmtrec.data.encode`.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Mapping, get_args
+from typing import Annotated, Any, Literal, Mapping, get_args
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
-                      StrictFloat, StrictInt, ValidationError, ValidationInfo, field_validator, model_validator)
+import pyarrow as pa
+from pydantic import (BeforeValidator, Field, PrivateAttr, StrictBool, StrictFloat, StrictInt, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from msmtrec.data.csv_options import CsvOptions
-from msmtrec.data.io import DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, detect_format
+from msmtrec.data.io import DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, DataFile, detect_format
+from msmtrec.data.spec_lists import ListSpec, SequenceSpec
+from msmtrec.data.spec_types import Column, Columns, Part, Text, first_duplicate, unique
 from msmtrec.declared import explain, problem, show
 from msmtrec.errors import DataError, SpecError
 from msmtrec.yaml_io import load_yaml
 
 __all__ = ["COMPARISON_OPS", "NUMERIC_TRANSFORMS", "SCENARIO_FIELD", "TASK_ROLES", "DatasetSpec", "FilesSpec",
-           "NumericSpec", "RuleSpec", "ScenarioSpec", "SplitSpec", "TaskSpec", "load_spec"]
+           "ListSpec", "NumericSpec", "RuleSpec", "ScenarioSpec", "SequenceSpec", "SplitSpec", "TaskSpec", "load_spec"]
 
 _Op = Literal["==", "!=", ">", ">=", "<", "<="]
 _Transform = Literal["standardize", "log1p", "bucketize"]
@@ -69,33 +74,6 @@ SCENARIO_FIELD = "__scenario__"
 _DEFAULT_BUCKETS = 10
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise problem("{at} must be a non-empty string, got {got}", got=show(value))
-    return value
-
-
-def _column(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # YAML reads a bare `301` as an integer; file headers are always text
-    if not isinstance(value, str) or value == "":
-        raise problem("{at} must be a column name, got {got}", got=show(value))
-    return value
-
-
-def _column_list(value: Any) -> Any:
-    if not isinstance(value, (list, tuple)):
-        raise problem("{at} must be a list of column names, got {got}", got=show(value))
-    return value
-
-
-def _unique(columns: tuple[str, ...]) -> tuple[str, ...]:
-    dup = _first_duplicate(columns)
-    if dup is not None:
-        raise problem("{at} lists column '{dup}' twice", dup=dup)
-    return columns
-
-
 def _data_path(value: Any, info: ValidationInfo) -> Path:
     """A data file; a relative path resolves against ``folder`` from the validation context."""
     if not isinstance(value, (str, Path)) or not str(value).strip():
@@ -110,27 +88,18 @@ def _scalar(value: Any) -> Any:
     raise problem("{at} must be a finite number, text or true/false, got {got}", got=show(value))
 
 
-_Text = Annotated[str, BeforeValidator(_text)]
-_Column = Annotated[str, BeforeValidator(_column)]
-_Columns = Annotated[tuple[_Column, ...], BeforeValidator(_column_list), AfterValidator(_unique)]
 _DataPath = Annotated[Path, BeforeValidator(_data_path)]
 
 
-class _Spec(BaseModel):
-    """A part of the spec: immutable, and a key it does not declare is an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SplitSpec(_Spec):
+class SplitSpec(Part):
     """How one table is divided into train/val(/test): three fractions (train, val, test) for a
     single file, two (train, val) when validation rows are carved out of a train file."""
 
     method: Literal["random", "time"] = "random"  # seeded permutation | sorted by `column`, oldest → train
     fractions: tuple[Annotated[StrictFloat, Field(gt=0, lt=1)], ...] = DEFAULT_FRACTIONS  # summing to 1
     seed: Annotated[StrictInt, Field(ge=0)] | None = Field(None, validate_default=True)  # random only
-    column: _Column | None = None  # the time column (time only)
-    format: _Text | None = None  # time only: how to read a text time column (strptime codes, e.g. %m/%d/%Y)
+    column: Column | None = None  # the time column (time only)
+    format: Text | None = None  # time only: how to read a text time column (strptime codes, e.g. %m/%d/%Y)
 
     @field_validator("fractions")
     @classmethod
@@ -158,7 +127,7 @@ class SplitSpec(_Spec):
         return self
 
 
-class FilesSpec(_Spec):
+class FilesSpec(Part):
     """Where the rows come from: one file (``path``) divided by ``split``, or one file per split
     (``train``, ``test`` and ``val``; without ``val``, ``split`` carves validation rows out of
     ``train``). ``split`` is ``None`` when every split has its own file."""
@@ -202,7 +171,7 @@ class FilesSpec(_Spec):
         if self.split is not None and len(self.split.fractions) != n:
             raise problem("{at}.split.fractions must be a list of {n} numbers ({parts}), got {got}",
                           n=n, parts=parts, got=list(self.split.fractions))
-        if self.csv != CsvOptions() and all(_parquet(p, self.format) for p in self.paths):
+        if self.csv != CsvOptions() and all(_format(p, self.format) == "parquet" for p in self.paths):
             raise problem("{at}.csv has no effect: every file is Parquet; remove it")
         return self
 
@@ -212,15 +181,15 @@ class FilesSpec(_Spec):
         return [p for p in (self.path, self.train, self.val, self.test) if p is not None]
 
 
-class ScenarioSpec(_Spec):
+class ScenarioSpec(Part):
     """Which scenario each row belongs to: the raw value of ``column``, renamed by ``mapping`` (raw
     value as text, e.g. ``"1"`` for the integer 1 → scenario name; several raw values may share a
     name; without a mapping every raw value seen in train is a scenario), or one ``constant``."""
 
-    column: _Column | None = None
-    constant: _Text | None = None
-    mapping: dict[str, _Text] | None = None
-    other: _Text | None = None  # scenario of raw values absent from the mapping (else they are an error)
+    column: Column | None = None
+    constant: Text | None = None
+    mapping: dict[str, Text] | None = None
+    other: Text | None = None  # scenario of raw values absent from the mapping (else they are an error)
     drop_missing: StrictBool = True  # drop (and report) rows whose scenario is missing instead of failing
 
     def declared_names(self) -> list[str]:
@@ -260,12 +229,12 @@ class ScenarioSpec(_Spec):
         return self
 
 
-class RuleSpec(_Spec):
+class RuleSpec(Part):
     """Turns a raw label column into 0/1: ``column <op> value`` or ``column <op> other column``."""
 
     op: _Op
     value: Annotated[str | int | float | bool | None, BeforeValidator(_scalar)] = None  # a constant, or
-    column: _Column | None = None  # a second column, compared row by row
+    column: Column | None = None  # a second column, compared row by row
 
     def describe(self, left: str) -> str:
         right = f"column '{self.column}'" if self.column is not None else repr(self.value)
@@ -279,21 +248,21 @@ class RuleSpec(_Spec):
         return self
 
 
-class TaskSpec(_Spec):
+class TaskSpec(Part):
     """One binary prediction task: its label ``column`` holds 0/1 (or booleans, null meaning "not
     observed") unless a ``rule`` turns it into 0/1; ``role`` places it in the entire-space graph."""
 
-    name: _Text  # unique; used in the schema, metrics and configs
-    column: _Column
+    name: Text  # unique; used in the schema, metrics and configs
+    column: Column
     rule: RuleSpec | None = None
     role: _Role | None = None
 
 
-class NumericSpec(_Spec):
+class NumericSpec(Part):
     """A numeric feature: ``standardize`` (train mean/std), ``log1p`` (signed log1p, then
     standardised) or ``bucketize`` (``buckets`` train quantiles → a categorical field)."""
 
-    column: _Column
+    column: Column
     transform: _Transform = "standardize"
     buckets: Annotated[StrictInt, Field(ge=2)] | None = Field(None, validate_default=True)  # bucketize only
 
@@ -315,23 +284,25 @@ class NumericSpec(_Spec):
         return None
 
 
-class DatasetSpec(_Spec):
+class DatasetSpec(Part):
     """Everything the data layer needs to turn raw files into :class:`EncodedData`.
 
     ``source`` is the spec file's name, which prefixes error messages; it is neither compared nor
     serialised.
     """
 
-    name: _Text  # reports, run directories
+    name: Text  # reports, run directories
     files: FilesSpec
     scenario: ScenarioSpec
     tasks: Annotated[tuple[TaskSpec, ...], Field(min_length=1)]  # in label-column order
-    categorical: _Columns = ()  # ids or strings
+    categorical: Columns = ()  # ids or strings
     numeric: tuple[NumericSpec, ...] = ()
-    user: _Column | None = None  # user ids (enable GAUC)
-    prior_features: _Columns = ()  # categorical fields used as personal priors by PEPNet/AEM²TL gates
+    user: Column | None = None  # user ids (enable GAUC)
+    prior_features: Columns = ()  # categorical fields used as personal priors by PEPNet/AEM²TL gates
     scenario_as_feature: StrictBool = False  # also feed the scenario id as the field SCENARIO_FIELD
     min_count: Annotated[StrictInt, Field(ge=1)] = 1  # rarer categories in train map to unknown (0)
+    multi_categorical: dict[Text, ListSpec] = {}  # list features by name (see spec_lists)
+    sequences: dict[Text, SequenceSpec] = {}  # behaviour sequences by name: built from the log or given
     conversion_without_click: StrictBool = False  # entire-space models: may a conversion skip the click?
     _source: str = PrivateAttr("<dict>")
 
@@ -361,7 +332,7 @@ class DatasetSpec(_Spec):
     @property
     def feature_columns(self) -> tuple[str, ...]:
         """Columns the model sees as inputs (categorical, numeric, the user column as a prior)."""
-        cols = list(self.categorical) + [n.column for n in self.numeric]
+        cols = list(self.categorical) + [n.column for n in self.numeric] + list(self.list_columns)
         if self.user is not None and self.user in self.prior_features and self.user not in cols:
             cols.append(self.user)
         return tuple(cols)
@@ -369,12 +340,27 @@ class DatasetSpec(_Spec):
     @property
     def id_columns(self) -> tuple[str, ...]:
         """Columns holding identifiers, read as exact integers or strings, never as floats."""
-        cols = [*self.categorical, self.user, self.scenario.column]
+        cols = [*self.categorical, self.user, self.scenario.column, *(s.user for s in self.sequences.values())]
         return tuple(dict.fromkeys(c for c in cols if c is not None))
+
+    @property
+    def list_columns(self) -> tuple[str, ...]:
+        """Columns holding a list per row (a Parquet list, or text split on the entry's ``sep``)."""
+        cols = [e.column for e in self.multi_categorical.values()]
+        cols += [s.column for s in self.sequences.values() if s.column is not None]
+        return tuple(dict.fromkeys(cols))
+
+    def data_file(self, path: str | Path, fmt: str | None = None, *, read_rows: int = READ_ROWS) -> DataFile:
+        """The reader of one of this spec's files (``fmt`` None: ``files.format``): ids read exactly,
+        list columns of a CSV as text, the spec's CSV options."""
+        return DataFile(path, self.files.format if fmt is None else fmt, id_columns=self.id_columns,
+                        csv=self.files.csv, column_types={c: pa.string() for c in self.list_columns},
+                        read_rows=read_rows)
 
     def required_columns(self, *, labels: bool = True) -> list[str]:
         """Every column to read from a data file (labels and the time column optional)."""
-        cols = [self.scenario.column, *self.categorical, *(n.column for n in self.numeric), self.user]
+        cols = [self.scenario.column, *self.categorical, *(n.column for n in self.numeric), self.user,
+                *self.list_columns, *(c for s in self.sequences.values() if s.built for c in (s.user, s.time))]
         if labels:
             cols += [c for t in self.tasks for c in (t.column, t.rule.column if t.rule is not None else None)]
             split = self.files.split
@@ -390,10 +376,26 @@ class DatasetSpec(_Spec):
     def _null_is_empty(cls, value: Any) -> Any:
         return () if value is None else value
 
+    @field_validator("multi_categorical", mode="before")
+    @classmethod
+    def _column_is_the_name(cls, value: Any) -> Any:
+        """An entry without ``column`` reads the column of its name (``genres: {sep: "|"}``)."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            return value
+        return {name: {"column": name, **entry} if isinstance(entry, Mapping) and "column" not in entry
+                else {"column": name} if entry is None else entry for name, entry in value.items()}
+
+    @field_validator("sequences", mode="before")
+    @classmethod
+    def _no_sequences(cls, value: Any) -> Any:
+        return {} if value is None else value
+
     @field_validator("tasks")
     @classmethod
     def _unique_task_names(cls, tasks: tuple[TaskSpec, ...]) -> tuple[TaskSpec, ...]:
-        dup = _first_duplicate(t.name for t in tasks)
+        dup = first_duplicate(t.name for t in tasks)
         if dup is not None:
             raise problem("{at}: task name '{dup}' is used twice", dup=dup)
         return tasks
@@ -401,7 +403,7 @@ class DatasetSpec(_Spec):
     @field_validator("numeric")
     @classmethod
     def _unique_numeric(cls, numeric: tuple[NumericSpec, ...]) -> tuple[NumericSpec, ...]:
-        _unique(tuple(n.column for n in numeric))
+        unique(tuple(n.column for n in numeric))
         return numeric
 
     @model_validator(mode="after")
@@ -430,7 +432,32 @@ class DatasetSpec(_Spec):
         split = self.files.split
         if split is not None and split.column is not None and split.column in self.label_columns:
             raise problem("files.split.column '{col}' is also a label column", col=split.column)
+        self._check_lists()
         return self
+
+    def _check_lists(self) -> None:
+        """List and sequence features: names apart from the fields, items and side features among
+        the categorical columns, a ``sep`` for every list read from a CSV file."""
+        taken = {self.user: "the user column"} if self.user in self.prior_features else {}
+        taken.update({c: "a categorical column" for c in self.categorical})
+        taken.update({n.column: "a numeric column" for n in self.numeric if n.transform == "bucketize"})
+        taken[SCENARIO_FIELD] = "the scenario field"
+        entries: list[tuple[str, str, Any]] = [("multi_categorical", n, e) for n, e in self.multi_categorical.items()]
+        entries += [("sequences", n, e) for n, e in self.sequences.items()]
+        csv = next((p.name for p in self.files.paths if _format(p, self.files.format) == "csv"), None)
+        for key, name, entry in entries:
+            at = f"{key}[{name!r}]"
+            if name in taken:
+                raise problem("{at}: the name is already {what}; name the feature differently", at=at, what=taken[name])
+            taken[name] = f"a feature in {key}"
+            if isinstance(entry, SequenceSpec):
+                for role, col in (("item", entry.item), *(("side", c) for c in entry.side)):
+                    if col not in self.categorical:
+                        raise problem("{at}.{role} '{col}' must be a categorical column (listed in categorical): the "
+                                      "sequence shares its vocabulary and embedding", at=at, role=role, col=col)
+            if getattr(entry, "column", None) is not None and entry.sep is None and csv is not None:
+                raise problem("{at}.sep is needed: {file} is CSV, where a list is text (e.g. sep: \"|\" for "
+                              "Action|Comedy)", at=at, file=csv)
 
 
 def load_spec(path_or_dict: str | Path | Mapping[str, Any], *, base_dir: str | Path | None = None,
@@ -466,11 +493,12 @@ def load_spec(path_or_dict: str | Path | Mapping[str, Any], *, base_dir: str | P
         raise SpecError(f"spec {source}: {explain(exc, DatasetSpec, 'the spec')}") from None
 
 
-def _parquet(path: Path, fmt: str) -> bool:
+def _format(path: Path, fmt: str) -> str | None:
+    """``csv`` or ``parquet``, or None for an extension that says nothing (the reader will say so)."""
     try:
-        return detect_format(path, fmt) == "parquet"
+        return detect_format(path, fmt)
     except DataError:
-        return False  # an extension that says nothing: the reader will say so
+        return None
 
 
 def _raw_key(value: Any) -> str | None:
@@ -482,7 +510,3 @@ def _raw_key(value: Any) -> str | None:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
     return None
-
-
-def _first_duplicate(items: Iterable[Any]) -> Any:
-    return next((x for x, n in Counter(items).items() if n > 1), None)

@@ -44,6 +44,14 @@ are generated in memory, written in chunks of any size, or generated as a longer
    pooled rate of ``y_t`` — the click rate for task 0 and the rate *given a click* for later nested
    tasks — matches ``base_rates``.
 
+7. **History** (``history_len > 0``): rows are in time order (a ``time`` column, row ``i`` at time
+   ``i``), ``cat_0`` is the user, ``cat_1`` the item and ``cat_2`` the item's group (observed, as
+   a genre would be), and items follow each user's drifting interests
+   (:mod:`msmtrec.data.synthetic_interests`); every logit gains ``history_signal · match`` (the
+   row's item is in the user's current interest group), which only the user's recent items reveal.
+   The written spec builds a ``history`` of ``history_len`` items (with their group as a side
+   feature) from the log. At ``history_signal = 0`` the labels do not depend on the history.
+
 The true probabilities are available (:meth:`SyntheticGenerator.probabilities`), which is what
 tests that need a known answer compare against.
 
@@ -64,6 +72,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.data.io import DEFAULT_FRACTIONS, SPLITS, split_sizes
+from msmtrec.data.synthetic_interests import group_item, interest, item_group
 from msmtrec.declared import explain, problem
 from msmtrec.errors import ConfigError
 from msmtrec.files import atomic_write, write_json
@@ -110,6 +119,15 @@ class SyntheticConfig(BaseModel):
         signal_scale: multiplies the task score; larger means more predictable labels.
         scenario_bias_scale: standard deviation of the per-scenario base-rate shift at ``α = 1``.
         with_user: treat ``cat_0`` as the user id (``has_user``; enables GAUC).
+        history_len: > 0: items follow the users' drifting interests (``cat_2`` becomes the
+            item's group), the files get a ``time`` column and the spec a history of this many
+            items built from the log (step 7).
+        history_signal: weight of the interest match in every logit (needs a history).
+        interest_groups: ``G``, the interest groups the items of ``cat_1`` fall into.
+        interest_share: share of rows whose item comes from the user's current interest.
+        interest_period: ``P``, rows between a user's interest changes (default: the vocabulary
+            of ``cat_0`` × ``2 · history_len``, i.e. about ``2 · history_len`` events of a user
+            of average activity, so that most of a history shows the current interest).
         task_names: names of the tasks (default ``click, conversion`` / ``click, action_1, ...,
             conversion`` for nested, ``task_0 ...`` for independent).
         seed: seeds everything.
@@ -133,6 +151,11 @@ class SyntheticConfig(BaseModel):
     signal_scale: Annotated[float, Field(ge=0)] = 2.0
     scenario_bias_scale: Annotated[float, Field(ge=0)] = 0.75
     with_user: StrictBool = False
+    history_len: Annotated[StrictInt, Field(ge=0)] = 0
+    history_signal: Annotated[float, Field(ge=0)] = 0.0
+    interest_groups: Annotated[StrictInt, Field(ge=2)] = 8
+    interest_share: Annotated[float, Field(ge=0, le=1)] = 0.7
+    interest_period: Annotated[StrictInt, Field(ge=1)] | None = None
     task_names: tuple[StrictStr, ...] | None = None
     seed: Annotated[StrictInt, Field(ge=0)] = 0
 
@@ -152,7 +175,18 @@ class SyntheticConfig(BaseModel):
             if value is not None and len(value) != count or key == "task_names" and value and len(set(value)) != count:
                 raise problem(f"{key} must be {'one int or ' if key == 'vocab' else ''}{count} {what}, got {{got}}",
                               got=list(value))
+        if self.history_signal > 0 and self.history_len == 0:
+            raise problem("history_signal needs a history: set history_len > 0")
+        if self.history_len and (self.num_fields < 3 or self.vocabularies[1] < self.interest_groups
+                                 or self.vocabularies[2] < self.interest_groups):
+            raise problem("a history needs num_fields >= 3 (cat_0 the user, cat_1 the item, cat_2 its group) and "
+                          "at least interest_groups ({groups}) ids in cat_1 and cat_2", groups=self.interest_groups)
         return self
+
+    @property
+    def period(self) -> int:
+        """``P``: rows between a user's interest changes."""
+        return self.interest_period or self.vocabularies[0] * 2 * self.history_len
 
     @property
     def vocabularies(self) -> tuple[int, ...]:
@@ -276,14 +310,27 @@ class SyntheticGenerator:
         self._last_block: tuple[int, dict[str, np.ndarray]] | None = None
 
     # -- the process ------------------------------------------------------------------------------
-    def _features(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        c = self.config
+    def _features(self, rng: np.random.Generator, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c, n = self.config, len(rows)
         scenario = rng.choice(c.scenarios, size=n, p=self.scenario_p).astype(np.int64)
         cat = np.empty((n, c.num_fields), dtype=np.int64)
         for i, cdf in enumerate(self._cdf):
             cat[:, i] = np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1) + 1
+        if c.history_len:  # step 7: some items come from the user's current interest
+            own = np.flatnonzero(rng.random(n) < c.interest_share)
+            g = interest(c.seed, cat[own, 0], rows[own], c.period, c.interest_groups)
+            cat[own, 1] = group_item(rng.random(len(own)), g, self.vocab[1], c.interest_groups)
+            cat[:, 2] = item_group(cat[:, 1], c.interest_groups) + 1  # the item's group is observed
         num = rng.standard_normal((n, c.num_numeric), dtype=np.float32)
         return cat, num, scenario
+
+    def _match(self, cat: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Whether each row's item is in its user's current interest group (step 7)."""
+        c = self.config
+        if rows is None:
+            raise ValueError("with a history signal the probabilities depend on the rows' positions: pass rows")
+        return item_group(cat[:, 1], c.interest_groups) == interest(c.seed, cat[:, 0], rows, c.period,
+                                                                    c.interest_groups)
 
     def _latent(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
         h = np.zeros((cat.shape[0], self.config.latent_dim), dtype=np.float32)
@@ -295,9 +342,11 @@ class SyntheticGenerator:
             h += self._cross[0][cat[:, 0]] * self._cross[1][cat[:, 1]] / math.sqrt(self.config.latent_dim)
         return h
 
-    def logits(self, cat: np.ndarray, num: np.ndarray, scenario: np.ndarray) -> np.ndarray:
+    def logits(self, cat: np.ndarray, num: np.ndarray, scenario: np.ndarray, rows: np.ndarray | None = None
+               ) -> np.ndarray:
         """``[N, T]`` logits of every task for each row's scenario (conditional on a click for
-        nested tasks after the first)."""
+        nested tasks after the first); ``rows`` (the rows' positions) when there is a history
+        signal."""
         c = self.config
         h = self._latent(cat, num).astype(np.float64)
         alpha = c.scenario_signal
@@ -309,13 +358,15 @@ class SyntheticGenerator:
             offset = alpha * self.scenario_bias[:, scenario].T
         else:
             offset = 0.0
+        if c.history_signal > 0:
+            offset = offset + c.history_signal * self._match(cat, rows)[:, None]
         return self.bias[None] + offset + c.signal_scale * score
 
     def probabilities(self, cat: np.ndarray, num: np.ndarray, scenario: np.ndarray, *,
-                      conditional: bool = False) -> np.ndarray:
+                      rows: np.ndarray | None = None, conditional: bool = False) -> np.ndarray:
         """True ``P(y_t = 1 | x, s)``, ``[N, T]``. For nested data the later tasks are marginal
         over the click (``P(click) · P(task | click)``) unless ``conditional``."""
-        p = 1.0 / (1.0 + np.exp(-self.logits(cat, num, scenario)))
+        p = 1.0 / (1.0 + np.exp(-self.logits(cat, num, scenario, rows)))
         if self.config.structure == "nested" and not conditional:
             p[:, 1:] *= p[:, :1]
         return p
@@ -329,9 +380,10 @@ class SyntheticGenerator:
     def _calibrate(self) -> None:
         """Solve the biases so the pooled rates match ``rates`` on a fixed pilot sample."""
         rng = _rng(self.config.seed, _PILOT)
-        cat, num, scenario = self._features(rng, _PILOT_ROWS)
+        rows = np.arange(_PILOT_ROWS, dtype=np.int64)
+        cat, num, scenario = self._features(rng, rows)
         self.bias = np.zeros(self.config.tasks)
-        base = self.logits(cat, num, scenario)  # bias 0
+        base = self.logits(cat, num, scenario, rows)  # bias 0
         weights = np.ones(_PILOT_ROWS)
         for t, target in enumerate(self.config.rates):
             # Later nested tasks are calibrated given a click: weight each row by P(click).
@@ -350,13 +402,17 @@ class SyntheticGenerator:
     # -- rows -------------------------------------------------------------------------------------
     def block(self, index: int) -> dict[str, np.ndarray]:
         """Rows ``[index·BLOCK_ROWS, (index+1)·BLOCK_ROWS)`` as arrays: ``categorical`` [n,F] int64,
-        ``numeric`` [n,D] float32, ``scenario`` [n] int64, ``labels`` [n,T] bool."""
+        ``numeric`` [n,D] float32, ``scenario`` [n] int64, ``labels`` [n,T] bool (and ``time`` [n]
+        int64, the row's position, with a history)."""
         if self._last_block is not None and self._last_block[0] == index:
             return self._last_block[1]
         rng = _rng(self.config.seed, _ROWS, index)
-        cat, num, scenario = self._features(rng, BLOCK_ROWS)
-        p = self.probabilities(cat, num, scenario, conditional=True)
+        rows = np.arange(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS, dtype=np.int64)
+        cat, num, scenario = self._features(rng, rows)
+        p = self.probabilities(cat, num, scenario, rows=rows, conditional=True)
         out = {"categorical": cat, "numeric": num, "scenario": scenario, "labels": self._labels(rng, p)}
+        if self.config.history_len:
+            out["time"] = rows
         self._last_block = (index, out)  # consecutive splits usually share a boundary block
         return out
 
@@ -372,7 +428,15 @@ class SyntheticGenerator:
             row = b * BLOCK_ROWS + hi
 
     def generate(self, start: int = 0, stop: int | None = None) -> EncodedData:
-        """Rows ``[start, stop)`` as one :class:`EncodedData` (ids as in the schema: 1..vocab)."""
+        """Rows ``[start, stop)`` as one :class:`EncodedData` (ids as in the schema: 1..vocab).
+
+        Raises:
+            ConfigError: the config has a history (it is built from the log by the data pipeline:
+                write the files with :func:`write_synthetic` and load their spec).
+        """
+        if self.config.history_len:
+            raise ConfigError("synthetic: a history is built from the log by the data pipeline; write the data with "
+                              "write_synthetic (msmtrec synth) and load its spec.yaml")
         parts = list(self.blocks(start, stop))
         if not parts:
             raise ConfigError(f"synthetic: no rows in [{start}, {stop})")
@@ -461,13 +525,15 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: 
         [(n, pa.int64()) for n in config.categorical_names]
         + [(n, pa.float32()) for n in config.numeric_names]
         + [("scenario", pa.string())]
-        + [(t, pa.int8()) for t in tasks])
+        + [(t, pa.int8()) for t in tasks]
+        + ([("time", pa.int64())] if config.history_len else []))
 
     def to_table(part: dict[str, np.ndarray]) -> pa.Table:
         cat, num, lab = part["categorical"], part["numeric"], part["labels"].astype(np.int8)
         cols = ([pa.array(cat[:, i]) for i in range(cat.shape[1])] + [pa.array(num[:, j]) for j in range(num.shape[1])]
                 + [pa.array(scen_names[part["scenario"]], type=pa.string())]
-                + [pa.array(lab[:, t]) for t in range(lab.shape[1])])
+                + [pa.array(lab[:, t]) for t in range(lab.shape[1])]
+                + ([pa.array(part["time"])] if "time" in part else []))
         return pa.Table.from_arrays(cols, schema=arrow_schema)
 
     written, start = 0, 0
@@ -509,4 +575,7 @@ def spec_dict(config: SyntheticConfig) -> dict[str, Any]:
     if config.with_user:
         spec["user"] = "cat_0"
         spec["prior_features"] = ["cat_0"]
+    if config.history_len:
+        spec["sequences"] = {"history": {"user": "cat_0", "item": "cat_1", "time": "time", "side": ["cat_2"],
+                                         "max_len": config.history_len, "pooling": "attention"}}
     return spec

@@ -65,7 +65,7 @@ class ESMM(EntireSpaceModel):
         self.towers = TowerBank(2 * self.num_scenarios, d, tower_dims, 1, dropout=dropout)
 
     def forward(self, batch: EncodedData) -> dict[str, torch.Tensor]:
-        h = self.embedding(batch.categorical, batch.numeric)
+        h = self.embedding(batch)
         if self.bottom is not None:
             h = self.bottom(h)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)

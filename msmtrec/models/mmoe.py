@@ -42,7 +42,7 @@ class MMoE(MSMTModel):
         self.towers = TowerBank(heads, self.experts.output_dim, tower_dims, 1, dropout=dropout)
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
-        x = self.embedding(batch.categorical, batch.numeric)
+        x = self.embedding(batch)
         experts = self.experts(x)  # [B, E, h]
         groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks

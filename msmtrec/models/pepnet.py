@@ -97,7 +97,7 @@ class PEPNet(MSMTModel):
         return [gate(z).view(b, t, -1) for gate in self.ppnet_gates]
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
-        embedded = self.embedding(batch.categorical, batch.numeric)
+        embedded = self.embedding(batch)
         personalised = self.epnet(embedded, batch.scenario)
         gates = self.ppnet_gates_for(personalised, batch.categorical)
         return self.towers(personalised, gates=gates).squeeze(-1)

@@ -37,7 +37,7 @@ class SharedBottom(MSMTModel):
         self.towers = TowerBank(self.num_scenarios * self.num_tasks, self.bottom.output_dim, tower_dims, 1, dropout=dropout)
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
-        h = self.bottom(self.embedding(batch.categorical, batch.numeric))
+        h = self.bottom(self.embedding(batch))
         groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
         return groups.apply(lambda s, x: self.towers(x, slice(s * t, (s + 1) * t)).squeeze(-1), h)

@@ -84,11 +84,12 @@ class STAR(MSMTModel):
         return h
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
-        x = self.embedding(batch.categorical, batch.numeric)
+        x = self.embedding(batch)
         # The star FCN is row-wise and PN is not: blocks padded under autocast (one bf16 kernel per
         # block shape, ScenarioGroups), PN's statistics from each block's real rows.
         groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
-        main = groups.apply(lambda s, block: self.star_network(s, block, groups.counts[s]), x)
+        rows = groups.counts if groups.padded else [None] * self.num_scenarios
+        main = groups.apply(lambda s, block: self.star_network(s, block, rows[s]), x)
         aux = self.auxiliary(torch.cat([self.scenario_embedding(batch.scenario), x], dim=1))
         return main + aux
 

@@ -29,13 +29,11 @@ from msmtrec.nn.experts import SEIBank
 
 
 class _ReLUKeep(torch.autograd.Function):
-    """``relu(h) ⊙ keep`` (``keep`` a :func:`keep_bits` mask or None), saving only the output."""
+    """``relu(h) ⊙ keep`` (``keep`` a :func:`keep_bits` mask), saving only the output."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        out = h.clamp_min(0.0)
-        if keep is not None:
-            zero_dropped_(out, keep)
+    def forward(ctx, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = zero_dropped_(h.clamp_min(0.0), keep)
         ctx.save_for_backward(out)
         return out
 
@@ -46,8 +44,11 @@ class _ReLUKeep(torch.autograd.Function):
 
 
 def relu_keep(h: torch.Tensor, p: float) -> torch.Tensor:
-    """ReLU, then zero each element with probability ``p`` (no rescaling: the caller folds it)."""
-    return _ReLUKeep.apply(h, keep_bits(h.shape, p, h.dtype, h.device) if p > 0 else None)
+    """ReLU, then zero each element with probability ``p`` (no rescaling: the caller folds it).
+    Without dropout (``p = 0``, evaluation) a plain ReLU, which a traced graph can hold."""
+    if p == 0:
+        return torch.relu(h)
+    return _ReLUKeep.apply(h, keep_bits(h.shape, p, h.dtype, h.device))
 
 
 class FusedSEIBank(SEIBank):

@@ -26,6 +26,7 @@ class ScenarioCGC(nn.Module):
         n_shared: task-shared experts per scenario.
         expert_hidden: widths of each expert MLP.
         gate_activation: ``identity`` or ``relu`` before the gate softmax.
+        gate: ``softmax`` or ``sum`` (every expert weight 1, see :class:`~msmtrec.nn.MixingGateBank`).
         dropout: dropout inside the experts.
 
     ``forward(x [B, in], scenarios=slice) -> [B, n·T, out]`` runs the CGCs of the scenarios in the
@@ -34,7 +35,8 @@ class ScenarioCGC(nn.Module):
     """
 
     def __init__(self, num_scenarios: int, num_tasks: int, in_dim: int, n_specific: int, n_shared: int,
-                 expert_hidden: Sequence[int], *, gate_activation: str = "identity", dropout: float = 0.0) -> None:
+                 expert_hidden: Sequence[int], *, gate_activation: str = "identity", gate: str = "softmax",
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if n_specific < 0 or n_shared < 0 or n_specific + n_shared == 0:
             raise ValueError(f"CGC needs at least one expert (got {n_specific} specific, {n_shared} shared)")
@@ -43,7 +45,8 @@ class ScenarioCGC(nn.Module):
         self.specific = ExpertBank(num_scenarios * num_tasks * n_specific, in_dim, expert_hidden,
                                    dropout=dropout) if n_specific else None
         self.shared = ExpertBank(num_scenarios * n_shared, in_dim, expert_hidden, dropout=dropout) if n_shared else None
-        self.gates = MixingGateBank(num_scenarios * num_tasks, in_dim, n_specific + n_shared, activation=gate_activation)
+        self.gates = MixingGateBank(num_scenarios * num_tasks, in_dim, n_specific + n_shared, activation=gate_activation,
+                                    kind=gate)
         self.output_dim = expert_hidden[-1]
 
     def gate_weights(self, x: torch.Tensor, scenarios: slice = slice(None)) -> torch.Tensor:
@@ -57,11 +60,11 @@ class ScenarioCGC(nn.Module):
         if self.specific is not None:
             k = self.n_specific
             spec = self.specific(x, slice(start * t * k, stop * t * k))  # [B, n*T*k, d]
-            parts.append(spec.view(b, n, t, k, -1))
+            parts.append(spec.view(b, n, t, k, self.output_dim))  # no -1: b may be 0
         if self.shared is not None:
             m = self.n_shared
-            shared = self.shared(x, slice(start * m, stop * m)).view(b, n, 1, m, -1)  # [B, n, 1, m, d]
+            shared = self.shared(x, slice(start * m, stop * m)).view(b, n, 1, m, self.output_dim)  # [B, n, 1, m, d]
             parts.append(shared.expand(b, n, t, m, shared.shape[-1]))
         experts = torch.cat(parts, dim=3) if len(parts) > 1 else parts[0]  # [B, n, T, k+m, d]
-        experts = experts.flatten(1, 2)  # [B, n*T, k+m, d]
+        experts = experts.reshape(b, n * t, self.n_specific + self.n_shared, self.output_dim)  # [B, n*T, k+m, d]
         return mix(self.gate_weights(x, scenarios), experts)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
 
 from msmtrec.models.base import MSMTModel
 

@@ -70,6 +70,33 @@ def test_ml_1m_framing(tmp_path):
     np.testing.assert_array_equal(ds.train.scenario.numpy(), expected)
 
 
+def test_ml_1m_genres_list_and_history_option(tmp_path):
+    spec_path = prepare("ml-1m", RAW / "ml-1m", tmp_path, options={"history": 3})
+    genres = {int(m[0]): m[2].split("|") for m in (line.split("::") for line in
+                                                   (RAW / "ml-1m" / "movies.dat").read_text(encoding="latin-1").splitlines())}
+    rows = _all_rows(tmp_path)
+    assert all(g == genres[m] for m, g in zip(rows["movie_id"], rows["genres"]))  # all of them, as a list column
+    spec = yaml.safe_load(spec_path.read_text())
+    assert spec["multi_categorical"] == {"genres": {"column": "genres", "max_len": 6, "pooling": "mean"}}
+    assert spec["sequences"]["history"] == {"user": "user_id", "item": "movie_id", "time": "timestamp", "max_len": 3,
+                                            "side": ["genre"], "pooling": "attention"}
+    ds = load_dataset(spec_path)
+    # Each rating's history: the same user's earlier ratings of splits up to its own, newest first.
+    parts = [_read(tmp_path, s) for s in ("train", "val", "test")]
+    movie_ids = {v: i + 1 for i, v in enumerate(ds.encoders.vocabularies["movie_id"].values)}
+    events = [(k, u, t, m) for k, p in enumerate(parts) for u, t, m in zip(p["user_id"], p["timestamp"], p["movie_id"])]
+    for k, (split, p) in enumerate(zip(("train", "val", "test"), parts)):
+        data = ds.split(split)
+        for i, (u, t) in enumerate(zip(p["user_id"], p["timestamp"])):
+            seen = sorted((e for e in events if e[1] == u and e[0] <= k and e[2] < t), key=lambda e: -e[2])[:3]
+            got = data.lists[i, 6:].view(3, 2)[:data.list_lengths[i, 1], 0].tolist()
+            assert got == [movie_ids.get(e[3], 0) for e in seen]
+    assert prepare("ml-1m", RAW / "ml-1m", tmp_path / "plain").read_text().count("sequences") == 0  # off by default
+    for bad in (-1, "abc", 2.5):
+        with pytest.raises(ConfigError, match="history must be a number of ratings >= 0"):
+            prepare("ml-1m", RAW / "ml-1m", tmp_path / "bad", options={"history": bad})
+
+
 def test_ml_1m_manifest_and_determinism(tmp_path):
     prepare("ml-1m", RAW / "ml-1m", tmp_path / "a")
     prepare("ml-1m", RAW / "ml-1m", tmp_path / "b")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -197,3 +199,38 @@ def test_cli_synth(tmp_path):
     np.testing.assert_array_equal(got.column("cat_0").to_numpy(), expected.categorical[:1600, 0].numpy())
     bad = runner.invoke(main, ["synth", "--out", str(tmp_path / "t"), "--scenario-signal", "2"])
     assert bad.exit_code == 2 and "scenario_signal" in bad.output
+
+
+def test_history_data_follows_drifting_interests_and_writes_a_history_spec(tmp_path):
+    from msmtrec.data.synthetic_interests import interest, item_group
+
+    cfg = SyntheticConfig(rows=4000, num_fields=3, vocab=(20, 40, 8), history_len=5, history_signal=2.0,
+                          interest_groups=4, seed=3)
+    spec = yaml.safe_load(write_synthetic(tmp_path, cfg).read_text())
+    assert spec["sequences"]["history"] == {"user": "cat_0", "item": "cat_1", "time": "time", "side": ["cat_2"],
+                                            "max_len": 5, "pooling": "attention"}
+    t = pq.read_table(tmp_path / "train.parquet")
+    rows, users, items = t.column("time").to_numpy(), t.column("cat_0").to_numpy(), t.column("cat_1").to_numpy()
+    assert (rows == np.arange(3200)).all()  # row i at time i: the files are in time order
+    np.testing.assert_array_equal(t.column("cat_2").to_numpy(), item_group(items, 4) + 1)
+    match = item_group(items, 4) == interest(3, users, rows, cfg.period, 4)
+    assert abs(match.mean() - (0.7 + 0.3 / 4)) < 0.03  # interest_share, plus chance for the others
+    gen = SyntheticGenerator(cfg)
+    block = gen.block(0)
+    z = gen.logits(block["categorical"], block["numeric"], block["scenario"], block["time"])
+    z0 = SyntheticGenerator(cfg.replace(history_signal=0.0)).logits(block["categorical"], block["numeric"],
+                                                                    block["scenario"])
+    shift = z - z0 - 2.0 * gen._match(block["categorical"], block["time"])[:, None]
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:1], shift.shape), atol=1e-9)  # + the calibrated bias
+    with pytest.raises(ConfigError, match="write_synthetic"):
+        gen.generate()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"history_signal": 1.0}, "history_signal needs a history"),
+    ({"history_len": 5, "num_fields": 2}, "a history needs num_fields >= 3"),
+    ({"history_len": 5, "vocab": 5, "interest_groups": 8}, "at least interest_groups (8) ids"),
+])
+def test_bad_history_options_are_one_line(options, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        SyntheticConfig(rows=100, **options)

@@ -120,7 +120,7 @@ def test_under_autocast_padded_blocks_leave_the_statistics_and_outputs_of_the_re
     batch = make_batch(schema, 90)
     models = [star(schema).train() for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    x = models[0].embedding(batch.categorical, batch.numeric).detach()
+    x = models[0].embedding(batch).detach()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = models[0](batch)
         expected = torch.empty_like(out)

@@ -9,7 +9,6 @@ from msmtrec.nn import CGC, ExpertBank, MixingGateBank, ScenarioGroups, SEIBank,
 from msmtrec.nn.experts import mix
 from msmtrec.nn.fused_sei import FusedSEIBank
 from msmtrec.nn.gate_nu import GateNUBank
-from msmtrec.nn.grouping import ROW_BUCKET
 from msmtrec.nn.lora import LoRABank
 from msmtrec.nn.scenario_cgc import ScenarioCGC
 from tests.conftest import DtypeAudit

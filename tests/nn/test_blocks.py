@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from msmtrec.nn import CGC, MLP, ExpertBank, FeatureEmbedding, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn import CGC, MLP, CGCStack, ExpertBank, FeatureEmbedding, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn.grouping import capturing
 from msmtrec.nn.mlp import activation
 
 
@@ -71,6 +73,30 @@ def test_mixing_gate_bank_rows_sum_to_one_and_relu_variant():
     torch.testing.assert_close(g_relu(x), torch.softmax(logits, -1))
 
 
+def test_sum_gate_has_no_parameters_and_weights_every_entry_one():
+    g = MixingGateBank(3, 4, 5, kind="sum")
+    assert list(g.parameters()) == []
+    torch.testing.assert_close(g(torch.randn(10, 4), slice(1, 3)), torch.ones(10, 2, 5))
+    torch.testing.assert_close(g(torch.randn(10, 2, 4), slice(1, 3)), torch.ones(10, 2, 5))
+
+
+def test_cgc_stack_runs_each_scenarios_own_heads_level_by_level():
+    """Two levels: the first level's head outputs feed the second level's head experts and its
+    per-scenario shared gate feeds the second level's shared experts (PLE)."""
+    torch.manual_seed(5)
+    stack = CGCStack(2, num_scenarios=2, num_tasks=2, in_dim=5, n_specific=1, n_shared=1, expert_hidden=[3])
+    x0, x1 = torch.randn(4, 5), torch.randn(6, 5)
+    out0, out1 = stack([(0, x0), (1, x1)])
+    assert out0.shape == (4, 2, 3) and out1.shape == (6, 2, 3)
+    first, last = stack
+    for s, x, out in ((0, x0, out0), (1, x1, out1)):
+        heads, shared = first(x, x, slice(2 * s, 2 * s + 2))
+        expected, none = last(heads, shared, slice(2 * s, 2 * s + 2))
+        assert none is None
+        torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(stack([(1, x1)])[0], out1)  # a chunk's result does not depend on the others
+
+
 def test_sei_bank_is_gated_sum_of_its_own_sub_experts():
     torch.manual_seed(3)
     sei = SEIBank(num_seis=3, in_dim=4, num_sub_experts=2, hidden=[6])
@@ -112,6 +138,23 @@ def test_scenario_groups_round_trip_and_apply():
     torch.testing.assert_close(g.restore(x[g.order]), x)
     out = g.apply(lambda sc, xs: xs + 100 * sc, x)
     torch.testing.assert_close(out.squeeze(1), torch.tensor([200.0, 1, 202, 103, 4]))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_scenario_groups_in_a_traced_graph_route_rows_the_tracing_batch_did_not_have():
+    weight = torch.tensor([1.0, 10.0, 100.0])
+
+    def scores(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        groups = ScenarioGroups(s, 3)
+        assert groups.present == [0, 1, 2] or not capturing()
+        return groups.apply(lambda sc, xs: xs * weight[sc] + sc, x)
+
+    with torch.no_grad():
+        graph = torch.jit.trace(scores, (torch.ones(6, 2), torch.tensor([0, 1, 2, 0, 1, 2])))
+    x, s = torch.randn(5, 2), torch.tensor([2, 2, 0, 2, 0])  # scenario 1 absent, other order and size
+    torch.testing.assert_close(graph(x, s), scores(x, s))
+    torch.testing.assert_close(graph(x, s)[:, 0], x[:, 0] * weight[s] + s)
+    assert graph(x[:0], s[:0]).shape == (0, 2)
 
 
 def test_mlp_and_activation_errors():

@@ -75,8 +75,8 @@ def test_evaluation_runs_in_the_training_precision_and_returns_fp32():
     fp32, data = _trainer("hinet")
     bf16, _ = _trainer("hinet", "bf16")
     bf16.model.load_state_dict(fp32.model.state_dict())
-    a = collect_targets(fp32.model, data, 100, fp32.forward)
-    b = collect_targets(bf16.model, data, 100, bf16.forward)
+    a = collect_targets(fp32.model, data, 100, forward=fp32.forward)
+    b = collect_targets(bf16.model, data, 100, forward=bf16.forward)
     for name in a:
         assert b[name][0].dtype == "float32"
         assert not (a[name][0] == b[name][0]).all()  # bf16 really ran ...
@@ -112,8 +112,8 @@ def test_compiled_and_eager_evaluation_agree():
     eager, data = _trainer("shared_bottom", params={"bottom_dims": [8], "tower_dims": [4]}, n=64)
     comp, _ = _trainer("shared_bottom", params={"bottom_dims": [8], "tower_dims": [4]}, n=64, compile=True)
     comp.model.load_state_dict(eager.model.state_dict())
-    a = collect_targets(eager.model, data, 64, eager.forward)
-    b = collect_targets(comp.model, data, 64, comp.forward)
+    a = collect_targets(eager.model, data, 64, forward=eager.forward)
+    b = collect_targets(comp.model, data, 64, forward=comp.forward)
     assert comp.run_model.active  # it really ran compiled
     for name in a:
         torch.testing.assert_close(torch.from_numpy(b[name][0]), torch.from_numpy(a[name][0]), rtol=1e-5, atol=1e-6)

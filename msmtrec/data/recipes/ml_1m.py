@@ -6,12 +6,16 @@ so the user downloads it): ``ratings.dat`` (UserID::MovieID::Rating::Timestamp),
 
 Framing (AutoIFS ``datatransform/``, models.md §4.5; the age split of SWR and M3oE, landscape §5):
 
-- one row per rating, joined with the user's profile and the movie's first genre;
+- one row per rating, joined with the user's profile, the movie's first genre and all its genres
+  (``genres``, a list: a ``multi_categorical`` feature pooled by mean);
 - scenarios = age groups {1, 18} → ``under_25``, {25} → ``25_34``, {35, 45, 50, 56} → ``35_plus``;
   the scenario indicator is also an input field (``scenario_as_feature``);
 - tasks ``click`` = rating > 3 and ``like`` = rating > 4 (so like ⊂ click);
 - fields: user_id, movie_id, gender, age, occupation, zip, first genre (+ the scenario field);
   no minimum-frequency filter;
+- option ``history`` (default 0: none): the spec also builds each rating's history from the log,
+  the user's ``history`` most recent ratings strictly before it (movie and first genre), pooled by
+  target attention on the rated movie (AEM²TL feeds its 30 most recent behaviours);
 - a seeded random 80/10/10 split (seed 2021 as in AutoIFS), fixed once here.
 """
 
@@ -27,7 +31,7 @@ import pyarrow.csv as pacsv
 
 from msmtrec.data.io import RandomSplit
 from msmtrec.data.recipes.base import Lookup, Recipe, SplitWriter, check_fractions, require_files
-from msmtrec.errors import DataError
+from msmtrec.errors import ConfigError, DataError
 
 AGE_GROUPS = {1: "under_25", 18: "under_25", 25: "25_34", 35: "35_plus", 45: "35_plus", 50: "35_plus",
               56: "35_plus"}
@@ -51,6 +55,9 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     files = require_files("ml-1m", raw, {"ratings": ["ratings.dat"], "users": ["users.dat"],
                                          "movies": ["movies.dat"]}, EXPECTED)
     fractions = check_fractions(options["fractions"], 3, "ml-1m option fractions")
+    history = options["history"]
+    if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+        raise ConfigError(f"ml-1m option history must be a number of ratings >= 0, got {history!r}")
     ratings = read_dat(files["ratings"], ["user_id", "movie_id", "rating", "timestamp"],
                        {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.int8(), "timestamp": pa.int64()})
     users = read_dat(files["users"], ["user_id", "gender", "age", "occupation", "zip"],
@@ -61,17 +68,18 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     bad_age = sorted(set(pc.unique(users.column("age")).to_pylist()) - set(AGE_GROUPS))
     if bad_age:
         raise DataError(f"ml-1m: users.dat has age code(s) {bad_age}; expected {sorted(AGE_GROUPS)}")
-    first_genre = pc.list_element(pc.split_pattern(movies.column("genres"), "|"), 0)
-    movies = movies.append_column("genre", first_genre)
+    genres = pc.split_pattern(movies.column("genres"), "|")
+    movies = movies.append_column("genre", pc.list_element(genres, 0)).set_column(2, "genres", genres)
     u = Lookup(users, "user_id", "ml-1m: users.dat").take(ratings.column("user_id"),
                                                           ["gender", "age", "occupation", "zip"])
-    m = Lookup(movies, "movie_id", "ml-1m: movies.dat").take(ratings.column("movie_id"), ["genre"])
+    m = Lookup(movies, "movie_id", "ml-1m: movies.dat").take(ratings.column("movie_id"), ["genre", "genres"])
     if u["age"].null_count:
         raise DataError(f"ml-1m: {u['age'].null_count} rating(s) in ratings.dat have a user_id missing from users.dat")
     rating = ratings.column("rating")
     table = pa.table({
         "user_id": ratings.column("user_id"), "movie_id": ratings.column("movie_id"),
         "gender": u["gender"], "age": u["age"], "occupation": u["occupation"], "zip": u["zip"], "genre": m["genre"],
+        "genres": m["genres"],
         "rating": rating, "timestamp": ratings.column("timestamp"),
         "click": pc.cast(pc.greater(rating, 3), pa.int8()), "like": pc.cast(pc.greater(rating, 4), pa.int8()),
     })
@@ -88,7 +96,11 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
         "prior_features": ["user_id"],
         "scenario_as_feature": True,
         "min_count": 1,
+        "multi_categorical": {"genres": {"column": "genres", "max_len": 6, "pooling": "mean"}},
     }
+    if history:
+        spec["sequences"] = {"history": {"user": "user_id", "item": "movie_id", "time": "timestamp", "max_len": history,
+                                         "side": ["genre"], "pooling": "attention"}}
     return spec, [files["ratings"], files["users"], files["movies"]]
 
 
@@ -98,6 +110,7 @@ RECIPE = Recipe(
     expected=EXPECTED,
     build=build,
     options={"seed": (2021, "seed of the random split (AutoIFS uses 2021)"),
-             "fractions": ([0.8, 0.1, 0.1], "train/val/test fractions")},
+             "fractions": ([0.8, 0.1, 0.1], "train/val/test fractions"),
+             "history": (0, "build each rating's history of the user's N most recent earlier ratings (0: none)")},
     source="https://grouplens.org/datasets/movielens/1m/",
 )

@@ -144,6 +144,11 @@ def models() -> None:
         click.echo(_wrapped(f"{name:14s} {_first_sentence(sys.modules[cls.__module__].__doc__ or '')}"))
         hp = ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in model_hyperparameters(cls).items())
         click.echo(_wrapped(f"{'':14s} options: {hp}"))
+        click.echo(_wrapped(f"{'':14s} input: {cls.inputs}"))
+    click.echo()
+    click.echo(textwrap.fill("Input: every model embeds a row as its categorical fields' embeddings, its numeric features "
+                        "and one pooled vector per multi_categorical (mean or sum) and sequence (mean, sum or target "
+                        "attention against the row's own item), side by side; 'input' says where that vector goes.", width=100))
 
 
 def _first_sentence(doc: str) -> str:

@@ -79,6 +79,9 @@ class AEM2TL(EntireSpaceModel):
         entire_space: compose the sub-targets (False: ablation "w/o Entire-space module").
     """
 
+    inputs = ("the scenario CGC's experts and gates, and the personalised gates (stop-gradient, after the prior "
+              "fields' own embeddings).")
+
     default_weighting = "gradnorm"
 
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, scenario_shared_experts: Count = 4,

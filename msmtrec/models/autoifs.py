@@ -115,6 +115,9 @@ class AutoIFS(MSMTModel):
     The run config's ``lr`` / ``weight_decay`` are not used: each stage has its own (above).
     """
 
+    inputs = ("the shared bottom, then the scenario layers; the selection network reads it stop-gradient while "
+              "searching, and from the frozen copy of the table once the ticket is drawn.")
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, mlp_dims: Sizes = (1024, 512, 256),
                  lora_rank: Size = 2, selector_dims: Sizes | None = None, dropout: Rate = 0.0,
                  batch_norm: bool = False, decomposition: str = "code", scenario_routing: str = "group",

@@ -26,7 +26,11 @@ instead of the trainer growing a special case:
 - ``default_weighting`` (class attribute, ``"fixed"``) → the task weighting used when the run
   config names none;
 - ``notes`` (list of str, empty unless the model adds to it) → lines the trainer logs at the start
-  (e.g. disabled branches).
+  (e.g. disabled branches);
+- ``inputs`` (class attribute) → where the model sends its embedded row: every model reads its
+  input through one :class:`~msmtrec.nn.FeatureEmbedding` (field embeddings, numeric features and
+  one pooled vector per ``multi_categorical`` and sequence, side by side), so list and sequence
+  features reach every model without model code; ``msmtrec models`` prints it.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class MSMTModel(nn.Module):
 
     name: ClassVar[str] = "?"
     default_weighting: ClassVar[str] = "fixed"
+    inputs: ClassVar[str] = "?"
 
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()

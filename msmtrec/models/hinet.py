@@ -96,6 +96,9 @@ class HiNet(MSMTModel):
             sample's own scenario's heads only (default).
     """
 
+    inputs = ("the scenario experts (shared and specific) and so the scenario-aware attentive network (after the "
+              "optional input BatchNorm).")
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, input_batch_norm: bool = False,
                  sub_experts: Size = 5, sub_expert_dims: Sizes = (128, 64), sei_dropout: Rate = 0.5,
                  gate_activation: str = "identity", scenario_embed_dim: Size = 64,

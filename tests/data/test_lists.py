@@ -152,6 +152,8 @@ def test_streamed_train_batches_hold_the_in_memory_rows_with_their_lists(tmp_pat
     ({"sequences": {"h": {"user": "u", "item": "c", "time": "t", "sep": ","}}}, "sequences['h'].sep is only used with"),
     ({"sequences": {"h": {"column": "r", "sep": ",", "item": "c", "time": "t"}}}, "sequences['h'].time is only used"),
     ({"sequences": {"h": {"user": "u", "item": "c", "time": "t", "include_self": True}}}, "unknown key"),
+    ({"sequences": {"h": {"user": "c", "item": "c", "time": "t"}}}, "user, time, item and side must be different"),
+    ({"sequences": {"h": {"user": "u", "item": "c", "time": "u"}}}, "user, time, item and side must be different"),
     ({"multi_categorical": {"c": {"sep": "|"}}}, "multi_categorical['c']: the name is already a categorical column"),
     ({"multi_categorical": {"g": {"sep": "|", "pooling": "attention"}}}, "multi_categorical['g'].pooling must be one of"),
     ({"multi_categorical": {"g": {"sep": "|", "max_len": 0}}}, "multi_categorical['g'].max_len must be at least 1"),

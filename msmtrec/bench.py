@@ -23,6 +23,7 @@ import numpy as np
 from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.metrics import relative_improvement
+from msmtrec.progress import RunsProgress
 from msmtrec.report.format import number
 
 __all__ = ["BenchResult", "run_bench"]
@@ -155,8 +156,8 @@ class BenchResult:
 
 def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: TrainConfig | None = None,
               baseline: str | None = None, model_params: dict[str, dict[str, Any]] | None = None,
-              echo: Callable[[str], None] | None = None, dataset: Any = None, runs_root: str | Path | None = None
-              ) -> BenchResult:
+              model_configs: dict[str, TrainConfig] | None = None, echo: Callable[[str], None] | None = None,
+              live: bool | None = None, dataset: Any = None, runs_root: str | Path | None = None) -> BenchResult:
     """Train every model with every seed on ``data`` and collect the test metrics.
 
     Args:
@@ -167,8 +168,13 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
         base: common training settings (epochs, batch size, lr, patience, threads, streaming ...);
             its ``model``, ``seed`` and ``data`` are replaced per run.
         baseline: model to compute RelaImpr against (must be one of ``models``); None: none.
-        model_params: hyperparameters per model name.
-        echo: progress lines.
+        model_params: hyperparameters per model name (merged over those of its config).
+        model_configs: a model's own training settings (e.g. the ``best_config.yaml`` of a tune):
+            they replace ``base`` for that model, all but the bench's own settings (the data:
+            ``data``, ``row_limit``, ``streaming``, ``shuffle_buffer``; the machine: ``threads``,
+            ``device``; ``loggers``), which ``base`` gives every run.
+        echo: progress lines (:class:`~msmtrec.progress.RunsProgress`).
+        live: progress as one line rewritten on the terminal (None: when stderr is one).
         dataset: a loaded dataset to reuse (default: loaded once here).
         runs_root: if given, every run also writes its run directory below it.
     """
@@ -187,11 +193,18 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
     if baseline is not None and baseline not in models:
         raise ConfigError(f"bench: baseline '{baseline}' is not among the models ({', '.join(models)})")
     model_params = dict(model_params or {})
+    model_configs = dict(model_configs or {})
     stray = sorted(set(model_params) - set(models))
     if stray:
         raise ConfigError(f"bench: parameters given for model(s) {', '.join(stray)} that are not benchmarked")
+    stray = sorted(set(model_configs) - set(models))
+    if stray:
+        raise ConfigError(f"bench: a config given for model(s) {', '.join(stray)} that are not benchmarked")
     base = base or TrainConfig()
     base = base.replace(data=str(data))
+    if base.loggers and runs_root is None:
+        raise ConfigError(f"bench: logging the runs to {', '.join(base.loggers)} needs their run directories "
+                          f"(--keep-runs)")
     if dataset is None:
         from msmtrec.data import open_dataset
 
@@ -201,15 +214,16 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
                          config=base.to_dict(),
                          started=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     targets: list[str] = []
-    total = len(models) * len(seeds)
-    for i, model in enumerate(models):
-        for j, seed in enumerate(seeds):
-            config = base.replace(model=model, seed=seed, model_params=dict(model_params.get(model, {})))
+    progress = RunsProgress(len(models) * len(seeds), echo, live=live)
+    for model in models:
+        for seed in seeds:
+            config = _run_config(base, model_configs.get(model), model, seed, model_params.get(model, {}))
             if runs_root is not None:
                 config = config.replace(runs_root=str(runs_root), run_dir=None)
-            echo(f"[{i * len(seeds) + j + 1}/{total}] {model} seed {seed}")
+            progress.start(f"{model} seed {seed}", config.max_epochs)
             t0 = time.perf_counter()
-            run = train(config, dataset=dataset, write_run=runs_root is not None, progress=False)
+            run = train(config, dataset=dataset, write_run=runs_root is not None, progress=False,
+                        on_epoch=progress.epoch)
             for t in run.test["per_target"]:
                 if t not in targets:
                     targets.append(t)
@@ -220,7 +234,20 @@ def run_bench(models: Sequence[str], data: str, seeds: Sequence[int], *, base: T
                 "comparable_targets": run.comparable_targets, "test": run.test, "config": config.to_dict(),
                 "run_dir": None if run.run_dir is None else str(run.run_dir),
             })
-            echo(f"      test mean AUC {number(run.test['mean_auc'])}  logloss {number(run.test['mean_logloss'])}  "
-                 f"{len(run.fit.history)} epochs, {run.fit.train_seconds:.1f} s")
+            progress.end(f"test mean AUC {number(run.test['mean_auc'])}, logloss {number(run.test['mean_logloss'])}, "
+                         f"{len(run.fit.history)} epochs, {run.fit.train_seconds:.1f} s")
+    progress.close()
     result.targets = targets
     return result
+
+
+_BENCH_KEYS = ("data", "row_limit", "streaming", "shuffle_buffer", "threads", "device", "loggers")
+
+
+def _run_config(base: TrainConfig, own: TrainConfig | None, model: str, seed: int, params: dict[str, Any]) -> TrainConfig:
+    """One run's config: ``own`` (the model's config) or ``base``, with the bench's settings, the
+    model, the seed and the extra hyperparameters ``params``."""
+    if own is None:
+        return base.replace(model=model, seed=seed, model_params=dict(params))
+    bench = {k: getattr(base, k) for k in _BENCH_KEYS}
+    return own.replace(**bench, model=model, seed=seed, model_params={**own.model_params, **params})

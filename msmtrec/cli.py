@@ -3,9 +3,11 @@ and exit with status 2."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,15 +15,22 @@ import click
 from msmtrec.errors import MsmtrecError
 
 
+def _rank() -> int:
+    """The rank torchrun gave this process (0 when not launched by it)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MsmtrecError as e:
-            click.echo(f"error: {e}", err=True)
+            if not getattr(e, "from_main", False) or _rank() == 0:  # one line, not one per rank
+                click.echo(f"error: {e}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            if _rank() == 0:
+                click.echo("interrupted", err=True)
             ctx.exit(130)
 
 
@@ -46,6 +55,8 @@ def _parse_value(text: str) -> Any:
 @click.option("--model", "-m", help="Model name (see `msmtrec models`). Default: shared_bottom.")
 @click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), help="YAML config file (TrainConfig keys).")
+@click.option("--preset", help="The model's named training settings, e.g. code or paper (see `msmtrec models`); "
+                               "options you give explicitly win.")
 @click.option("--epochs", type=int, help="Maximum epochs (per stage).")
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float, help="Adam learning rate.")
@@ -63,20 +74,33 @@ def _parse_value(text: str) -> Any:
 @click.option("--stream", "streaming", is_flag=True, default=None,
               help="Stream the train split from disk through a shuffle buffer (data larger than memory).")
 @click.option("--shuffle-buffer", type=int, help="Rows in the streaming shuffle buffer (default 262144).")
+@click.option("--resume", "resume_dir", type=click.Path(),
+              help="Continue the unfinished run in RUN_DIR after its last completed epoch (its own config).")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Train data-parallel on N processes of this machine (as torchrun --nproc-per-node N).")
+@click.option("--log-to", "log_to", metavar="LOGGERS",
+              help="Also log the run to experiment trackers: tensorboard, mlflow or tensorboard,mlflow.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
-def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads, device,
-          row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, quiet) -> None:
+def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads,
+          device, row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
     from msmtrec.report import results_table
     from msmtrec.train import train as run_train
 
-    config = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
-    overrides = {"model": model, "data": data, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
+    if config_path:
+        config = TrainConfig.from_yaml(config_path)
+    elif resume_dir:
+        if not (Path(resume_dir) / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume {resume_dir}: not a msmtrec run directory (no config.yaml)")
+        config = TrainConfig.from_yaml(Path(resume_dir) / "config.yaml")
+    else:
+        config = TrainConfig()
+    overrides = {"model": model, "data": data, "preset": preset, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
-                 "streaming": streaming, "shuffle_buffer": shuffle_buffer}
+                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to)}
     changes = {k: v for k, v in overrides.items() if v is not None}
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}
@@ -88,12 +112,47 @@ def train(model, data, config_path, epochs, batch_size, lr, weight_decay, patien
         changes["model_params"] = mp
     elif model and model != config.model:
         changes["model_params"] = {}  # a config's hyperparameters belong to its own model
-    config = TrainConfig.from_dict({**config.to_dict(), **changes}, source="command line")
+    # Only the keys given (file or command line) count as set, so that a preset fills the others.
+    config = TrainConfig.from_dict({**config.model_dump(exclude_unset=True), **changes}, source="command line")
+    if nproc is not None and nproc > 1:
+        sys.exit(_launch_ranks(nproc, config, resume_dir, quiet))
     echo = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    result = run_train(config, echo=echo)
-    click.echo(results_table(result.test, title=f"{config.model} on {result.dataset} — test split"))
-    if result.run_dir:
-        click.echo(f"run directory: {result.run_dir}")
+    result = run_train(config, echo=echo, resume=resume_dir)
+    if _rank() == 0:
+        click.echo(results_table(result.test, title=f"{config.model} on {result.dataset} — test split"))
+        if result.run_dir:
+            click.echo(f"run directory: {result.run_dir}")
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when the option is not given)."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _launch_ranks(nproc: int, config: Any, resume_dir: str | None, quiet: bool) -> int:
+    """``train --nproc N``: the resolved config, checked here (a bad option, device or run
+    directory, or a refused resume, is one line and starts nothing), trained by N ranks started as
+    torchrun would start them."""
+    import tempfile
+
+    from msmtrec.errors import ConfigError
+    from msmtrec.files import atomic_write
+    from msmtrec.train.api import check_start, resolve_device
+    from msmtrec.train.distributed import launch
+    from msmtrec.yaml_io import dump_yaml
+
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc starts its own processes; under torchrun leave it out")
+    from msmtrec.models import resolve_preset
+
+    config = resolve_preset(config)  # the ranks read every key from a file: a preset must be filled in first
+    resolve_device(config.device)
+    check_start(config, resume=resume_dir, world_size=nproc, load=False)
+    with tempfile.TemporaryDirectory(prefix="msmtrec-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        atomic_write(path, dump_yaml(config.to_dict()))
+        args = ["train", "--config", str(path)] + (["--resume", resume_dir] if resume_dir else []) + (["-q"] if quiet else [])
+        return launch(nproc, args)
 
 
 @main.command()
@@ -108,6 +167,7 @@ def evaluate(run_dir, data, split) -> None:
     from msmtrec.train import evaluate_model, load_run, run_dataset
 
     run = load_run(run_dir)
+    _note_unfinished(run_dir)
     dataset = run_dataset(run, data)
     for warning in dataset.report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
@@ -127,6 +187,7 @@ def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> No
     """Write one probability column per task (``<task>_prob``) next to the input's columns."""
     from msmtrec.predict import predict_file
 
+    _note_unfinished(run_dir)
     n, skipped = predict_file(run_dir, input_path, output_path, unknown_scenario=unknown_scenario, overwrite=overwrite)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
@@ -134,9 +195,22 @@ def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> No
     click.echo(msg)
 
 
+def _note_unfinished(run_dir: str) -> None:
+    from msmtrec.train.run_dir import unfinished_note
+
+    note = unfinished_note(Path(run_dir))
+    if note:
+        click.echo(note, err=True)
+
+
 @main.command()
 def models() -> None:
-    """List the registered models and their hyperparameters."""
+    """List the registered models, their hyperparameters and presets, and where each sends its input.
+
+    Every model embeds a row as its categorical fields' embeddings, its numeric features and one
+    pooled vector per multi_categorical (mean or sum) and sequence (mean, sum or target attention
+    against the row's own item), side by side; 'input:' says where that vector goes.
+    """
     from msmtrec.models import MODELS, model_hyperparameters
 
     for name in sorted(MODELS):
@@ -144,11 +218,9 @@ def models() -> None:
         click.echo(_wrapped(f"{name:14s} {_first_sentence(sys.modules[cls.__module__].__doc__ or '')}"))
         hp = ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in model_hyperparameters(cls).items())
         click.echo(_wrapped(f"{'':14s} options: {hp}"))
+        for preset_name, preset in sorted(cls.presets.items()):
+            click.echo(_wrapped(f"{'':14s} --preset {preset_name}: {preset.describe()}  [{preset.source}]"))
         click.echo(_wrapped(f"{'':14s} input: {cls.inputs}"))
-    click.echo()
-    click.echo(textwrap.fill("Input: every model embeds a row as its categorical fields' embeddings, its numeric features "
-                        "and one pooled vector per multi_categorical (mean or sum) and sequence (mean, sum or target "
-                        "attention against the row's own item), side by side; 'input' says where that vector goes.", width=100))
 
 
 def _first_sentence(doc: str) -> str:
@@ -248,7 +320,8 @@ def synth(out_dir, rows, num_fields, vocab, num_numeric, scenarios, tasks, scena
 
 
 @main.command()
-@click.option("--models", "-m", required=True, help="Comma-separated model names, e.g. shared_bottom,mmoe,ple.")
+@click.option("--models", "-m", help="Comma-separated model names, e.g. shared_bottom,mmoe,ple (default: the models "
+                                     "of the --model-config files).")
 @click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds; one run per model × seed.")
 @click.option("--baseline", help="Model for the RelaImpr column (default: the first model).")
@@ -264,10 +337,14 @@ def synth(out_dir, rows, num_fields, vocab, num_numeric, scenarios, tasks, scena
 @click.option("--stream", "streaming", is_flag=True, default=None, help="Stream the train split from disk.")
 @click.option("--set", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
               help="A model's hyperparameter, repeatable: -p ple.num_levels=1.")
+@click.option("--model-config", "model_config_paths", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="A model's own config (e.g. a tune's best_config.yaml), repeatable: its model is benchmarked "
+                   "with its settings; data, threads and loggers stay the bench's.")
 @click.option("--keep-runs", is_flag=True, help="Also write every run's directory under OUT/runs.")
+@click.option("--log-to", "log_to", metavar="LOGGERS", help="Log every run to tensorboard and/or mlflow (needs --keep-runs).")
 @click.option("--overwrite", is_flag=True, help="Replace bench files already in OUT.")
 def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_size, lr, patience, threads, row_limit,
-          streaming, params, keep_runs, overwrite) -> None:
+          streaming, params, model_config_paths, keep_runs, log_to, overwrite) -> None:
     """Compare models × seeds on one dataset: mean ± std of AUC/logloss per scenario × task,
     RelaImpr, parameters, time, samples/s (Markdown, CSV, JSON, plot)."""
     from pathlib import Path as _Path
@@ -277,7 +354,7 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
     from msmtrec.errors import ConfigError
     from msmtrec.report.bench_files import check_out_dir, write_bench
 
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    names = _names(models) or []
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
@@ -291,15 +368,72 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
     base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
     changes = {k: v for k, v in {"max_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
                                   "threads": threads, "row_limit": row_limit, "streaming": streaming,
-                                  "data": data}.items() if v is not None}
+                                  "data": data, "loggers": _names(log_to)}.items() if v is not None}
     base = TrainConfig.from_dict({**base.to_dict(), **changes, "model_params": {}}, source="command line")
+    own: dict[str, TrainConfig] = {}
+    for path in model_config_paths:
+        cfg = TrainConfig.from_yaml(path)
+        if cfg.model in own:
+            raise ConfigError(f"bench: two --model-config files for model '{cfg.model}'")
+        own[cfg.model] = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source="command line")
+    names += [m for m in own if m not in names]
+    if not names:
+        raise ConfigError("bench needs --models or --model-config")
     out = _Path(out_dir)
     check_out_dir(out, overwrite)  # fail before hours of training, not after
     result = run_bench(names, base.data, seed_list, base=base, baseline=baseline or names[0], model_params=per_model,
-                       echo=lambda m: click.echo(m, err=True), runs_root=out / "runs" if keep_runs else None)
+                       model_configs=own, echo=lambda m: click.echo(m, err=True),
+                       runs_root=out / "runs" if keep_runs else None)
     paths = write_bench(result, out, overwrite=True)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@main.command()
+@click.option("--model", "-m", required=True, help="Model to tune (see `msmtrec models`).")
+@click.option("--data", "-d", help="Built-in dataset name or dataset spec YAML. Default: womens-ecommerce.")
+@click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
+              help="Search space YAML: setting → {type: int|float|categorical, low, high, step, log, choices}.")
+@click.option("--trials", type=click.IntRange(min=1), required=True,
+              help="The study's total of finished (complete + pruned) trials; a continued study counts its earlier ones.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after S seconds.")
+@click.option("--storage", help="Optuna storage URL shared by parallel or continued tunes. Default: sqlite:///OUT/study.db.")
+@click.option("--study", "study_name", help="Study name in the storage. Default: <model>-<dataset>.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for trials.md/csv, best_config.yaml, the plot and the best trial's run.")
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config with the settings trials do not draw (TrainConfig keys).")
+@click.option("--epochs", type=int, help="Maximum epochs (per stage) of every trial.")
+@click.option("--batch-size", type=int)
+@click.option("--patience", type=int)
+@click.option("--seed", type=int, help="Training seed of every trial (the same for all, so they compare settings).")
+@click.option("--threads", type=int)
+@click.option("--device")
+@click.option("--row-limit", type=int, help="Use only the first N rows of the data.")
+@click.option("--set", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A fixed model hyperparameter, repeatable.")
+@click.option("--sampler-seed", type=int, help="Seed the TPE sampler (a reproducible single-process study).")
+@click.option("--no-retrain", is_flag=True, help="Skip training the best config again and its test evaluation.")
+@click.option("--log-to", "log_to", metavar="LOGGERS", help="Log the best config's final run to tensorboard and/or mlflow.")
+def tune(model, data, space_path, trials, timeout, storage, study_name, out_dir, config_path, epochs, batch_size,
+         patience, seed, threads, device, row_limit, params, sampler_seed, no_retrain, log_to) -> None:
+    """Search a model's hyperparameters and training settings with Optuna (TPE, median pruning on the
+    validation score after each epoch); the test split is evaluated once, for the best trial."""
+    from msmtrec.config import TrainConfig
+    from msmtrec.tune import run_tune
+
+    base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
+    changes = {k: v for k, v in {"data": data, "max_epochs": epochs, "batch_size": batch_size, "patience": patience,
+                                  "seed": seed, "threads": threads, "device": device, "row_limit": row_limit,
+                                  "loggers": _names(log_to)}.items() if v is not None}
+    model_params = dict(base.model_params) if base.model == model else {}
+    model_params.update(_key_values(params, "--set"))
+    base = TrainConfig.from_dict({**base.to_dict(), **changes, "model": model, "model_params": model_params},
+                                 source="command line")
+    result = run_tune(model, space_path, out_dir, trials=trials, base=base, timeout=timeout, storage=storage,
+                      study_name=study_name, sampler_seed=sampler_seed, retrain=not no_retrain,
+                      echo=lambda m: click.echo(m, err=True))
+    click.echo(result.files["markdown"].read_text())
+    click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,10 +6,10 @@ An unknown key or a value of the wrong type or range is a one-line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
-                      ValidationInfo, ValidatorFunctionWrapHandler, model_validator)
+                      ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator)
 
 from msmtrec.declared import explain
 from msmtrec.errors import ConfigError
@@ -26,8 +26,12 @@ class TrainConfig(BaseModel):
         model: registered model name (``msmtrec models`` lists them).
         model_params: the model's hyperparameters (its constructor keywords).
         data: a built-in dataset name or the path of a dataset spec YAML.
+        preset: a named set of training settings the model declares (``msmtrec models`` lists
+            them, e.g. ``code`` or ``paper``); it fills every key this config does not set itself
+            (:func:`msmtrec.models.base.resolve_preset`). None: the defaults below.
         seed: seeds Python, NumPy and PyTorch, the split (when the spec has none) and shuffling.
-        batch_size / eval_batch_size: training / evaluation batch sizes.
+        batch_size / eval_batch_size: training / evaluation batch sizes (training: of each process
+            when data-parallel, so a step trains on ``batch_size × processes`` rows).
         lr / weight_decay: Adam settings (weight decay is L2 added to the gradient, as in the papers).
         max_epochs: upper bound on epochs (per stage for multi-stage models).
         patience: epochs without improvement of the validation mean AUC before stopping.
@@ -44,6 +48,8 @@ class TrainConfig(BaseModel):
         streaming: stream the train split from disk through a shuffle buffer instead of holding
             it in memory (:mod:`msmtrec.data.stream`); validation and test stay in memory.
         shuffle_buffer: rows in the streaming shuffle buffer.
+        loggers: experiment trackers that also receive the run (``tensorboard``, ``mlflow``; each an
+            optional extra, see :mod:`msmtrec.tracking`); ``log.jsonl`` is always written.
 
     ``TrainConfig(**values)`` validates like :meth:`from_dict` (its messages start with ``config:``).
     """
@@ -53,6 +59,7 @@ class TrainConfig(BaseModel):
     model: StrictStr = "shared_bottom"
     model_params: dict[str, Any] = Field(default_factory=dict)
     data: StrictStr = "womens-ecommerce"
+    preset: StrictStr | None = None
     seed: StrictInt = 2024
     batch_size: _Positive = 256
     eval_batch_size: _Positive = 16384
@@ -71,6 +78,12 @@ class TrainConfig(BaseModel):
     deterministic: StrictBool = False
     streaming: StrictBool = False
     shuffle_buffer: _AtLeastOne = 262_144
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, names: list[str]) -> list[str]:
+        return list(dict.fromkeys(names))
 
     @model_validator(mode="wrap")
     @classmethod
@@ -98,8 +111,9 @@ class TrainConfig(BaseModel):
         return cls.from_dict({} if d is None else d, source=f"config {path}")
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A validated copy with ``changes`` applied."""
-        return self.from_dict({**self.to_dict(), **changes})
+        """A validated copy with ``changes`` applied (keys this config leaves at their defaults stay
+        unset, so a preset can still fill them)."""
+        return self.from_dict({**self.model_dump(exclude_unset=True), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -16,7 +16,9 @@ from msmtrec.config import TrainConfig
 from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
 from msmtrec.errors import ConfigError
 from msmtrec.metrics import relative_improvement
+from msmtrec.progress import RunsProgress
 from msmtrec.report.bench_files import write_bench
+from msmtrec.train import train
 
 TINY = {"shared_bottom": {"embed_dim": 4, "bottom_dims": [16], "tower_dims": [8]},
         "mmoe": {"embed_dim": 4, "num_experts": 2, "expert_dims": [8], "tower_dims": [8]}}
@@ -126,6 +128,8 @@ def test_plot_is_skipped_with_a_note_without_matplotlib(result, tmp_path, monkey
     (["shared_bottom", "no_such_model"], {}, "no_such_model"),
     (["shared_bottom"], {"baseline": "mmoe"}, "baseline 'mmoe'"),
     (["shared_bottom"], {"model_params": {"ple": {}}}, "ple"),
+    (["shared_bottom"], {"model_configs": {"mmoe": TrainConfig(model="mmoe")}}, "a config given for model.*mmoe"),
+    (["shared_bottom"], {"base": TrainConfig(loggers=["tensorboard"])}, "needs their run directories"),
     ([], {}, "at least one model"),
 ])
 def test_bad_requests_fail_before_training(spec, models, kwargs, match):
@@ -146,3 +150,58 @@ def test_cli_bench(spec, tmp_path):
     assert again.exit_code == 2 and "already holds" in again.output
     bad = CliRunner().invoke(main, ["bench", "-m", "shared_bottom", "--seeds", "x", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+
+
+def test_a_model_config_gives_its_model_its_own_settings_and_the_bench_its_data(spec, tmp_path):
+    """One config per model (e.g. the tuned ones): its training settings and hyperparameters, with
+    the bench's data, row limit and seed; a run equals training that config directly."""
+    own = tmp_path / "mmoe.yaml"
+    own.write_text(f"model: mmoe\nlr: 0.004\nbatch_size: 128\nmax_epochs: 2\ndata: womens-ecommerce\nrow_limit: 99\n"
+                   f"model_params: {json.dumps(TINY['mmoe'])}\n")
+    out = tmp_path / "b"
+    res = CliRunner().invoke(main, ["bench", "-m", "shared_bottom", "--model-config", str(own), "--data", spec,
+                                    "--seeds", "5", "--epochs", "1", "-p", "shared_bottom.embed_dim=4",
+                                    "-p", "shared_bottom.bottom_dims=[16]", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    runs = {r["model"]: r for r in json.loads((out / "bench.json").read_text())["runs"]}
+    assert list(runs) == ["shared_bottom", "mmoe"]
+    cfg = runs["mmoe"]["config"]
+    assert (cfg["lr"], cfg["batch_size"], cfg["model_params"]) == (0.004, 128, TINY["mmoe"])
+    assert (cfg["data"], cfg["row_limit"], cfg["seed"], cfg["max_epochs"]) == (spec, None, 5, 1)  # the bench's, --epochs
+    direct = train(TrainConfig.from_dict(cfg), write_run=False)
+    assert direct.test == runs["mmoe"]["test"]
+    assert "[2/2] mmoe seed 5" in res.output  # progress: which run of how many
+
+
+def test_progress_lines_say_which_run_epoch_auc_speed_and_time_left():
+    """Plain lines (not a terminal): each run's start and end, epoch lines at most every interval."""
+    now = [0.0]
+    lines = []
+    p = RunsProgress(3, lines.append, live=False, interval=25, clock=lambda: now[0])
+    p.start("mmoe seed 1", max_epochs=4)
+    for epoch in (1, 2, 3):
+        now[0] += 10
+        p.epoch({"stage": "train", "epoch": epoch, "max_epochs": 4, "global_epoch": epoch, "val_mean_auc": 0.71234,
+                 "samples_per_second": 12345.6})
+    # 10 s per epoch of at most 4: 40 s a run, 10 s left of this one and 2 runs to go.
+    assert lines == ["[1/3] mmoe seed 1",
+                     "[1/3] mmoe seed 1: epoch 3/4, val AUC 0.7123, 12,346 samples/s, about 90 s left"]
+    now[0] += 10
+    p.end("done")
+    p.start("mmoe seed 2", max_epochs=4)
+    now[0] += 30
+    p.epoch({"stage": "retrain", "epoch": 1, "max_epochs": 2, "global_epoch": 1, "val_mean_auc": None,
+             "samples_per_second": None})
+    # Runs took 40 s: 10 s left of this one, 1 to go.
+    assert lines[2:] == ["[1/3] mmoe seed 1: done", "[2/3] mmoe seed 2",
+                         "[2/3] mmoe seed 2: retrain epoch 1/2, val AUC n/a, about 50 s left"]
+    p.close()
+
+
+def test_a_time_budget_caps_the_time_left():
+    now = [0.0]
+    p = RunsProgress(None, lambda _m: None, live=False, deadline=100.0, first=8, clock=lambda: now[0])
+    p.start("trial 7")
+    now[0] += 60
+    p.end("pruned")
+    assert p.seconds_left() == pytest.approx(40.0) and p._which() == "[8]"

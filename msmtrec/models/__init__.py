@@ -1,6 +1,7 @@
 """Models and their registry. Importing this package registers every built-in model."""
 
-from msmtrec.models.base import MODELS, MSMTModel, build_model, get_model_class, model_hyperparameters, register_model
+from msmtrec.models.base import (MODELS, MSMTModel, Preset, build_model, get_model_class, model_hyperparameters,
+                                 register_model, resolve_preset)
 from msmtrec.models.stages import Stage
 
 # Each import registers one model (keep one line per model file).
@@ -14,4 +15,5 @@ from msmtrec.models import star  # noqa: E402,F401
 from msmtrec.models import pepnet  # noqa: E402,F401
 from msmtrec.models import hinet  # noqa: E402,F401
 
-__all__ = ["MODELS", "MSMTModel", "Stage", "build_model", "get_model_class", "model_hyperparameters", "register_model"]
+__all__ = ["MODELS", "MSMTModel", "Preset", "Stage", "build_model", "get_model_class", "model_hyperparameters",
+           "register_model", "resolve_preset"]

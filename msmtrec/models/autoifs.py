@@ -1,8 +1,10 @@
 """AutoIFS — Automated Information Flow Selection for multi-scenario multi-task recommendation
 (Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``models.md`` §4 of the design notes
-(``../shared/docs/``, beside the repository); user notes: ``docs/models/autoifs.md``. Where the
-paper's text and the official code (``ChaohuaYang/AutoIFS``) differ, the default follows
-the code, so results are comparable with it.
+(``../shared/docs/``, beside the repository); user notes: ``docs/models/autoifs.md``. The architecture
+follows the official code (``ChaohuaYang/AutoIFS``); its selection does not select (no gate decision
+changes during its search), so the default *selection* is the setting that came closest to
+recovering a planted flow structure without losing AUC — it recovers part of it (issue 16 study,
+``benchmarks/autoifs_selection.py``) — and ``--preset code`` gives the code's.
 
 Four information units, LoRA-decoupled (paper §4.1):
     scenario-shared  f_s^sh(h) = W_s h + b_s                 full rank
@@ -11,8 +13,10 @@ Four information units, LoRA-decoupled (paper §4.1):
     task-specific    f_t^m(u)  = (u A_t^m) B_t^m + c_t^m     rank r, one per task m
 and the four information flows they make for a sample of scenario k and task m:
     φ_{sh,sh} = f_t^sh(u_sh)   φ_{sh,m} = f_t^m(u_sh)   φ_{k,sh} = f_t^sh(u_k)   φ_{k,m} = f_t^m(u_k)
-(``FLOWS`` below names them in this order). An information-flow selection network decides, per
-sample and per task, which flows to drop.
+(``FLOWS`` below names them in this order). A selector decides which flows to drop: per
+(scenario, task) — a learned table of logits, ``selector="table"`` (default) — or per sample — the
+paper's selection network on the stop-gradient embedding (``instance``: its heads start at 0;
+``code``: PyTorch's random initialisation, as released).
 
 Stages (B batch, D = F·d (+ numeric) input width, defaults mlp_dims = [1024, 512, 256], r = 2):
     embedding            x = [B, D]
@@ -22,24 +26,31 @@ Stages (B batch, D = F·d (+ numeric) input width, defaults mlp_dims = [1024, 51
                          h1 = ReLU(u_sh + u_k)                                   [B, 256]
     task layer           z_m = W_t h1 + b_t + (h1 A_t^m) B_t^m + c_t^m           [B, T]
                          flows φ_j from the *pre-activation* units u_sh, u_k     [B, T, 4]
-    selection network    w = heads(MLP_{1024,512}(stopgrad(x)))                  [B, T, 4]
+    selector             w = table[scenario] (default) or
+                         w = heads(MLP_{1024,512}(stopgrad(x)))                  [B, T, 4]
     pruning              g = sigmoid(τ·w) (search) or 1[w > 0] (retrain)         [B, T, 4]
     output               logit_m = z_m − Σ_j g_{m,j} φ_{m,j}                     [B, T]
 
-So a gate of **1 removes** a flow from the full prediction ``z`` (the code's convention). The
-code's decomposition is not exact — ``z`` goes through the ReLU, the flows do not, and the task
-biases appear in several flows — and that is what ``decomposition="code"`` (default) reproduces.
-``decomposition="linear"`` (a deviation, not in the paper or the code) makes it exact: no ReLU
-between the scenario and task layers, every bias counted once, and
+(shown for ``decomposition="code"``). So a gate of **1 removes** a flow from the full prediction ``z``
+(the code's convention). The code's decomposition is not exact — ``z`` goes through the ReLU, the
+flows do not, and the task biases appear in several flows — so pruning every flow still leaves a
+full predictor ``z − Σφ``; ``decomposition="code"`` reproduces that. ``decomposition="linear"``
+(default; a deviation, in neither the paper nor the code) makes it exact: no ReLU between the
+scenario and task layers, every bias counted once, and
 ``logit_m = b_t + c_t^m + Σ_j (1 − g_{m,j}) φ_{m,j}`` with bias-free flows, so a gate of 0 keeps a
-flow whole and a gate of 1 removes exactly that flow.
+flow whole and a gate of 1 removes exactly that flow; a hard ticket never removes every flow of a
+(sample, task) (:meth:`AutoIFS.pruned`).
 
 Training (two stages, lottery-ticket style; :meth:`AutoIFS.training_stages`):
     search   ``search_epochs`` epochs, no early stopping; soft gates with τ rising geometrically
              from 1 to ``final_temp`` (τ_e = final_temp^{e/(E−1)}); the selection network in its own
-             parameter group (lr × ``gate_lr_scale``, no weight decay); optional gate penalty
-             λ_m·mean(g_m), returned with the logits (:class:`AutoIFSOutput`) for ``aux_loss``;
-             a snapshot of the whole model at the start of epoch ``rewind_epoch``.
+             parameter group (lr × ``gate_lr_scale``, no weight decay), left untrained for the
+             first ``gate_warmup_epochs``; gate penalty λ_m·mean_j(c_j·mean(g_{m,j})) with a cost
+             c_j per flow, returned with the logits (:class:`AutoIFSOutput`) for ``aux_loss``
+             (λ < 0 is a pressure to prune; the default costs make a flow dearer the more
+             specific units it passes through); a snapshot of the whole model at the start of
+             epoch ``rewind_epoch``; the share of gate decisions changed since the start is logged
+             every epoch and kept for the flow report.
              At the end the selection network and a frozen copy of the embedding table are kept.
     retrain  the rewind snapshot is restored, the selection network (end-of-search weights) reads
              its frozen embedding copy and gives hard gates; everything else trains with
@@ -52,6 +63,7 @@ task). ``flow_report`` says which flows the selection network keeps, per (scenar
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -60,12 +72,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
-from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.models.base import MSMTModel, Preset, register_model
 from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
-from msmtrec.nn.lora import FlowSelector, LoRABank, flow_gates
-from msmtrec.report.flows import format_flow_report, plot_flow_selection
+from msmtrec.nn.lora import FlowGateTable, FlowSelector, LoRABank, flow_gates
+from msmtrec.report.flows import flow_warnings, format_flow_report, plot_flow_selection
+
+#: Search epochs before the selector trains, unless the search is shorter (``gate_warmup_epochs``).
+DEFAULT_WARMUP_EPOCHS = 3
 
 FLOWS = (
     "scen_shared->task_shared",
@@ -74,6 +89,8 @@ FLOWS = (
     "scen_specific->task_specific",
 )
 DECOMPOSITIONS = ("code", "linear")
+SELECTORS = ("code", "instance", "table")
+DECISION_PROBE_ROWS = 16384  # validation rows on which search tracks how many gate decisions change
 SCENARIO_ROUTINGS = ("gather", "group")
 
 
@@ -96,8 +113,9 @@ class AutoIFS(MSMTModel):
         selector_dims: hidden widths of the selection network (None: the shared bottom's).
         dropout: dropout after each hidden layer (0).
         batch_norm: BatchNorm in the shared bottom, the scenario layer and the selector (off).
-        decomposition: ``code`` (gate 1 removes a flow from the full prediction, as released) or
-            ``linear`` (exact linear decomposition; a deviation, see the module docstring).
+        decomposition: ``linear`` (exact linear decomposition, default; a deviation, see the
+            module docstring) or ``code`` (gate 1 removes a flow from the full prediction, as
+            released).
         scenario_routing: how the scenario-specific LoRA is applied: ``gather`` (A/B picked per
             sample, two batched matmuls) or ``group`` (batch split by scenario). Same result.
         search_epochs: epochs of the search stage (10).
@@ -105,32 +123,56 @@ class AutoIFS(MSMTModel):
         rewind_epoch: 0-based search epoch at whose start the rewind snapshot is taken (None: the
             last, ``search_epochs − 1``, as the code's ``rewind = 9``).
         search_lr / search_weight_decay: Adam lr / L2 of the model weights in search (3e-4 / 3e-5).
-        gate_lr_scale: selection-network lr = ``search_lr × gate_lr_scale`` (0.01), no L2.
+        gate_lr_scale: selector lr = ``search_lr × gate_lr_scale`` (1; the code's 0.01), no L2.
         retrain_lr / retrain_weight_decay: Adam lr / L2 in retraining (1e-4 / 3e-4).
         retrain_epochs: max retrain epochs (None: the run config's ``max_epochs``; the code uses
             50 with a patience of 1 — set ``patience`` in the run config).
-        gate_penalty: λ of the search-stage penalty ``λ_m·mean(sigmoid(τ w_m))``, one float for
-            every task or one per task (0). Positive λ discourages pruning (g = 1 prunes).
+        selector: ``table`` (one logit per (scenario, task, flow), zero at the start; default),
+            ``instance`` (the per-sample selection network with zero-initialised heads) or
+            ``code`` (the selection network as released).
+        gate_warmup_epochs: search epochs at the start in which the selector is not trained, so
+            that the flows carry what they can before the gates judge them (null: 3, or
+            ``search_epochs − 1`` in a shorter search; the code's 0).
+        gate_penalty: λ of the search-stage penalty ``λ_m·mean_j(c_j·mean(sigmoid(τ w_{m,j})))``,
+            one float for every task or one per task (−0.01; the code's 0). Negative λ pushes
+            towards pruning, positive discourages it (g = 1 prunes).
+        flow_costs: ``c_j`` per flow in ``FLOWS`` order: sh→sh, sh→task, scen→sh, scen→task
+            (``0, 1, 1, 2``: the number of specific units a flow passes through, so a specific
+            flow must earn its place and the shared one is free; the code's penalty is uniform).
 
     The run config's ``lr`` / ``weight_decay`` are not used: each stage has its own (above).
     """
 
-    inputs = ("the shared bottom, then the scenario layers; the selection network reads it stop-gradient while "
-              "searching, and from the frozen copy of the table once the ticket is drawn.")
+    inputs = ("the shared bottom, then the scenario layers; a selection network other than the default table "
+              "reads it stop-gradient while searching, and from the frozen copy of the table once the ticket "
+              "is drawn.")
+
+    #: ``--preset code``: the released trainer's settings (batch 4096, up to 50 retrain epochs
+    #: stopped at the first epoch without improvement) and its selector, whatever the defaults.
+    presets = {"code": Preset(
+        settings={"batch_size": 4096, "max_epochs": 50, "patience": 1,
+                  "model_params": {"selector": "code", "decomposition": "code", "gate_lr_scale": 0.01,
+                                   "gate_warmup_epochs": 0, "gate_penalty": 0.0, "flow_costs": [1.0, 1.0, 1.0, 1.0],
+                                   "final_temp": 100.0, "search_epochs": 10}},
+        source="ChaohuaYang/AutoIFS autoifs_trainer.py: bsize 4096, max_epoch 50 with early stop, search_epoch 10, "
+               "final_temp 100, reg_lambda 0, gate lr 0.01 x lr; modules/autoifs.py gate heads and flows")}
 
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, mlp_dims: Sizes = (1024, 512, 256),
                  lora_rank: Size = 2, selector_dims: Sizes | None = None, dropout: Rate = 0.0,
-                 batch_norm: bool = False, decomposition: str = "code", scenario_routing: str = "group",
+                 batch_norm: bool = False, decomposition: str = "linear", scenario_routing: str = "group",
                  search_epochs: Size = 10, final_temp: Positive = 100.0, rewind_epoch: Count | None = None,
-                 search_lr: Positive = 3e-4, search_weight_decay: NonNegative = 3e-5, gate_lr_scale: Positive = 0.01,
+                 search_lr: Positive = 3e-4, search_weight_decay: NonNegative = 3e-5, gate_lr_scale: Positive = 1.0,
                  retrain_lr: Positive = 1e-4, retrain_weight_decay: NonNegative = 3e-4, retrain_epochs: Size | None = None,
-                 gate_penalty: float | Sequence[float] = 0.0) -> None:
+                 selector: str = "table", gate_warmup_epochs: Count | None = None, gate_penalty: float | Sequence[float] = -0.01,
+                 flow_costs: Sequence[NonNegative] = (0.0, 1.0, 1.0, 2.0)) -> None:
         super().__init__(schema)
         mlp_dims = list(mlp_dims)
         if len(mlp_dims) < 2 or any(int(w) < 1 for w in mlp_dims):
             raise ValueError(f"mlp_dims must hold >= 2 positive widths (bottom..., scenario layer), got {mlp_dims}")
         if decomposition not in DECOMPOSITIONS:
             raise ValueError(f"decomposition must be one of {', '.join(DECOMPOSITIONS)}, got '{decomposition}'")
+        if selector not in SELECTORS:
+            raise ValueError(f"selector must be one of {', '.join(SELECTORS)}, got '{selector}'")
         if scenario_routing not in SCENARIO_ROUTINGS:
             raise ValueError(f"scenario_routing must be one of {', '.join(SCENARIO_ROUTINGS)}, got '{scenario_routing}'")
         if search_epochs < 1:
@@ -138,6 +180,11 @@ class AutoIFS(MSMTModel):
         rewind_epoch = search_epochs - 1 if rewind_epoch is None else rewind_epoch
         if not 0 <= rewind_epoch < search_epochs:
             raise ValueError(f"rewind_epoch must be in [0, {search_epochs - 1}] (a 0-based search epoch), got {rewind_epoch}")
+        if gate_warmup_epochs is None:  # 3, or fewer in a shorter search (the selector trains at least once)
+            gate_warmup_epochs = min(DEFAULT_WARMUP_EPOCHS, search_epochs - 1)
+        if not 0 <= gate_warmup_epochs < search_epochs:
+            raise ValueError(f"gate_warmup_epochs must be in [0, {search_epochs - 1}] (fewer than the search epochs), "
+                             f"got {gate_warmup_epochs}")
         if final_temp <= 0:
             raise ValueError(f"final_temp must be > 0, got {final_temp}")
         for name, v in (("search_lr", search_lr), ("retrain_lr", retrain_lr), ("gate_lr_scale", gate_lr_scale)):
@@ -180,14 +227,29 @@ class AutoIFS(MSMTModel):
 
         # Information-flow selection network and its frozen copy of the embedding table (filled at
         # the end of the search stage; a buffer, so checkpoints carry it).
-        self.selector = FlowSelector(d, list(selector_dims) if selector_dims is not None else bottom, self.num_tasks,
-                                     len(FLOWS), dropout=dropout, batch_norm=batch_norm)
-        self.register_buffer("selector_table", self.embedding.table.weight.detach().clone())
+        self.selector_kind = selector
+        self.gate_warmup_epochs = gate_warmup_epochs
+        if selector == "table":
+            self.selector = FlowGateTable(self.num_scenarios, self.num_tasks, len(FLOWS))
+        else:
+            self.selector = FlowSelector(d, list(selector_dims) if selector_dims is not None else bottom, self.num_tasks,
+                                         len(FLOWS), dropout=dropout, batch_norm=batch_norm,
+                                         zero_heads=selector == "instance")
+        # (The table selector reads no features: its copy stays empty.)
+        self.register_buffer("selector_table", self.embedding.table.weight.detach().clone() if selector != "table"
+                             else torch.empty(0))
         self.register_buffer("gate_penalty", torch.tensor(penalty))
+        if len(flow_costs) != len(FLOWS) or any(float(c) < 0 for c in flow_costs):
+            raise ValueError(f"flow_costs must be {len(FLOWS)} numbers >= 0 (one per flow, in the order "
+                             f"{', '.join(FLOWS)}), got {list(flow_costs)}")
+        self.register_buffer("flow_costs", torch.tensor([float(c) for c in flow_costs]))
         # Gate mode lives in buffers so that a checkpoint restores it: soft with temperature τ,
         # or hard ("ticket", retraining and inference after it).
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_buffer("ticket", torch.tensor(False))
+        # Share of the selector's hard decisions (on the first validation rows) that differ at the
+        # end of search from the start; NaN until a search stage has run.
+        self.register_buffer("gates_changed", torch.tensor(float("nan")))
 
     # -- forward, in the order of the figure ------------------------------------------------------
     def scenario_units(self, x: torch.Tensor, scenario: torch.Tensor,
@@ -231,6 +293,9 @@ class AutoIFS(MSMTModel):
     def selection_logits(self, batch: EncodedData, x: torch.Tensor | None = None) -> torch.Tensor:
         """Selection network output ``w [B, T, 4]``: on the stop-gradient embedding while
         searching, on the frozen end-of-search embedding copy once the ticket is drawn."""
+        if self.selector_kind == "table":
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not bool(self.ticket)):
+                return self.selector(batch.scenario)
         if bool(self.ticket):
             with torch.no_grad():
                 return self.selector(self.embedding(batch, weight=self.selector_table))
@@ -238,9 +303,23 @@ class AutoIFS(MSMTModel):
             x = self.embedding(batch)
         return self.selector(x.detach())
 
+    def pruned(self, w: torch.Tensor) -> torch.Tensor:
+        """Hard decisions ``[B, T, 4]`` (True = prune, ``w > 0``). In the linear decomposition a
+        (sample, task) whose every flow would go keeps its flow with the lowest ``w``: with no
+        flow its prediction would be a constant. (In the code decomposition ``z − Σφ`` remains, and
+        the decisions are the code's; the flow report warns instead.)"""
+        prune = w > 0
+        if self.decomposition == "linear":
+            lowest = F.one_hot(w.argmin(dim=-1), w.shape[-1]).bool()
+            prune = prune & ~(prune.all(dim=-1, keepdim=True) & lowest)
+        return prune
+
     def gates(self, w: torch.Tensor) -> torch.Tensor:
-        """The pruning function applied to selection logits (1 = remove the flow)."""
-        return flow_gates(w, self.temperature, hard=bool(self.ticket))
+        """The pruning function applied to selection logits (1 = remove the flow): soft while
+        searching, the hard decisions of :meth:`pruned` once the ticket is drawn."""
+        if bool(self.ticket):
+            return self.pruned(w).to(w.dtype)
+        return flow_gates(w, self.temperature, hard=False)
 
     def forward(self, batch: EncodedData) -> AutoIFSOutput:
         groups = None
@@ -259,7 +338,8 @@ class AutoIFS(MSMTModel):
             logits = base + ((1 - g) * flows).sum(-1)
         penalty = None
         if self.training and not bool(self.ticket) and bool(self.gate_penalty.any()):
-            penalty = (g.mean(dim=(0, 2)) * self.gate_penalty).sum()  # the mean is order-free
+            # λ_m · mean_j(c_j · mean_b g_{b,m,j}); the means are order-free (rows may be sorted).
+            penalty = ((g.mean(dim=0) * self.flow_costs).mean(dim=-1) * self.gate_penalty).sum()
         return AutoIFSOutput(logits if groups is None else groups.restore(logits), penalty)
 
     def probabilities(self, output: AutoIFSOutput) -> torch.Tensor:
@@ -298,14 +378,17 @@ class AutoIFS(MSMTModel):
             p.requires_grad_(True)
 
     def draw_ticket(self) -> None:
-        """End of search: keep a frozen copy of the current embedding table for the selector."""
-        self.selector_table.copy_(self.embedding.table.weight.detach())
+        """End of search: keep a frozen copy of the current embedding table for a network selector."""
+        if self.selector_kind != "table":
+            self.selector_table.copy_(self.embedding.table.weight.detach())
 
     def start_retrain(self, rewind: dict[str, torch.Tensor] | None = None) -> None:
-        """Restore the rewind snapshot (except the selector and its embedding copy, which keep
-        their end-of-search values), switch to hard gates and freeze the selector."""
+        """Restore the rewind snapshot (except the selector, its embedding copy and the record of
+        changed decisions, which keep their end-of-search values), switch to hard gates and
+        freeze the selector."""
         if rewind is not None:
-            keep = {k: v for k, v in self.snapshot().items() if k.startswith("selector.") or k == "selector_table"}
+            keep = {k: v for k, v in self.snapshot().items()
+                    if k.startswith("selector.") or k in ("selector_table", "gates_changed")}
             self.load_state_dict({**rewind, **keep})
         self.ticket.fill_(True)
         for p in self.selector.parameters():
@@ -314,7 +397,10 @@ class AutoIFS(MSMTModel):
         self.selector.eval()
 
     def training_stages(self, config: Any) -> list[Stage]:
+        # Both stages' state (saved with a resumable run): the rewind snapshot, from search to retrain,
+        # and the selector's decisions at the start of search on the probe rows.
         memo: dict[str, Any] = {}
+        probe: list[EncodedData] = []  # the first validation rows (not state: taken again on resume)
 
         def search_groups(model: "AutoIFS", lr: float, wd: float) -> list[dict[str, Any]]:
             return [{"params": model.main_parameters(), "lr": lr, "weight_decay": wd},
@@ -325,11 +411,24 @@ class AutoIFS(MSMTModel):
 
         def search_start(trainer: Any, model: "AutoIFS") -> None:
             model.start_search()
+            probe[:] = [trainer.val_data.take(slice(0, min(len(trainer.val_data), DECISION_PROBE_ROWS)))]
+            if "start" not in memo:  # a resumed search keeps the decisions its first epoch started from
+                memo["start"] = model.gate_decisions(probe[0])
 
         def search_epoch_start(trainer: Any, model: "AutoIFS", epoch: int) -> None:
             model.temperature.fill_(model.temperature_at(epoch))
+            trainer.optimizer.param_groups[1]["lr"] = (0.0 if epoch < model.gate_warmup_epochs
+                                                       else model.search_lr * model.gate_lr_scale)
             if epoch == model.rewind_epoch:
                 memo["rewind"] = model.snapshot()
+
+        def search_epoch_end(trainer: Any, model: "AutoIFS", epoch: int, val: dict) -> dict[str, float]:
+            now = model.gate_decisions(probe[0])
+            changed, kept = float((now != memo["start"]).float().mean()), float((~now).float().mean())
+            model.gates_changed.fill_(changed)
+            trainer.log(f"[search] gates: {changed:.1%} of the decisions differ from the start; {kept:.1%} of the "
+                        f"flows kept (τ = {float(model.temperature):g})")
+            return {"gates_changed": round(changed, 4), "flows_kept": round(kept, 4)}
 
         def search_end(trainer: Any, model: "AutoIFS") -> None:
             model.draw_ticket()
@@ -340,40 +439,49 @@ class AutoIFS(MSMTModel):
         return [
             Stage(name="search", max_epochs=self.search_epochs, lr=self.search_lr, weight_decay=self.search_weight_decay,
                   param_groups=search_groups, early_stopping=False, restore_best=False, select_best=False,
-                  on_stage_start=search_start, on_epoch_start=search_epoch_start, on_stage_end=search_end),
+                  on_stage_start=search_start, on_epoch_start=search_epoch_start, on_epoch_end=search_epoch_end,
+                  on_stage_end=search_end, state=memo),
             Stage(name="retrain", max_epochs=self.retrain_epochs, lr=self.retrain_lr, weight_decay=self.retrain_weight_decay,
                   param_groups=retrain_groups, early_stopping=True, restore_best=True, select_best=True,
-                  on_stage_start=retrain_start),
+                  on_stage_start=retrain_start, state=memo),
         ]
 
     # -- what AutoIFS tells its user ------------------------------------------------------------------
     @torch.no_grad()
-    def flow_report(self, data: EncodedData, batch_size: int = 16384) -> dict[str, Any]:
-        """Fraction of samples for which each flow is **kept** (hard gate 0, i.e. ``w ≤ 0``), per
-        (scenario, task), computed with the selection network as it stands (during search: the
-        ticket it would draw now)."""
+    def gate_decisions(self, data: EncodedData, batch_size: int = 16384) -> torch.Tensor:
+        """The hard decisions ``[N, T, 4]`` (True = prune, :meth:`pruned`) of the selector as it stands
+        (during search: the ticket it would draw now), on CPU."""
         was_training = self.training
         self.eval()
-        kept = torch.zeros(self.num_scenarios, self.num_tasks, len(FLOWS), dtype=torch.float64)
-        counts = torch.zeros(self.num_scenarios, dtype=torch.float64)
         device = next(self.parameters()).device
         try:
-            for batch in iterate_batches(data, batch_size, shuffle=False):
-                batch = batch.to(device)
-                keep = (self.selection_logits(batch) <= 0).to(torch.float64).cpu()  # [b, T, 4]
-                s = batch.scenario.cpu()
-                kept.index_add_(0, s, keep)
-                counts.index_add_(0, s, torch.ones_like(s, dtype=torch.float64))
+            return torch.cat([self.pruned(self.selection_logits(batch.to(device))).cpu()
+                              for batch in iterate_batches(data, batch_size, shuffle=False)])
         finally:
             self.train(was_training)
-        frac = kept / counts.clamp_min(1)[:, None, None]
+
+    def flow_report(self, data: EncodedData, batch_size: int = 16384) -> dict[str, Any]:
+        """Per (scenario, task): the share of samples for which each flow is **kept** (hard gate 0,
+        ``w ≤ 0``) and the share that keep none; with how many decisions search changed."""
+        pruned = self.gate_decisions(data, batch_size).to(torch.float64)  # [N, T, 4]
+        s = data.scenario.cpu()
+        counts = torch.bincount(s, minlength=self.num_scenarios).to(torch.float64)
+        kept = torch.zeros(self.num_scenarios, self.num_tasks, len(FLOWS), dtype=torch.float64).index_add_(0, s, 1 - pruned)
+        none = torch.zeros(self.num_scenarios, self.num_tasks, dtype=torch.float64).index_add_(0, s, pruned.prod(-1))
+        frac, none = kept / counts.clamp_min(1)[:, None, None], none / counts.clamp_min(1)[:, None]
         scen, tasks = self.schema.scenarios, self.schema.tasks
+        present = [i for i in range(len(scen)) if counts[i] > 0]
+        changed = float(self.gates_changed)
         return {
             "flows": list(FLOWS),
             "decomposition": self.decomposition,
-            "samples": {scen[s]: int(counts[s]) for s in range(len(scen))},
-            "kept_fraction": {scen[s]: {tasks[t]: {f: round(float(frac[s, t, j]), 4) for j, f in enumerate(FLOWS)}
-                                         for t in range(len(tasks))} for s in range(len(scen)) if counts[s] > 0},
+            "selector": self.selector_kind,
+            "samples": {scen[i]: int(counts[i]) for i in range(len(scen))},
+            "kept_fraction": {scen[i]: {tasks[t]: {f: round(float(frac[i, t, j]), 4) for j, f in enumerate(FLOWS)}
+                                         for t in range(len(tasks))} for i in present},
+            "no_flow_fraction": {scen[i]: {tasks[t]: round(float(none[i, t]), 4) for t in range(len(tasks))}
+                                 for i in present},
+            "gates_changed_in_search": None if math.isnan(changed) else round(changed, 4),
         }
 
     def parameter_report(self) -> dict[str, int]:
@@ -386,11 +494,13 @@ class AutoIFS(MSMTModel):
         """Flow selection on ``data`` (+ heatmap ``flow_selection.png`` in ``run_dir`` when
         matplotlib is installed) and the parameter split."""
         flows = self.flow_report(data)
+        flows["warnings"] = flow_warnings(flows)
         params = self.parameter_report()
         lines = [f"AutoIFS flow selection ({flows['decomposition']} decomposition, {sum(flows['samples'].values()):,} samples)",
                  format_flow_report(flows),
-                 f"parameters: {params['total']:,} ({params['predictor']:,} predictor + {params['selector']:,} selection "
-                 f"network; plus a frozen {params['selector_embedding_copy']:,}-value embedding copy for the selector)"]
+                 f"parameters: {params['total']:,} ({params['predictor']:,} predictor + {params['selector']:,} selector"
+                 + (f"; plus a frozen {params['selector_embedding_copy']:,}-value embedding copy for the selector)"
+                    if params["selector_embedding_copy"] else ")")]
         if run_dir is not None:
             path = Path(run_dir) / "flow_selection.png"
             note = plot_flow_selection(flows, path)

@@ -19,29 +19,37 @@ instead of the trainer growing a special case:
   ``msmtrec bench`` compares models on it;
 - ``training_stages(config)`` → a list of :class:`~msmtrec.models.stages.Stage`, or ``None`` for
   the trainer's default (one stage);
-- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on;
+- ``shared_layer()`` → the shared parameter GradNorm measures gradient norms on, or
+  ``(parameter, rows)`` when the shared layer is the slice ``rows`` of a bank's parameter;
 - ``snapshot()`` → a deep copy of the weights (the trainer keeps the best epoch's with it);
 - ``extra_report(data, run_dir)`` → model-specific findings for ``metrics.json`` (a ``summary`` string in
   it is printed after training instead of stored);
 - ``default_weighting`` (class attribute, ``"fixed"``) → the task weighting used when the run
   config names none;
+- ``presets`` (class attribute, name → :class:`Preset`) → named training settings (``--preset``),
+  e.g. the official code's or the paper's, applied by :func:`resolve_preset`;
 - ``notes`` (list of str, empty unless the model adds to it) → lines the trainer logs at the start
   (e.g. disabled branches);
 - ``inputs`` (class attribute) → where the model sends its embedded row: every model reads its
   input through one :class:`~msmtrec.nn.FeatureEmbedding` (field embeddings, numeric features and
   one pooled vector per ``multi_categorical`` and sequence, side by side), so list and sequence
-  features reach every model without model code; ``msmtrec models`` prints it.
+  features reach every model without model code; ``msmtrec models`` prints it;
+- ``may_skip_parameters`` (class attribute, False) → True when a training step can leave a
+  trainable parameter without a gradient (a module run only on some scenarios' rows, skipped when
+  the batch has none): data-parallel training then looks for such parameters every step.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.errors import ConfigError
 from msmtrec.models.options import validate_options
@@ -76,6 +84,40 @@ def build_model(name: str, schema: DataSchema, params: dict[str, Any] | None = N
     return get_model_class(name).from_params(schema, params or {})
 
 
+@dataclass(frozen=True)
+class Preset:
+    """Named training settings of a model: ``settings`` are :class:`~msmtrec.config.TrainConfig`
+    keys (``model_params`` among them), ``source`` says where they come from (paper section,
+    code file and flag)."""
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def describe(self) -> str:
+        """``key=value, ...`` of the settings, model parameters flattened (for ``msmtrec models``)."""
+        items = {k: v for k, v in self.settings.items() if k != "model_params"}
+        items.update(self.settings.get("model_params", {}))
+        return ", ".join(f"{k}={v!r}".replace(", ", ",") for k, v in items.items())  # a value never wraps
+
+
+def resolve_preset(config: TrainConfig) -> TrainConfig:
+    """``config`` with the settings of its model's preset ``config.preset`` filled in wherever the
+    config does not set the key itself (a key set explicitly — in the config file, on the command
+    line or in the constructor — wins; ``model_params`` are merged key by key). No preset: the
+    config as it is. An unknown preset is a :class:`ConfigError` naming the model's presets."""
+    if config.preset is None:
+        return config
+    cls = get_model_class(config.model)
+    preset = cls.presets.get(config.preset)
+    if preset is None:
+        raise ConfigError(f"model '{cls.name}' has no preset '{config.preset}'; its presets: "
+                          f"{', '.join(sorted(cls.presets)) or '(none)'}")
+    explicit = config.model_dump(exclude_unset=True)
+    merged = {**preset.settings, **explicit,
+              "model_params": {**preset.settings.get("model_params", {}), **explicit.get("model_params", {})}}
+    return TrainConfig.from_dict(merged, source=f"preset '{config.preset}' of model '{cls.name}'")
+
+
 def model_hyperparameters(cls: type["MSMTModel"]) -> dict[str, Any]:
     """Constructor keyword arguments with their defaults (what a config may set)."""
     out = {}
@@ -91,6 +133,8 @@ class MSMTModel(nn.Module):
 
     name: ClassVar[str] = "?"
     default_weighting: ClassVar[str] = "fixed"
+    presets: ClassVar[dict[str, Preset]] = {}
+    may_skip_parameters: ClassVar[bool] = False
     inputs: ClassVar[str] = "?"
 
     def __init__(self, schema: DataSchema) -> None:
@@ -141,7 +185,7 @@ class MSMTModel(nn.Module):
     def training_stages(self, config: Any) -> list[Stage] | None:
         return None
 
-    def shared_layer(self) -> torch.Tensor | None:
+    def shared_layer(self) -> torch.Tensor | tuple[torch.Tensor, slice] | None:
         return None
 
     def snapshot(self) -> dict[str, torch.Tensor]:

@@ -12,8 +12,10 @@ Labels in the entire space. The behaviour graph fixes some labels that a log may
 impression that was not clicked has no action, and — when conversions need a click — no
 conversion. So the entire-space label of "click and action" (CTAVR) and "click and conversion"
 (CTCVR) is 0 on an observed non-click, whatever the action/conversion column holds there; elsewhere
-it is the action/conversion label, and it is masked where that label is missing. Nothing else is
-filled in: a missing click label stays masked.
+it is the action/conversion label, and it is masked where that label is missing — and, when
+conversions may skip the click (``conversion_without_click``), where a conversion is 1 and the
+click is unknown (the conversion may have come without one). Nothing else is filled in: a missing
+click label stays masked.
 
 Losses (AEM²TL Eq. 22–25; ESMM), one per entry of ``loss_names``, all over every impression:
 
@@ -113,13 +115,17 @@ def entire_space_roles(schema: DataSchema) -> EntireSpaceRoles:
     )
 
 
-def _after_click(label: torch.Tensor, mask: torch.Tensor, click: torch.Tensor, click_mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _after_click(label: torch.Tensor, mask: torch.Tensor, click: torch.Tensor, click_mask: torch.Tensor,
+                 implies_click: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Entire-space label of "click and <label>": 0 on an observed non-click (the graph allows no
-    action/conversion there), the label elsewhere; observed where the label is, or where the
-    impression is known not to be clicked."""
+    action/conversion there), the label elsewhere. Observed where the impression is known not to
+    be clicked, and where the label is observed and so is the answer: the click is known, or the
+    label is 0, or a positive label implies the click (``implies_click``: an action; a conversion
+    when conversions need a click). A positive conversion that may have skipped the click, on an
+    impression whose click is unknown, leaves "click and conversion" unknown: masked."""
     no_click = click_mask & (click == 0)
-    return torch.where(no_click, torch.zeros_like(label), label), mask | no_click
+    known = click_mask | (label == 0) if not implies_click else torch.ones_like(mask)
+    return torch.where(no_click, torch.zeros_like(label), label), (mask & known) | no_click
 
 
 class EntireSpaceModel(MSMTModel):
@@ -164,10 +170,11 @@ class EntireSpaceModel(MSMTModel):
         click, click_mask = y[:, r.click], m[:, r.click]
         out = {"ctr": (click, click_mask)}
         if r.action is not None:
-            out["ctavr"] = _after_click(y[:, r.action], m[:, r.action], click, click_mask)
+            out["ctavr"] = _after_click(y[:, r.action], m[:, r.action], click, click_mask, implies_click=True)
         if r.conversion is not None:
             conv, conv_mask = y[:, r.conversion], m[:, r.conversion]
-            out["ctcvr"] = _after_click(conv, conv_mask, click, click_mask)
+            out["ctcvr"] = _after_click(conv, conv_mask, click, click_mask,
+                                        implies_click=not r.conversion_without_click)
             out["xcvr"] = (conv, conv_mask) if r.conversion_without_click else out["ctcvr"]
             out["cvr"] = (conv, conv_mask & click_mask & (click == 1))
         # The value under a False mask is meaningless (it may be NaN): zero it so that 0 · NaN

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 
 import torch
-from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
 from msmtrec.models.options import Count, Rate, Size, Sizes
-from msmtrec.nn import CGC, ScenarioGroups, TowerBank
+from msmtrec.nn import CGCStack, ScenarioGroups, TowerBank
 
 
 @register_model("ple")
@@ -46,37 +45,20 @@ class PLE(MSMTModel):
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         self.embedding = self.make_embedding(schema, embed_dim)
-        heads = self.num_scenarios * self.num_tasks
-        d = self.embedding.output_dim
-        self.levels = nn.ModuleList()
-        for level in range(num_levels):
-            last = level == num_levels - 1
-            self.levels.append(CGC(heads, d, specific_experts, shared_experts, expert_dims,
-                                   shared_gate_groups=0 if last else self.num_scenarios, dropout=dropout))
-            d = self.levels[-1].output_dim
-        self.towers = TowerBank(heads, d, tower_dims, 1, dropout=dropout)
+        self.levels = CGCStack(num_levels, self.num_scenarios, self.num_tasks, self.embedding.output_dim,
+                               specific_experts, shared_experts, expert_dims, dropout=dropout)
+        self.towers = TowerBank(self.num_scenarios * self.num_tasks, self.levels.output_dim, tower_dims, 1,
+                                dropout=dropout)
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         x = self.embedding(batch)
         groups = ScenarioGroups(batch.scenario, self.num_scenarios)
         t = self.num_tasks
         # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.
-        # Shared experts serve every scenario, so each level runs them once on the whole batch.
         present = [s for s, n in enumerate(groups.counts) if n]
-        x_sorted = x[groups.order]
-        heads_in = dict(zip(range(self.num_scenarios), x_sorted.split(groups.counts)))
-        shared_in = x_sorted
-        for level in self.levels:
-            shared_experts = level.shared(shared_in).split(groups.counts) if level.shared is not None else None
-            shared_in_chunks = shared_in.split(groups.counts)
-            shared_out = []
-            for s in present:
-                heads_in[s], sh = level(heads_in[s], shared_in_chunks[s], slice(s * t, (s + 1) * t),
-                                        shared_experts=None if shared_experts is None else shared_experts[s])
-                shared_out.append(sh)
-            if shared_out and shared_out[0] is not None:
-                shared_in = torch.cat(shared_out)
-        logits = [self.towers(heads_in[s], slice(s * t, (s + 1) * t)).squeeze(-1) for s in present]
+        chunks = groups.split(x)
+        heads = self.levels([(s, chunks[s]) for s in present])
+        logits = [self.towers(h, slice(s * t, (s + 1) * t)).squeeze(-1) for s, h in zip(present, heads)]
         return groups.merge(logits)
 
     def shared_layer(self) -> torch.Tensor:

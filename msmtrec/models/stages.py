@@ -5,7 +5,7 @@ at its edges; the loop itself never changes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +31,11 @@ class Stage:
         on_stage_start / on_epoch_start / on_epoch_end / on_stage_end: hooks
             ``fn(trainer, model, ...)`` (``trainer``: the :class:`msmtrec.train.Trainer` running them): ``on_epoch_start(trainer, model, epoch)``,
             ``on_epoch_end(trainer, model, epoch, val_metrics)``.
+        state: what the hooks keep between epochs (AutoIFS: its rewind snapshot); saved with the
+            run's resumable state every epoch. A resumed run restores it, then calls
+            ``on_stage_start`` of the stage it resumes in again before loading the saved weights
+            and optimiser state over the model: that hook must set again whatever the weights
+            do not hold (frozen parameters), from ``state`` only.
     """
 
     name: str = "train"
@@ -45,3 +50,4 @@ class Stage:
     on_epoch_start: Callable[..., None] | None = None
     on_epoch_end: Callable[..., None] | None = None
     on_stage_end: Callable[..., None] | None = None
+    state: dict[str, Any] = field(default_factory=dict)

@@ -28,8 +28,11 @@ class ExpertBank(TowerBank):
         self.num_experts = num_experts
 
 
+GATE_KINDS = ("softmax", "sum")
+
+
 class MixingGateBank(nn.Module):
-    """``G`` softmax gates mixing ``E`` entries each: ``softmax(φ(W_g x + b_g))``.
+    """``G`` gates mixing ``E`` entries each: ``softmax(φ(W_g x + b_g))``.
 
     Args:
         num_gates: number of gates ``G``.
@@ -37,18 +40,30 @@ class MixingGateBank(nn.Module):
         num_entries: entries per gate ``E`` (the experts it mixes).
         activation: ``identity`` (plain linear → softmax, the PLE/AEM²TL form) or ``relu``
             (HiNet's released code applies a ReLU before the softmax).
+        kind: ``softmax`` (the gate above) or ``sum``: every weight is 1 and the gate has no
+            parameters — what HiNet's released code computes for its CGC gates (a softmax over a
+            singleton axis is 1 whatever its input, so those gates never train).
 
-    ``forward(x [B, in] or [B, g, in], gates=slice) -> [B, g, E]``, rows summing to 1.
+    ``forward(x [B, in] or [B, g, in], gates=slice) -> [B, g, E]``, rows summing to 1 (softmax)
+    or all ones (sum).
     """
 
-    def __init__(self, num_gates: int, in_dim: int, num_entries: int, *, activation: str = "identity") -> None:
+    def __init__(self, num_gates: int, in_dim: int, num_entries: int, *, activation: str = "identity",
+                 kind: str = "softmax") -> None:
         super().__init__()
         if activation not in ("identity", "relu"):
             raise ValueError(f"gate activation must be 'identity' or 'relu', got '{activation}'")
-        self.weight, self.bias = bank_parameters(num_gates, in_dim, num_entries)
+        if kind not in GATE_KINDS:
+            raise ValueError(f"gate kind must be one of {', '.join(GATE_KINDS)}, got '{kind}'")
+        self.num_gates, self.num_entries, self.kind = num_gates, num_entries, kind
+        if kind == "softmax":
+            self.weight, self.bias = bank_parameters(num_gates, in_dim, num_entries)
         self.relu = activation == "relu"
 
     def forward(self, x: torch.Tensor, gates: slice = slice(None)) -> torch.Tensor:
+        if self.kind == "sum":
+            n = len(range(*gates.indices(self.num_gates)))
+            return x.new_ones(x.shape[0], n, self.num_entries)
         logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates]) + self.bias[gates]
         if self.relu:
             logits = torch.relu(logits)
@@ -96,7 +111,8 @@ class CGC(nn.Module):
     groups (the scenarios, in MSMT use) and each group has a shared gate over its heads' specific
     experts plus the shared experts; it produces the input of the next level's shared experts.
     (Textbook PLE has one shared gate over every expert; per-group gates keep a scenario's rows
-    from running other scenarios' experts.)
+    from running other scenarios' experts.) ``gate``: ``softmax`` or ``sum`` (see
+    :class:`MixingGateBank`), for every gate of the level.
 
     ``forward(x_heads, x_shared, heads=slice)``: ``x_heads`` is ``[B, in]`` (same input for every
     head) or ``[B, h, in]``; ``x_shared`` is ``[B, in]`` (defaults to ``x_heads`` when 2-D). Returns
@@ -105,21 +121,22 @@ class CGC(nn.Module):
     """
 
     def __init__(self, num_heads: int, in_dim: int, n_specific: int, n_shared: int, expert_hidden: Sequence[int], *,
-                 shared_gate_groups: int = 0, gate_activation: str = "identity", dropout: float = 0.0) -> None:
+                 shared_gate_groups: int = 0, gate_activation: str = "identity", gate: str = "softmax",
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if n_specific + n_shared == 0:
             raise ValueError("CGC needs at least one expert")
         self.num_heads, self.n_specific, self.n_shared = num_heads, n_specific, n_shared
         self.specific = ExpertBank(num_heads * n_specific, in_dim, expert_hidden, dropout=dropout) if n_specific else None
         self.shared = ExpertBank(n_shared, in_dim, expert_hidden, dropout=dropout) if n_shared else None
-        self.gates = MixingGateBank(num_heads, in_dim, n_specific + n_shared, activation=gate_activation)
+        self.gates = MixingGateBank(num_heads, in_dim, n_specific + n_shared, activation=gate_activation, kind=gate)
         self.shared_gate = None
         if shared_gate_groups:
             if num_heads % shared_gate_groups:
                 raise ValueError(f"{num_heads} heads cannot be split into {shared_gate_groups} equal groups")
             self.heads_per_group = num_heads // shared_gate_groups
             self.shared_gate = MixingGateBank(shared_gate_groups, in_dim, self.heads_per_group * n_specific + n_shared,
-                                        activation=gate_activation)
+                                              activation=gate_activation, kind=gate)
         self.output_dim = expert_hidden[-1]
 
     def gate_weights(self, x_heads: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
@@ -159,3 +176,48 @@ class CGC(nn.Module):
             gate = self.shared_gate(x_shared, slice(g, g + 1))  # [B, 1, h*n+m]
             shared_out = mix(gate, everything.unsqueeze(1)).squeeze(1)
         return head_out, shared_out
+
+
+class CGCStack(nn.ModuleList):
+    """``L`` CGC levels over ``M·T`` (scenario, task) heads: PLE's progressive layered extraction
+    with the (scenario, task) pairs as its tasks.
+
+    Every level but the last has a shared gate per scenario whose output is the next level's
+    shared-expert input; head ``(s, t)``'s output is the next level's input of its own experts and
+    gate. Only a scenario's own heads run on its rows.
+
+    ``forward(chunks)``: ``chunks`` is a list of ``(s, x_s [n_s, in])`` — rows that all belong to
+    scenario ``s`` (the same ``s`` may appear more than once); returns the head outputs
+    ``[n_s, T, out]`` in the same order. Each level runs its shared experts once over all the rows.
+    """
+
+    def __init__(self, num_levels: int, num_scenarios: int, num_tasks: int, in_dim: int, n_specific: int,
+                 n_shared: int, expert_hidden: Sequence[int], *, gate_activation: str = "identity",
+                 gate: str = "softmax", dropout: float = 0.0) -> None:
+        if num_levels < 1:
+            raise ValueError(f"a CGC stack needs at least one level, got {num_levels}")
+        levels, d = [], in_dim
+        for level in range(num_levels):
+            last = level == num_levels - 1
+            levels.append(CGC(num_scenarios * num_tasks, d, n_specific, n_shared, expert_hidden,
+                              shared_gate_groups=0 if last else num_scenarios, gate_activation=gate_activation,
+                              gate=gate, dropout=dropout))
+            d = levels[-1].output_dim
+        super().__init__(levels)
+        self.num_tasks, self.output_dim = num_tasks, d
+
+    def forward(self, chunks: Sequence[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:  # type: ignore[override]
+        t = self.num_tasks
+        scenarios = [s for s, _ in chunks]
+        heads_in = [x for _, x in chunks]
+        shared_in = list(heads_in)
+        sizes = [x.shape[0] for x in heads_in]
+        for level in self:
+            shared = (level.shared(torch.cat(shared_in)).split(sizes) if level.shared is not None
+                      else [None] * len(chunks))
+            outs = [level(h, sh, slice(s * t, (s + 1) * t), shared_experts=e)
+                    for s, h, sh, e in zip(scenarios, heads_in, shared_in, shared)]
+            heads_in = [h for h, _ in outs]
+            if outs and outs[0][1] is not None:
+                shared_in = [sh for _, sh in outs]
+        return heads_in

@@ -94,19 +94,37 @@ class FlowSelector(nn.Module):
     per task, ``w_t = V_t q + e_t ∈ R^{n_flows}``; the heads are stored as one ``Linear`` to
     ``T · n_flows`` outputs. ``forward(x [B, in]) → w [B, T, n_flows]``. The pruning function
     that turns ``w`` into gates is :func:`flow_gates`.
+
+    ``zero_heads``: the heads start at ``V = 0, e = 0``, so every logit starts at exactly 0 (no
+    decision) instead of at PyTorch's random ``Linear`` initialisation (the released code's).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], num_tasks: int, num_flows: int = 4, *,
-                 dropout: float = 0.0, batch_norm: bool = False) -> None:
+                 dropout: float = 0.0, batch_norm: bool = False, zero_heads: bool = False) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("the flow selector needs at least one hidden layer")
         self.num_tasks, self.num_flows = num_tasks, num_flows
         self.hypernet = MLP(in_dim, hidden, dropout=dropout, batch_norm=batch_norm)
         self.heads = nn.Linear(self.hypernet.output_dim, num_tasks * num_flows)
+        if zero_heads:
+            nn.init.zeros_(self.heads.weight)
+            nn.init.zeros_(self.heads.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.hypernet(x)).view(x.shape[0], self.num_tasks, self.num_flows)
+
+
+class FlowGateTable(nn.Module):
+    """Selection logits per (scenario, task, flow), a learned table that starts at 0:
+    ``forward(scenario [B]) → w [B, T, n_flows]`` (the rows of each sample's scenario)."""
+
+    def __init__(self, num_scenarios: int, num_tasks: int, num_flows: int = 4) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_scenarios, num_tasks, num_flows))
+
+    def forward(self, scenario: torch.Tensor) -> torch.Tensor:
+        return self.logits[scenario]
 
 
 def flow_gates(logits: torch.Tensor, temperature: float | torch.Tensor, hard: bool) -> torch.Tensor:

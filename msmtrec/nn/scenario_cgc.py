@@ -26,6 +26,7 @@ class ScenarioCGC(nn.Module):
         n_shared: task-shared experts per scenario.
         expert_hidden: widths of each expert MLP.
         gate_activation: ``identity`` or ``relu`` before the gate softmax.
+        gate: ``softmax`` or ``sum`` (every expert weight 1, see :class:`~msmtrec.nn.MixingGateBank`).
         dropout: dropout inside the experts.
 
     ``forward(x [B, in], scenarios=slice) -> [B, n·T, out]`` runs the CGCs of the scenarios in the
@@ -34,7 +35,8 @@ class ScenarioCGC(nn.Module):
     """
 
     def __init__(self, num_scenarios: int, num_tasks: int, in_dim: int, n_specific: int, n_shared: int,
-                 expert_hidden: Sequence[int], *, gate_activation: str = "identity", dropout: float = 0.0) -> None:
+                 expert_hidden: Sequence[int], *, gate_activation: str = "identity", gate: str = "softmax",
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if n_specific < 0 or n_shared < 0 or n_specific + n_shared == 0:
             raise ValueError(f"CGC needs at least one expert (got {n_specific} specific, {n_shared} shared)")
@@ -43,7 +45,8 @@ class ScenarioCGC(nn.Module):
         self.specific = ExpertBank(num_scenarios * num_tasks * n_specific, in_dim, expert_hidden,
                                    dropout=dropout) if n_specific else None
         self.shared = ExpertBank(num_scenarios * n_shared, in_dim, expert_hidden, dropout=dropout) if n_shared else None
-        self.gates = MixingGateBank(num_scenarios * num_tasks, in_dim, n_specific + n_shared, activation=gate_activation)
+        self.gates = MixingGateBank(num_scenarios * num_tasks, in_dim, n_specific + n_shared, activation=gate_activation,
+                                    kind=gate)
         self.output_dim = expert_hidden[-1]
 
     def gate_weights(self, x: torch.Tensor, scenarios: slice = slice(None)) -> torch.Tensor:

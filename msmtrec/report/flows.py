@@ -1,6 +1,7 @@
-"""AutoIFS's flow selection for people: the table of kept fractions and its heatmap. The input is
-:meth:`msmtrec.models.autoifs.AutoIFS.flow_report` (``flows``, ``decomposition`` and
-``kept_fraction[scenario][task][flow]``)."""
+"""AutoIFS's flow selection for people: the table of kept fractions, its warnings and its heatmap.
+The input is :meth:`msmtrec.models.autoifs.AutoIFS.flow_report` (``flows``, ``decomposition``,
+``kept_fraction[scenario][task][flow]``, optionally ``no_flow_fraction[scenario][task]`` and
+``gates_changed_in_search``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,21 @@ from typing import Any
 from msmtrec.report.plotting import MISSING, pyplot, save_figure
 
 
+def flow_warnings(report: dict[str, Any]) -> list[str]:
+    """What a reader of the table must not miss: a search that changed no gate decision (the ticket
+    is the selector's initialisation, not a selection), and every (scenario, task) whose samples
+    lose every flow (in the linear decomposition its prediction is then a constant)."""
+    out = []
+    if report.get("gates_changed_in_search") == 0:
+        out.append("no gate decision changed during search: the kept flows are the selection network's random "
+                   "initialisation, not a selection (see docs/models/autoifs.md)")
+    for scen, tasks in report.get("no_flow_fraction", {}).items():
+        for task, share in tasks.items():
+            if share > 0:
+                out.append(f"{scen} / {task}: every flow is pruned for {share:.1%} of its samples")
+    return out
+
+
 def format_flow_report(report: dict[str, Any]) -> str:
     """The flow-selection table as text (one row per (scenario, task), one column per flow)."""
     short = ["sh>sh", "sh>task", "scen>sh", "scen>task"]
@@ -17,8 +33,9 @@ def format_flow_report(report: dict[str, Any]) -> str:
     for scen, tasks in report["kept_fraction"].items():
         for task, fr in tasks.items():
             rows.append(f"{(scen + ' / ' + task)[:28]:<28}" + "".join(f"{fr[f]:>10.2f}" for f in report["flows"]))
-    return ("share of samples keeping each flow (sh = shared unit, scen = scenario-specific unit, "
+    text = ("share of samples keeping each flow (sh = shared unit, scen = scenario-specific unit, "
             "task = task-specific unit)\n" + "\n".join(rows))
+    return text + "".join(f"\nwarning: {w}" for w in flow_warnings(report))
 
 
 def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
@@ -31,7 +48,8 @@ def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
         for task, fr in tasks.items():
             labels.append(f"{scen} / {task}")
             values.append([fr[f] for f in report["flows"]])
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
+    warnings = flow_warnings(report)
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8 + 0.3 * len(warnings)))
     im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(report["flows"])))
     ax.set_xticklabels([f.replace("->", "\n→ ") for f in report["flows"]], fontsize=8)
@@ -42,6 +60,10 @@ def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
     ax.set_title(f"AutoIFS: share of samples keeping each flow ({report['decomposition']} decomposition)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
+    if warnings:
+        fig.text(0.01, 0.005, "\n".join(f"warning: {w}" for w in warnings), color="darkred", fontsize=7, va="bottom",
+                 wrap=True)
+        fig.subplots_adjust(bottom=0.12 + 0.06 * len(warnings))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path)
     return None

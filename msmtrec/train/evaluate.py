@@ -1,6 +1,15 @@
-"""Inference over a whole split in batches, and evaluation of the predictions."""
+"""Inference over a whole split in batches, and evaluation of the predictions.
+
+With several data-parallel ranks (:class:`~msmtrec.train.distributed.Ranks`) the split's batches
+are dealt out — rank ``r`` runs batches ``r, r + world_size, ...`` —, rank 0 puts the batches back
+in order and computes the metrics on the whole split once, and every rank receives them. The
+batches are the ones a single process forms, so the metrics equal a single-process evaluation of
+the same weights.
+"""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import torch
@@ -8,29 +17,50 @@ import torch
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.metrics import evaluate_predictions
 from msmtrec.models.base import MSMTModel
+from msmtrec.train.distributed import Ranks
+
+Targets = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
-def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Run the model over ``data`` (in order, eval mode) and gather its evaluation targets."""
+def batch_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks: Ranks = Ranks()) -> list[Targets]:
+    """The model's evaluation targets (eval mode) of this rank's batches of ``data``, in order."""
     was_training = model.training
     model.eval()
-    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+    out = []
     try:
-        for batch in iterate_batches(data, batch_size, shuffle=False):
-            out = model(batch)
-            for name, (p, y, m) in model.eval_targets(out, batch).items():
-                parts.setdefault(name, []).append((p.float().cpu(), y.cpu(), m.cpu()))
+        batches = iterate_batches(data, batch_size, shuffle=False)
+        for batch in itertools.islice(batches, ranks.rank, None, ranks.world_size):
+            targets = model.eval_targets(model(batch), batch)
+            out.append({name: (p.float().cpu(), y.cpu(), m.cpu()) for name, (p, y, m) in targets.items()})
     finally:
         model.train(was_training)
-    return {name: tuple(torch.cat([x[i] for x in chunks]).numpy() for i in range(3)) for name, chunks in parts.items()}
+    return out
 
 
-def evaluate_model(model: MSMTModel, data: EncodedData, schema: DataSchema, batch_size: int = 16384) -> dict:
-    """AUC / logloss (/ GAUC) per (scenario, target), per target and their means on ``data``."""
-    targets = collect_targets(model, data, batch_size)
-    user = data.user.cpu().numpy() if data.user is not None else None
-    return evaluate_predictions(data.scenario.cpu().numpy(), schema.scenarios, targets, user)
+def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks: Ranks = Ranks()
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """Every batch's targets concatenated in row order, on rank 0 (None on the other ranks)."""
+    shards = ranks.gather(batch_targets(model, data, batch_size, ranks))
+    if shards is None:
+        return None
+    n = sum(len(s) for s in shards)
+    batches = [shards[k % ranks.world_size][k // ranks.world_size] for k in range(n)]
+    names = batches[0].keys() if batches else ()
+    return {name: tuple(torch.cat([b[name][i] for b in batches]).numpy() for i in range(3)) for name in names}
+
+
+def evaluate_model(model: MSMTModel, data: EncodedData, schema: DataSchema, batch_size: int = 16384,
+                   ranks: Ranks = Ranks()) -> dict:
+    """AUC / logloss (/ GAUC) per (scenario, target), per target and their means on ``data``
+    (with several ranks: on every rank, computed once by rank 0 with its buffers)."""
+    ranks.sync_buffers(model)
+    targets = collect_targets(model, data, batch_size, ranks)
+    metrics = None
+    if targets is not None:
+        user = data.user.cpu().numpy() if data.user is not None else None
+        metrics = evaluate_predictions(data.scenario.cpu().numpy(), schema.scenarios, targets, user)
+    return ranks.broadcast(metrics)
 
 
 @torch.no_grad()

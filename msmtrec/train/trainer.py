@@ -9,8 +9,16 @@ The test split is evaluated once, at the very end, with those weights (see :func
 The trainer takes a :class:`~msmtrec.data.Dataset` (in memory or streamed, the same interface):
 its ``train_batches(epoch, rank=, world_size=)`` give each epoch's batches — a function of the
 seed and the epoch alone —, its ``val`` split drives selection. Batches move to the model's device
-as they are used. Data parallelism: the trainer knows its ``rank`` and ``world_size``; each rank
-gets a disjoint share of every epoch and evaluation runs on the full split.
+as they are used.
+
+Data parallelism (:mod:`msmtrec.train.distributed`): every rank runs this same loop on its share
+of each epoch, with the same number of steps; the model is wrapped in DistributedDataParallel
+(rebuilt at each stage's first epoch, after its start hook, which may freeze parameters), so
+every rank takes the same optimiser step. Validation is computed once over the whole split and
+every rank gets the same metrics, hence the same selection and early-stopping decisions.
+
+Resuming: after every epoch :meth:`Trainer.state_dict` is everything the loop needs to go on
+(``on_state`` receives it on rank 0); ``fit(resume=state)`` continues after that epoch.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import MsmtrecError
 from msmtrec.models.base import MSMTModel
 from msmtrec.models.stages import Stage
+from msmtrec.train.checkpoint import rng_state, set_rng_state
+from msmtrec.train.distributed import Ranks
 from msmtrec.train.evaluate import evaluate_model
 from msmtrec.train.weighting import TaskWeighting, build_weighting
 
@@ -47,6 +57,18 @@ class FitResult:
     @property
     def samples_per_second(self) -> float:
         return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+@dataclass
+class StageProgress:
+    """Where the current stage stands after its completed epochs."""
+
+    epoch: int = 0                    # epochs of the stage completed
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad: int = 0                      # epochs since the last improvement
+    stopped: bool = False             # early stopping fired
+    best_state: dict[str, torch.Tensor] | None = None  # the stage's best weights (restore_best / select_best)
 
 
 def selection_score(metrics: dict) -> float:
@@ -68,30 +90,37 @@ class Trainer:
             ``num_train_rows`` and ``train_batches``).
         echo: where one-line epoch summaries go (None: silent).
         progress: show a per-epoch progress bar (None: only when stderr is a terminal).
-        on_epoch: ``fn(record)`` called with every epoch's log record as soon as it exists (the
-            run appends it to ``log.jsonl``, so a crashed run keeps its history).
         on_improvement: ``fn(model, record)`` called when a selecting stage reaches a new best
             validation score (the run writes its checkpoint there).
-        rank / world_size: data-parallel position (each rank trains on its share of an epoch).
+        on_state: ``fn(state)`` called on rank 0 at the end of every epoch with
+            :meth:`state_dict` (the run writes its resumable state there).
+        on_epoch: ``fn(record)`` called with every epoch's log record right after ``on_state``
+            (the run appends it to ``log.jsonl``, so a crashed run keeps its history).
+        ranks: the data-parallel ranks (default: one process); each trains on its share of an epoch.
     """
 
     def __init__(self, model: MSMTModel, config: TrainConfig, data: Any, *, echo: Callable[[str], None] | None = None,
                  progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
                  on_improvement: Callable[[MSMTModel, dict], None] | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 on_state: Callable[[dict], None] | None = None, ranks: Ranks = Ranks()) -> None:
         self.model, self.config, self.data, self.schema = model, config, data, data.schema
         self.device = next(iter(model.parameters()), torch.zeros(0)).device
         self.val_data = data.val.to(self.device)
         self.echo = echo or (lambda _msg: None)
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.on_epoch = on_epoch
-        self.on_improvement = on_improvement
-        self.rank, self.world_size = rank, world_size
+        self.on_epoch, self.on_improvement, self.on_state = on_epoch, on_improvement, on_state
+        self.ranks = ranks
         self.weighting: TaskWeighting = build_weighting(
             config.weighting or model.default_weighting,
             model.loss_names, model, config.task_weights, config.weighting_params)
+        self.weighting.average = ranks.mean
+        self.stages: list[Stage] = []
         self.stage: Stage | None = None
+        self.stage_index = 0
+        self.net: torch.nn.Module | None = None  # the model as trained: itself, or in DDP
         self.optimizer: torch.optim.Optimizer | None = None
+        self.progress_in_stage = StageProgress()
+        self.best_overall = -math.inf
         self.global_epoch = 0
         self.result = FitResult()
 
@@ -100,14 +129,80 @@ class Trainer:
         self.echo(message)
 
     # -- the loop -------------------------------------------------------------------------------
-    def fit(self) -> FitResult:
-        stages = self.model.training_stages(self.config) or [Stage()]
+    def fit(self, resume: dict[str, Any] | None = None) -> FitResult:
+        """Run every stage; with ``resume`` (a :meth:`state_dict`), continue after its epoch."""
+        self.stages = self.model.training_stages(self.config) or [Stage()]
         for note in self.model.notes:
             self.log(f"note: {note}")
-        best_overall = -math.inf
-        for stage in stages:
-            best_overall = self._run_stage(stage, best_overall)
+        first = 0 if resume is None else resume["stage"]
+        for index in range(first, len(self.stages)):
+            self._run_stage(index, resume if index == first else None)
         return self.result
+
+    def _run_stage(self, index: int, resume: dict[str, Any] | None) -> None:
+        stage = self.stage = self.stages[index]
+        self.stage_index = index
+        self.prepare_stage(stage)
+        max_epochs = stage.max_epochs or self.config.max_epochs
+        if resume is not None:
+            for s, saved in zip(self.stages, resume["stage_states"]):
+                s.state.update(saved)
+        if stage.on_stage_start:
+            stage.on_stage_start(self, self.model)
+        p = self.progress_in_stage = StageProgress() if resume is None else self._load_state_dict(resume)
+        while p.epoch < max_epochs and not p.stopped:
+            if stage.on_epoch_start:
+                stage.on_epoch_start(self, self.model, p.epoch)
+            t0 = time.perf_counter()
+            train_losses, n_seen = self._train_epoch(stage, self.global_epoch, p.epoch, max_epochs)
+            seconds = time.perf_counter() - t0
+            self.result.train_seconds += seconds
+            self.result.samples_seen += n_seen * self.ranks.world_size
+            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size, self.ranks)
+            score = selection_score(val)
+            improved = score > p.best_score
+            record = {
+                "stage": stage.name, "epoch": p.epoch + 1, "max_epochs": max_epochs, "global_epoch": self.global_epoch + 1,
+                "train_loss": train_losses, "val_mean_auc": val["mean_auc"], "val_mean_logloss": val["mean_logloss"],
+                "val": {s: {t: m["auc"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
+                "val_logloss": {s: {t: m["logloss"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
+                "val_score": score, "lr": [group["lr"] for group in self.optimizer.param_groups],
+                "task_weights": self.weighting.weights(), "seconds": round(seconds, 3),
+                "samples_per_second": round(n_seen * self.ranks.world_size / seconds, 1) if seconds > 0 else None,
+                "improved": improved,
+            }
+            if stage.on_epoch_end:
+                extra = stage.on_epoch_end(self, self.model, p.epoch, val)
+                if isinstance(extra, dict):
+                    record.update(extra)
+            self.result.history.append(record)
+            if improved:
+                p.best_score, p.best_epoch, p.bad = score, p.epoch, 0
+                if stage.restore_best or stage.select_best:
+                    p.best_state = self.model.snapshot()
+                if stage.select_best and score > self.best_overall:
+                    self.best_overall = score
+                    self.result.best = {"stage": stage.name, "epoch": p.epoch + 1, "val_mean_auc": val["mean_auc"],
+                                        "val_score": score}
+                    if self.on_improvement:
+                        self.on_improvement(self.model, record)
+            else:
+                p.bad += 1
+                p.stopped = stage.early_stopping and p.bad >= self.config.patience
+            p.epoch += 1
+            self.global_epoch += 1
+            self._save_state()
+            if self.on_epoch:
+                self.on_epoch(record)
+            self.log(self._epoch_line(record))
+            if p.stopped:
+                self.log(f"[{stage.name}] early stop: no better validation score for {p.bad} epochs")
+        if stage.restore_best and p.best_state is not None:
+            self.model.load_state_dict(p.best_state)
+            self.log(f"[{stage.name}] restored the best weights (epoch {p.best_epoch + 1}, "
+                     f"validation score {p.best_score:.4f})")
+        if stage.on_stage_end:
+            stage.on_stage_end(self, self.model)
 
     def _optimizer(self, stage: Stage) -> torch.optim.Optimizer:
         lr = self.config.lr if stage.lr is None else stage.lr
@@ -119,7 +214,7 @@ class Trainer:
         return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
 
     def _batches(self, epoch: int) -> Iterable[EncodedData]:
-        batches = self.data.train_batches(epoch, rank=self.rank, world_size=self.world_size,
+        batches = self.data.train_batches(epoch, rank=self.ranks.rank, world_size=self.ranks.world_size,
                                           batch_size=self.config.batch_size, seed=self.config.seed)
         return (b.to(self.device) for b in batches)
 
@@ -127,6 +222,7 @@ class Trainer:
         """Make ``stage`` current and build its optimiser (the loop does this at each stage start)."""
         self.stage = stage
         self.optimizer = self._optimizer(stage)
+        self.net = None  # wrapped again at the stage's first step, after its start hook
 
     def train_epoch(self, epoch: int = 0) -> tuple[dict[str, float], int]:
         """One pass over the training batches of the current stage: ``(mean losses, samples seen)``."""
@@ -134,72 +230,20 @@ class Trainer:
             self.prepare_stage((self.model.training_stages(self.config) or [Stage()])[0])
         return self._train_epoch(self.stage, epoch, epoch, 1)
 
-    def _run_stage(self, stage: Stage, best_overall: float) -> float:
-        self.prepare_stage(stage)
-        max_epochs = stage.max_epochs or self.config.max_epochs
-        if stage.on_stage_start:
-            stage.on_stage_start(self, self.model)
-        best_score, best_state, best_epoch, bad = -math.inf, None, -1, 0
-        for epoch in range(max_epochs):
-            if stage.on_epoch_start:
-                stage.on_epoch_start(self, self.model, epoch)
-            t0 = time.perf_counter()
-            train_losses, n_seen = self._train_epoch(stage, self.global_epoch, epoch, max_epochs)
-            seconds = time.perf_counter() - t0
-            self.result.train_seconds += seconds
-            self.result.samples_seen += n_seen
-            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size)
-            score = selection_score(val)
-            improved = score > best_score
-            record = {
-                "stage": stage.name, "epoch": epoch + 1, "global_epoch": self.global_epoch + 1,
-                "train_loss": train_losses, "val_mean_auc": val["mean_auc"], "val_mean_logloss": val["mean_logloss"],
-                "val": {s: {t: m["auc"] for t, m in by_t.items()} for s, by_t in val["per_scenario"].items()},
-                "task_weights": self.weighting.weights(), "seconds": round(seconds, 3),
-                "samples_per_second": round(n_seen / seconds, 1) if seconds > 0 else None, "improved": improved,
-            }
-            if stage.on_epoch_end:
-                extra = stage.on_epoch_end(self, self.model, epoch, val)
-                if isinstance(extra, dict):
-                    record.update(extra)
-            self.result.history.append(record)
-            if self.on_epoch:
-                self.on_epoch(record)
-            self.global_epoch += 1
-            self.log(self._epoch_line(record, max_epochs))
-            if improved:
-                best_score, best_epoch, bad = score, epoch, 0
-                if stage.restore_best or stage.select_best:
-                    best_state = self.model.snapshot()
-                if stage.select_best and score > best_overall:
-                    best_overall = score
-                    self.result.best = {"stage": stage.name, "epoch": epoch + 1, "val_mean_auc": val["mean_auc"],
-                                        "val_score": score}
-                    if self.on_improvement:
-                        self.on_improvement(self.model, record)
-            else:
-                bad += 1
-                if stage.early_stopping and bad >= self.config.patience:
-                    self.log(f"[{stage.name}] early stop: no better validation score for {bad} epochs")
-                    break
-        if stage.restore_best and best_state is not None:
-            self.model.load_state_dict(best_state)
-            self.log(f"[{stage.name}] restored the best weights (epoch {best_epoch + 1}, validation score {best_score:.4f})")
-        if stage.on_stage_end:
-            stage.on_stage_end(self, self.model)
-        return best_overall
-
     def _train_epoch(self, stage: Stage, data_epoch: int, epoch: int, max_epochs: int) -> tuple[dict[str, float], int]:
+        """``(mean losses, samples seen)`` of this rank's share of one epoch."""
         model, opt, weighting = self.model, self.optimizer, self.weighting
+        if self.net is None:
+            self.net = self.ranks.wrap(model)
         model.train()
         loss_sum = torch.zeros(len(model.loss_names))
         n_seen = 0
-        total = self.data.num_train_rows // self.world_size
+        total = self.data.num_train_rows // self.ranks.world_size
         bar = tqdm(total=total, unit="samples", unit_scale=True, leave=False, disable=not self.progress,
                    desc=f"{stage.name} {epoch + 1}/{max_epochs}", mininterval=0.5)
         try:
             for step, batch in enumerate(self._batches(data_epoch)):
-                out = model(batch)
+                out = self.net(batch)
                 losses = model.task_losses(out, batch)
                 loss = weighting.combine(losses)
                 aux = model.aux_loss(out)
@@ -222,11 +266,42 @@ class Trainer:
             raise MsmtrecError("the training split produced no batches (is it empty?)")
         return {n: round(float(v) / n_seen, 6) for n, v in zip(model.loss_names, loss_sum)}, n_seen
 
-    def _epoch_line(self, r: dict, max_epochs: int) -> str:
+    # -- resumable state ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the loop needs to continue after the last completed epoch, this rank's RNG
+        states included (rank 0 saves the states of every rank, see ``on_state``)."""
+        r = self.result
+        return {
+            "stage": self.stage_index, "progress": dict(vars(self.progress_in_stage)),
+            "stage_states": [s.state for s in self.stages], "global_epoch": self.global_epoch,
+            "best_overall": self.best_overall, "world_size": self.ranks.world_size,
+            "result": {"history": r.history, "best": r.best, "train_seconds": r.train_seconds,
+                       "samples_seen": r.samples_seen},
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "weighting": self.weighting.state_dict(), "rng": rng_state(),
+        }
+
+    def _save_state(self) -> None:
+        state = self.state_dict()
+        rngs = self.ranks.gather(state["rng"])
+        if self.ranks.is_main and self.on_state:
+            self.on_state({**state, "rng": rngs})
+
+    def _load_state_dict(self, state: dict[str, Any]) -> StageProgress:
+        """Restore a :meth:`state_dict` (saved with every rank's RNG states) into the current stage."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.global_epoch, self.best_overall = state["global_epoch"], state["best_overall"]
+        self.result = FitResult(**state["result"])
+        set_rng_state(state["rng"][self.ranks.rank])
+        return StageProgress(**state["progress"])
+
+    def _epoch_line(self, r: dict) -> str:
         losses = " ".join(f"{k}={v:.4f}" for k, v in r["train_loss"].items())
         auc = "n/a" if r["val_mean_auc"] is None else f"{r['val_mean_auc']:.4f}"
         ll = "n/a" if r["val_mean_logloss"] is None else f"{r['val_mean_logloss']:.4f}"
         sps = f"{r['samples_per_second']:,.0f}" if r["samples_per_second"] else "-"
         star = " *" if r["improved"] else ""
-        return (f"[{r['stage']}] epoch {r['epoch']}/{max_epochs}  loss {losses}  "
+        return (f"[{r['stage']}] epoch {r['epoch']}/{r['max_epochs']}  loss {losses}  "
                 f"val mean AUC {auc}  logloss {ll}  {sps} samples/s{star}")

@@ -3,12 +3,17 @@
 A strategy sees the vector of losses (``model.loss_names`` order) each step and returns the
 total; it may keep its own learnable weights and optimiser (``after_step``). Strategies are
 looked up by name in :data:`WEIGHTINGS`, so every model can use every strategy.
+
+Data parallelism: a learnable strategy's weights live outside the model, so DistributedDataParallel
+does not average their gradients; a strategy averages what it learns from over the ranks itself
+with :attr:`TaskWeighting.average` (identity in one process; the trainer sets it to an all-reduce),
+so every rank keeps the same weights.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -30,6 +35,8 @@ class TaskWeighting:
     """Base strategy. Subclasses implement :meth:`combine` and may override the rest."""
 
     name: ClassVar[str] = "?"
+    #: averages a tensor over the data-parallel ranks (set by the trainer; identity in one process)
+    average: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda t: t)
 
     def __init__(self, loss_names: list[str], model: torch.nn.Module, initial: dict[str, float] | None = None) -> None:
         self.loss_names = list(loss_names)
@@ -118,7 +125,9 @@ class GradNormWeighting(TaskWeighting):
         if shared is None:
             raise ConfigError(f"weighting gradnorm needs a shared layer to measure gradient norms on; model "
                               f"'{getattr(model, 'name', type(model).__name__)}' has none (shared_layer() returned None)")
-        self.shared = shared
+        # A model whose shared layer is part of a bank names the bank's parameter and the rows
+        # that are shared: the gradient is taken on the parameter and measured on those rows.
+        self.shared, self.shared_rows = shared if isinstance(shared, tuple) else (shared, None)
         self.alpha, self.update_every, self.min_weight = float(alpha), int(update_every), float(min_weight)
         n = len(self.loss_names)
         w0 = self.initial * (n / self.initial.sum())
@@ -141,9 +150,12 @@ class GradNormWeighting(TaskWeighting):
             g = None
             if loss.requires_grad:
                 (g,) = torch.autograd.grad(loss, self.shared, retain_graph=True, allow_unused=True)
+                if g is not None and self.shared_rows is not None:
+                    g = g[self.shared_rows]
             norms.append(g.norm() if g is not None else torch.zeros((), device=losses.device))
         norms = torch.stack(norms).detach().to(self.w.device)
-        current = losses.detach().to(self.w.device)
+        # Over several ranks: the mean of the ranks' gradient norms and losses, so all take one step.
+        norms, current = self.average(torch.cat([norms, losses.detach().to(self.w.device)])).chunk(2)
         if self.initial_losses is None:
             self.initial_losses = current.clone()
         else:  # a loss with no observed label in the first batch(es) gets its L(0) later
@@ -216,6 +228,7 @@ class UncertaintyWeighting(TaskWeighting):
 
     def after_step(self) -> None:
         if self.log_var.grad is not None:
+            self.log_var.grad = self.average(self.log_var.grad)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
 

@@ -11,11 +11,13 @@ from msmtrec.config import TrainConfig
 from msmtrec.errors import ConfigError
 from msmtrec.models import build_model
 from msmtrec.models.autoifs import FLOWS
-from msmtrec.report.flows import format_flow_report
+from msmtrec.report.flows import flow_warnings, format_flow_report
 from msmtrec.train.trainer import Trainer
 from tests.conftest import make_batch, make_schema
 
-SMALL = {"embed_dim": 4, "mlp_dims": [16, 12, 8]}
+# The released code's selection options (--preset code): most tests below check that path.
+SMALL = {"embed_dim": 4, "mlp_dims": [16, 12, 8], "selector": "code", "decomposition": "code", "gate_lr_scale": 0.01,
+         "gate_warmup_epochs": 0, "gate_penalty": 0.0, "flow_costs": [1.0, 1.0, 1.0, 1.0]}
 
 
 def small(schema, **params):
@@ -304,10 +306,11 @@ def test_two_stage_schedule_through_the_trainer():
     assert set(gate_ids) == {id(p) for p in model.selector.parameters()} and not set(gate_ids) & set(main_ids)
     # Rewind: retraining starts from exactly the snapshot of search epoch 1 (the model moved after it) ...
     start = seen["retrain_start"]
-    rewound = [k for k in start if not k.startswith("selector") and k not in ("ticket", "temperature")]
+    rewound = [k for k in start if not k.startswith("selector") and k not in ("ticket", "temperature", "gates_changed")]
     assert all(torch.equal(start[k], seen["rewind"][k]) for k in rewound)
     assert not torch.equal(seen["rewind"]["embedding.table.weight"], seen["end_table"])
-    # ... except the selector and its frozen embedding copy, which keep their end-of-search values.
+    # ... except the selector, its frozen embedding copy and the count of changed decisions, which
+    # keep their end-of-search values.
     assert _same({k[len("selector."):]: v for k, v in start.items() if k.startswith("selector.")}, seen["end_selector"])
     assert torch.equal(start["selector_table"], seen["end_table"])
     assert bool(model.ticket)
@@ -363,7 +366,132 @@ def test_flow_report_counts_kept_flows(tmp_path):
     assert "flow selection" in extra["summary"]
 
 
+def test_selectors_start_where_they_should():
+    """code: PyTorch's random Linear initialisation (as released) — the logits start away from 0;
+    instance: the same network with zero heads — every logit starts at exactly 0 (kept, undecided);
+    table: one logit per (scenario, task, flow), zero at the start, read by each sample's scenario."""
+    schema = make_schema(scenarios=3, tasks=2)
+    batch = make_batch(schema, 30)
+    torch.manual_seed(0)
+    assert small(schema).selection_logits(batch).abs().min() > 0
+    assert torch.equal(small(schema, selector="instance").selection_logits(batch), torch.zeros(30, 2, 4))
+    table = small(schema, selector="table")
+    assert table.selector.logits.shape == (3, 2, 4) and not table.selector.logits.any()
+    assert table.parameter_report()["selector"] == 24 and table.selector_table.numel() == 0  # reads no features
+    with torch.no_grad():
+        table.selector.logits.copy_(torch.randn(3, 2, 4))
+    torch.testing.assert_close(table.selection_logits(batch), table.selector.logits[batch.scenario])
+    table.draw_ticket()
+    table.start_retrain()
+    assert not table.selector.logits.requires_grad  # frozen in retraining like the network
+
+
+def test_flow_costs_weight_the_penalty_per_flow():
+    """λ_m · mean_j(c_j · mean_b g_{b,m,j}); uniform costs are the code's λ_m · mean(g_m)."""
+    schema = make_schema(scenarios=3, tasks=2)
+    torch.manual_seed(1)
+    costs = [0.0, 1.0, 1.0, 2.0]
+    model = small(schema, selector="table", gate_penalty=[0.5, 0.2], flow_costs=costs).train()
+    with torch.no_grad():
+        model.selector.logits.normal_()
+    batch = make_batch(schema, 40)
+    g = torch.sigmoid(model.selection_logits(batch))  # τ = 1
+    c = torch.tensor(costs)
+    expected = 0.5 * (g[:, 0] * c).mean() + 0.2 * (g[:, 1] * c).mean()
+    torch.testing.assert_close(model.aux_loss(model(batch)), expected)
+    model.aux_loss(model(batch)).backward()
+    grad = model.selector.logits.grad
+    assert (grad[..., 0] == 0).all() and (grad[..., 1:] > 0).all()  # a free flow feels no penalty
+
+
+def test_gate_warmup_leaves_the_selector_alone_then_trains_it():
+    torch.manual_seed(2)
+    schema = make_schema(scenarios=3, tasks=2)
+    model = small(schema, selector="table", search_epochs=3, gate_warmup_epochs=2, retrain_epochs=1,
+                  gate_lr_scale=10.0, gate_penalty=-0.1)
+    seen = []
+    search, retrain = stages = model.training_stages(TrainConfig(model="autoifs"))
+    inner = search.on_epoch_end
+
+    def record(trainer, m, epoch, val):
+        seen.append(m.selector.logits.detach().clone())
+        return inner(trainer, m, epoch, val)
+
+    search.on_epoch_end = record
+    model.training_stages = lambda cfg: stages
+    train, val = make_batch(schema, 400, seed=3), make_batch(schema, 100, seed=4)
+    fit = Trainer(model, TrainConfig(model="autoifs", batch_size=50), InMemoryDataset(train, val, val, schema),
+                  progress=False).fit()
+    assert not seen[0].any() and not seen[1].any()  # two warm-up epochs: untouched
+    assert seen[2].abs().sum() > 0
+    search_records = [r for r in fit.history if r["stage"] == "search"]
+    assert all("gates_changed" in r and "flows_kept" in r for r in search_records)
+    assert search_records[1]["gates_changed"] == 0 and search_records[2]["gates_changed"] > 0
+    assert model.flow_report(val)["gates_changed_in_search"] == search_records[-1]["gates_changed"]
+
+
+def test_default_warmup_leaves_a_short_search_at_least_one_selector_epoch():
+    schema = make_schema(scenarios=3, tasks=2)
+    assert [small(schema, selector="table", search_epochs=e, gate_warmup_epochs=None).gate_warmup_epochs
+            for e in (1, 2, 10)] == [0, 1, 3]
+    assert small(schema, selector="table", search_epochs=10, gate_warmup_epochs=5).gate_warmup_epochs == 5
+
+
+def test_report_warns_when_search_changed_nothing_and_when_a_pair_loses_every_flow():
+    schema = make_schema(scenarios=2, tasks=2)
+    torch.manual_seed(3)  # the code's selector starts away from w = 0, so a negligible lr changes no decision
+    model = small(schema, search_epochs=2, retrain_epochs=1, gate_lr_scale=1e-9)
+    train, val = make_batch(schema, 200, seed=5), make_batch(schema, 80, seed=6)
+    Trainer(model, TrainConfig(model="autoifs", batch_size=50), InMemoryDataset(train, val, val, schema),
+            progress=False).fit()
+    report = model.flow_report(val)
+    assert report["gates_changed_in_search"] == 0
+    (warning,) = flow_warnings(report)
+    assert warning.startswith("no gate decision changed during search")
+    model = small(schema, selector="table")
+    with torch.no_grad():
+        model.selector.logits[1, 0] = 1.0  # scenario s1, task t0: every flow pruned
+    report = model.flow_report(val)
+    assert report["no_flow_fraction"]["s1"]["t0"] == 1.0 and report["no_flow_fraction"]["s0"]["t0"] == 0.0
+    warnings = flow_warnings(report)
+    assert "s1 / t0: every flow is pruned for 100.0% of its samples" in warnings
+    assert "warning: s1 / t0: every flow is pruned" in format_flow_report(report)
+    assert "warning: s1 / t0" in model.extra_report(val)["summary"]
+    fresh = small(schema, selector="table")
+    assert fresh.flow_report(val)["gates_changed_in_search"] is None and flow_warnings(fresh.flow_report(val)) == []
+
+
+def test_linear_ticket_never_leaves_a_pair_without_a_flow():
+    """Linear decomposition: when every selection logit of a (sample, task) is > 0, the flow with the
+    lowest one is kept (no flow would leave a constant); otherwise the decisions are 1[w > 0]."""
+    schema = make_schema(scenarios=2, tasks=2)
+    torch.manual_seed(4)
+    model = randomise_specific(build_model("autoifs", schema, {**SMALL, "selector": "table", "decomposition": "linear"}))
+    with torch.no_grad():
+        model.selector.logits.copy_(torch.tensor([[[-1.0, 2.0, 0.5, 3.0], [2.0, 0.5, 1.0, 3.0]],
+                                                  [[1.0, -2.0, -1.0, 0.1], [0.2, 0.3, 0.4, 0.5]]]))
+    model.draw_ticket()
+    model.start_retrain()
+    model.eval()
+    batch = make_batch(schema, 40)
+    kept = ~model.gate_decisions(batch)
+    expected = torch.tensor([[[1, 0, 0, 0], [0, 1, 0, 0]], [[0, 1, 1, 0], [1, 0, 0, 0]]], dtype=torch.bool)
+    assert torch.equal(kept, expected[batch.scenario])
+    report = model.flow_report(batch)
+    assert all(v == 0 for by_task in report["no_flow_fraction"].values() for v in by_task.values())
+    own = batch.scenario == 0
+    assert model(batch).logits[own, 1].std() > 0  # s0/t1 would have lost every flow: it still ranks
+    code = small(schema, selector="table")  # the code decomposition keeps the code's decisions
+    with torch.no_grad():
+        code.selector.logits.fill_(1.0)
+    assert code.gate_decisions(batch).all()
+
+
 @pytest.mark.parametrize("params,match", [
+    ({"selector": "oracle"}, "selector"),
+    ({"search_epochs": 4, "gate_warmup_epochs": 4}, "gate_warmup_epochs"),
+    ({"flow_costs": [1, 1, 1]}, "flow_costs"),
+    ({"flow_costs": [1, 1, 1, -1]}, "flow_costs"),
     ({"decomposition": "exact"}, "decomposition"),
     ({"scenario_routing": "loop"}, "scenario_routing"),
     ({"search_epochs": 10, "rewind_epoch": 10}, "rewind_epoch"),
@@ -379,28 +507,30 @@ def test_bad_options(params, match):
         build_model("autoifs", make_schema(scenarios=3, tasks=2), params)
 
 
-def _kept_per_flow(alpha: float, seed: int = 1) -> np.ndarray:
+def _selection(alpha: float, seed: int = 2) -> tuple[np.ndarray, dict]:
+    """Kept share per flow (mean over scenarios and tasks) after the default search, on data whose
+    labels ignore the scenario (α = 0) or depend only on it (α = 1)."""
     from msmtrec.data.synthetic import make_synthetic_splits
 
-    train, val, test, schema = make_synthetic_splits(20000, scenario_signal=alpha, structure="independent",
-                                                     num_fields=4, vocab=50, seed=seed)
+    train, val, test, schema = make_synthetic_splits(40000, scenario_signal=alpha, structure="independent",
+                                                     num_fields=4, vocab=50, signal_scale=3.0, scenario_bias_scale=0.0,
+                                                     seed=seed)
     torch.manual_seed(seed)
-    # A pruning pressure (negative penalty: g = 1 prunes) and a selector lr as large as the
-    # model's; docs/models/autoifs.md, "What the selection network actually does (measured)", says
-    # why the selection otherwise stays near its start.
-    model = build_model("autoifs", schema, {"mlp_dims": [64, 32, 16], "decomposition": "linear", "search_epochs": 3,
-                                            "search_lr": 3e-3, "gate_lr_scale": 1.0, "gate_penalty": -0.05,
-                                            "retrain_epochs": 1})
-    Trainer(model, TrainConfig(model="autoifs", batch_size=256, seed=seed), InMemoryDataset(train, val, val, schema), progress=False).fit()
-    kept = model.flow_report(test)["kept_fraction"]
-    return np.array([[list(f.values()) for f in by_task.values()] for by_task in kept.values()]).mean(axis=(0, 1))
+    model = build_model("autoifs", schema, {"mlp_dims": [64, 32, 16], "retrain_epochs": 1})  # default selection
+    Trainer(model, TrainConfig(model="autoifs", batch_size=256, seed=seed), InMemoryDataset(train, val, val, schema),
+            progress=False).fit()
+    report = model.flow_report(test)
+    kept = np.array([[list(f.values()) for f in by_task.values()] for by_task in report["kept_fraction"].values()])
+    return kept.mean(axis=(0, 1)), report
 
 
-def test_scenario_specific_flows_are_pruned_when_labels_ignore_the_scenario():
+def test_default_selection_prunes_the_scenario_flows_exactly_when_labels_ignore_the_scenario():
+    """The planted structure, in small (the study in benchmarks/autoifs_selection.py has the
+    full grid and seeds): α = 0 → the scenario-specific unit's flows go; α = 1 → scen→sh stays."""
     specific = [FLOWS.index("scen_specific->task_shared"), FLOWS.index("scen_specific->task_specific")]
-    shared_shared = FLOWS.index("scen_shared->task_shared")
-    none, full = _kept_per_flow(0.0), _kept_per_flow(1.0)
+    none, report = _selection(0.0)
     assert none[specific].max() <= 0.1  # pruned for >= 90% of the samples
-    assert none[shared_shared] >= none[specific].max() + 0.3  # not everything is pruned
-    # Control: with scenario-specific labels the scenario unit's flows are kept for many samples.
-    assert full[specific].max() >= 0.3
+    assert report["gates_changed_in_search"] > 0 and flow_warnings(report) == []
+    assert min(v for by_task in report["no_flow_fraction"].values() for v in by_task.values()) == 0
+    full, _ = _selection(1.0)
+    assert full[FLOWS.index("scen_specific->task_shared")] >= 0.6

@@ -8,7 +8,7 @@ import torch
 
 import msmtrec.models
 from msmtrec.models import MSMTModel, build_model
-from tests.conftest import make_schema, modules_loaded_by
+from tests.conftest import make_batch, make_schema, modules_loaded_by
 
 MODELS_DIR = Path(msmtrec.models.__file__).parent
 ABOVE = ("msmtrec.train", "msmtrec.bench", "msmtrec.cli", "msmtrec.predict")
@@ -48,3 +48,25 @@ def test_snapshot_is_a_deep_copy():
 def test_no_module_name_is_shared_by_nn_and_models():
     blocks = {p.name for p in (MODELS_DIR.parent / "nn").glob("*.py")} - {"__init__.py"}
     assert not blocks & {p.name for p in MODELS_DIR.glob("*.py")}
+
+
+def test_a_model_that_does_not_declare_skipped_parameters_trains_all_of_them_every_step():
+    # Data-parallel training relies on it (DDP waits for every parameter's gradient otherwise).
+    from msmtrec.models import MODELS
+
+    schema = make_schema(scenarios=3, tasks=2, task_roles={"t0": "click", "t1": "conversion"}, prior_fields=("f0",))
+    batch = make_batch(schema, 32)
+    one_scenario = batch.take(torch.nonzero(batch.scenario == 1).flatten())
+    skipping = set()
+    for name in sorted(MODELS):
+        torch.manual_seed(0)
+        model = build_model(name, schema, {})
+        out = model(one_scenario)
+        loss = model.task_losses(out, one_scenario).sum()
+        aux = model.aux_loss(out)
+        (loss if aux is None else loss + aux).backward()
+        if any(p.requires_grad and p.grad is None for p in model.parameters()):
+            skipping.add(name)
+            assert model.may_skip_parameters, f"{name} leaves parameters without a gradient but does not declare it"
+    # ... nor declares it needlessly (DDP would search for unused parameters every step).
+    assert {n for n, cls in MODELS.items() if cls.may_skip_parameters} == skipping == {"aem2tl"}

@@ -70,6 +70,30 @@ def test_ctcvr_label_follows_the_graph_and_missing_labels_stay_masked():
     assert torch.isfinite(model.task_losses(model(batch), batch)).all()
 
 
+@pytest.mark.parametrize("without_click", [False, True])
+def test_unknown_click_with_a_conversion(without_click):
+    """Click unknown, conversion 1: "click and conversion" is 1 when conversions need a click, and
+    unknown (masked) when they may skip it — in the CTCVR loss and the CTCVR target alike. Click
+    unknown, conversion 0: it is 0 either way."""
+    schema = make_schema(tasks=2, task_roles=CLICK_CONV, conversion_without_click=without_click)
+    # rows: click unknown + converted, click unknown + not converted, clicked + converted, no click + converted
+    batch = _rows([float("nan"), float("nan"), 1, 0], [1, 0, 1, 1], click_mask=[0, 0, 1, 1])
+    for name, params in (("esmm", {"tower_dims": [4]}), ("aem2tl", {})):
+        model = build_model(name, schema, params)
+        y, m = model.entire_space_labels(batch)["ctcvr"]
+        assert m.tolist() == [not without_click, True, True, True]
+        assert y[1:].tolist() == [0.0, 1.0, 0.0]
+        if not without_click:
+            assert y[0] == 1.0
+        _, y_eval, m_eval = model.eval_targets(model(batch), batch)["t1(ctcvr)"]
+        assert torch.equal(m_eval, m) and torch.equal(y_eval, y)
+        if name == "esmm":  # ESMM's CTCVR loss: the masked row contributes nothing (its click is unknown too)
+            model.eval()
+            rest = batch.take(slice(1, None))
+            same = torch.allclose(model.task_losses(model(batch), batch), model.task_losses(model(rest), rest))
+            assert same == without_click
+
+
 def test_cvr_target_uses_clicked_rows_only():
     model = build_model("esmm", make_schema(tasks=2, task_roles=CLICK_CONV), {"tower_dims": [4]})
     batch = _rows([1, 0, 1, 0, 1], [1, 0, 0, 0, 0], click_mask=[1, 1, 1, 1, 0])

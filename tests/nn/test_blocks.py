@@ -1,6 +1,6 @@
 import torch
 
-from msmtrec.nn import CGC, MLP, ExpertBank, FeatureEmbedding, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn import CGC, MLP, CGCStack, ExpertBank, FeatureEmbedding, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
 from msmtrec.nn.mlp import activation
 
 
@@ -69,6 +69,30 @@ def test_mixing_gate_bank_rows_sum_to_one_and_relu_variant():
     x = torch.randn(10, 4)
     logits = torch.relu(torch.einsum("bi,gie->bge", x, g_relu.weight) + g_relu.bias)
     torch.testing.assert_close(g_relu(x), torch.softmax(logits, -1))
+
+
+def test_sum_gate_has_no_parameters_and_weights_every_entry_one():
+    g = MixingGateBank(3, 4, 5, kind="sum")
+    assert list(g.parameters()) == []
+    torch.testing.assert_close(g(torch.randn(10, 4), slice(1, 3)), torch.ones(10, 2, 5))
+    torch.testing.assert_close(g(torch.randn(10, 2, 4), slice(1, 3)), torch.ones(10, 2, 5))
+
+
+def test_cgc_stack_runs_each_scenarios_own_heads_level_by_level():
+    """Two levels: the first level's head outputs feed the second level's head experts and its
+    per-scenario shared gate feeds the second level's shared experts (PLE)."""
+    torch.manual_seed(5)
+    stack = CGCStack(2, num_scenarios=2, num_tasks=2, in_dim=5, n_specific=1, n_shared=1, expert_hidden=[3])
+    x0, x1 = torch.randn(4, 5), torch.randn(6, 5)
+    out0, out1 = stack([(0, x0), (1, x1)])
+    assert out0.shape == (4, 2, 3) and out1.shape == (6, 2, 3)
+    first, last = stack
+    for s, x, out in ((0, x0, out0), (1, x1, out1)):
+        heads, shared = first(x, x, slice(2 * s, 2 * s + 2))
+        expected, none = last(heads, shared, slice(2 * s, 2 * s + 2))
+        assert none is None
+        torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(stack([(1, x1)])[0], out1)  # a chunk's result does not depend on the others
 
 
 def test_sei_bank_is_gated_sum_of_its_own_sub_experts():

@@ -22,7 +22,7 @@ SMALL = {"bottom_dims": [16], "tower_dims": [8]}
 def _fake_scores(monkeypatch, scores):
     it = iter(scores)
 
-    def fake_eval(model, data, schema, batch_size=0):
+    def fake_eval(model, data, schema, batch_size=0, ranks=None):
         s = next(it)
         return {"mean_auc": s, "mean_logloss": 0.5, "per_scenario": {}, "per_target": {}}
 
@@ -101,7 +101,7 @@ def test_train_is_deterministic_and_evaluates_test_once(tmp_path, monkeypatch):
     calls = []
     real = api.evaluate_model
 
-    def counting(model, data, schema, batch_size=0):
+    def counting(model, data, schema, batch_size=0, ranks=None):
         calls.append(len(data))
         return real(model, data, schema, batch_size)
 

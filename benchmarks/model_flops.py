@@ -18,11 +18,23 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from msmtrec.models import MODELS, build_model  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import random_data  # noqa: E402
+
+def matmul_flops_per_sample(name: str, batch_size: int = 2048) -> float:
+    """Matmul FLOPs of one training sample of model ``name`` at its defaults (forward + backward),
+    in the throughput setting, counted in fp32 (autocast does not change the count)."""
+    from throughput import random_data
+
+    data, schema = random_data(batch_size)
+    torch.manual_seed(0)
+    model = build_model(name, schema, {})
+    with FlopCounterMode(display=False) as counter:
+        out = model(data)
+        model.task_losses(out, data).sum().backward()
+    return counter.get_total_flops() / batch_size
 
 
 def main() -> None:
@@ -32,15 +44,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    data, schema = random_data(args.batch_size)
+    from throughput import random_data
+
+    _, schema = random_data(1)
     print(f"# matmul MFLOP per sample, forward + backward, batch {args.batch_size}")
     for name in names:
-        torch.manual_seed(0)
-        model = build_model(name, schema, {})
-        with FlopCounterMode(display=False) as counter:
-            out = model(data)
-            model.task_losses(out, data).sum().backward()
-        print(f"{name:14s} {counter.get_total_flops() / args.batch_size / 1e6:7.2f}   params {model.num_parameters():,}")
+        params = build_model(name, schema, {}).num_parameters()
+        print(f"{name:14s} {matmul_flops_per_sample(name, args.batch_size) / 1e6:7.2f}   params {params:,}")
 
 
 if __name__ == "__main__":

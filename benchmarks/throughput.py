@@ -4,6 +4,7 @@ plain PyTorch loop, measured in the same run.
     python benchmarks/throughput.py                      # defaults: 800k rows, batch 2048
     python benchmarks/throughput.py --models ple --rows 200000 --peer-rows 100000
     python benchmarks/throughput.py --stream --models shared_bottom,ple   # + the streamed path, same run
+    python benchmarks/throughput.py --models hinet,aem2tl --precision fp32,bf16 --repeats 3 --peer-rows 0
 
 Setting (DESIGN.md): 7 categorical fields × 16-dim embeddings, 3 scenarios × 2 tasks, batch 2048,
 Adam. Every model runs with its default hyperparameters. Figures are samples/s (higher is better).
@@ -14,17 +15,25 @@ Adam. Every model runs with its default hyperparameters. Figures are samples/s (
 - "train": one epoch of full training steps (forward, loss, backward, Adam) through msmtrec's
   ``Trainer`` vs the same model fed by the per-row pattern.
 - "plain loop": a hand-written PyTorch SharedBottom with whole-tensor batching (the reference the
-  library must not fall behind).
+  library must not fall behind); its epochs alternate with the library SharedBottom's, and the
+  ratio is the median over those pairs.
 - "streamed" (``--stream``): the same training epoch with the train split streamed from a synthetic
   Parquet file of the same shape (``--rows`` train rows, written once to ``--stream-dir``).
 - "eval": AUC/logloss per (scenario, task) on ``--eval-rows`` rows.
+- ``--precision fp32,bf16`` (``--compile``): every training figure (plain loop included) in each
+  precision, epochs interleaved fp32 / bf16 / ... ``--repeats`` times in this process, reported as
+  median (min–max); the machine's matmul peak (a 2048×1024×512 matmul, best of several, in each
+  precision, same run) and the fraction of it each model reaches, from its matmul FLOPs per sample
+  (``model_flops.py``). The 1-minute load average is printed with every model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import resource
 import sys
 import time
@@ -40,7 +49,10 @@ from msmtrec.data import Dataset, InMemoryDataset, open_streaming  # noqa: E402
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches  # noqa: E402
 from msmtrec.models import MODELS, build_model  # noqa: E402
 from msmtrec.train.evaluate import evaluate_model  # noqa: E402
+from msmtrec.train.precision import DTYPES, Precision  # noqa: E402
 from msmtrec.train.trainer import Trainer  # noqa: E402
+
+from model_flops import matmul_flops_per_sample  # noqa: E402  (this folder)
 
 
 def random_data(rows: int, fields: int = 7, vocab: int = 1000, scenarios: int = 3, tasks: int = 2, seed: int = 0
@@ -104,17 +116,47 @@ class PerRowFeed(InMemoryDataset):
         return per_row_batches(self.train, batch_size or self.batch_size, epoch)
 
 
-def train_throughput(name: str, data: Dataset, batch_size: int) -> float:
-    """Samples/s of one epoch of full training steps through the library's Trainer."""
-    torch.manual_seed(0)
-    model = build_model(name, data.schema, {})
-    config = TrainConfig(model=name, batch_size=batch_size, max_epochs=1)
-    warm = data.val.take(slice(0, batch_size * 2))
-    Trainer(model, config, InMemoryDataset(warm, warm, warm, data.schema), progress=False).train_epoch()  # prime
-    trainer = Trainer(model, config, data, progress=False)
+def primed_trainer(model: nn.Module, data: Dataset, warm: Dataset, batch_size: int, precision: str = "fp32",
+                   compile: bool = False) -> Trainer:
+    """A Trainer of ``model`` on ``data``, after one epoch on ``warm`` (first calls, the bf16 kernels
+    of each batch shape, compilation)."""
+    config = TrainConfig(model=model.name, batch_size=batch_size, max_epochs=1, precision=precision, compile=compile)
+    Trainer(model, config, warm, progress=False).train_epoch()
+    return Trainer(model, config, data, progress=False)
+
+
+def epoch_rate(trainer: Trainer) -> float:
+    """Samples/s of one epoch of full training steps (forward, loss, backward, Adam)."""
     t0 = time.perf_counter()
     _, n = trainer.train_epoch()
     return n / (time.perf_counter() - t0)
+
+
+def train_throughput(name: str, data: Dataset, batch_size: int) -> float:
+    """Samples/s of one fp32 epoch of model ``name`` through the library's Trainer."""
+    torch.manual_seed(0)
+    warm = data.val.take(slice(0, batch_size * 2))
+    return epoch_rate(primed_trainer(build_model(name, data.schema, {}), data,
+                                     InMemoryDataset(warm, warm, warm, data.schema), batch_size))
+
+
+def matmul_peak(precisions: list[str], repeats: int = 5, m: int = 2048, k: int = 1024, n: int = 512) -> dict[str, float]:
+    """Best GFLOP/s of an ``m×k @ k×n`` matmul in each precision's dtype, rounds interleaved."""
+    best = dict.fromkeys(precisions, 0.0)
+    for _ in range(repeats):
+        for p in precisions:
+            dtype = DTYPES[p] or torch.float32
+            a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+            a @ b
+            t0 = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            best[p] = max(best[p], 2 * m * k * n * 10 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def spread(rates: list[float]) -> str:
+    return f"{statistics.median(rates):>9,.0f} ({min(rates):,.0f}–{max(rates):,.0f})"
 
 
 class PlainSharedBottom(nn.Module):
@@ -130,7 +172,7 @@ class PlainSharedBottom(nn.Module):
 
     def forward(self, cat: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
         h = self.bottom(torch.cat([e(cat[:, i]) for i, e in enumerate(self.emb)], 1))
-        out = torch.empty(cat.shape[0], self.t)
+        out = h.new_empty(cat.shape[0], self.t)  # h's dtype: bf16 under autocast
         for s in range(self.s):
             rows = scenario == s
             hs = h[rows]
@@ -138,19 +180,22 @@ class PlainSharedBottom(nn.Module):
         return out
 
 
-def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int) -> float:
+def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int, precision: str = "fp32") -> float:
     torch.manual_seed(0)
     model = PlainSharedBottom(schema.num_fields, schema.cardinalities[0], 16, schema.num_scenarios, schema.num_tasks)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = nn.BCEWithLogitsLoss()
+    autocast = Precision(precision, "cpu").autocast
     g = torch.Generator().manual_seed(0)
     n = len(data)
     for phase in ("warm", "timed"):
-        perm = torch.randperm(n, generator=g)[: batch_size * 2 if phase == "warm" else n]
+        perm = torch.randperm(n, generator=g)[: batch_size * 8 if phase == "warm" else n]
         t0 = time.perf_counter()
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
-            loss = lossf(model(data.categorical[idx], data.scenario[idx]), data.labels[idx])
+            with autocast():
+                logits = model(data.categorical[idx], data.scenario[idx])
+            loss = lossf(logits.float(), data.labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -191,54 +236,111 @@ def main() -> None:
     ap.add_argument("--stream-dir", type=Path, help="synthetic Parquet folder for --stream (written if absent)")
     ap.add_argument("--shuffle-buffer", type=int, default=262_144, help="--stream: shuffle buffer rows")
     ap.add_argument("--read-rows", type=int, default=65_536, help="--stream: rows per chunk read from disk")
+    ap.add_argument("--precision", default="fp32", help="comma-separated training precisions, e.g. fp32,bf16")
+    ap.add_argument("--compile", action="store_true", help="train through torch.compile (Trainer's compile option)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed epochs per model and precision (interleaved)")
+    ap.add_argument("--warm-batches", type=int, default=8, help="batches of the priming epoch")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
     data, schema = random_data(args.rows)
-    peer = data.take(slice(0, min(args.peer_rows, args.rows)))
-    warm = data.take(slice(0, 2 * args.batch_size))
+    peer = data.take(slice(0, max(1, min(args.peer_rows, args.rows))))
+    warm = data.take(slice(0, args.warm_batches * args.batch_size))
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     print(f"# throughput: {args.rows:,} rows, batch {args.batch_size}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {cpu}")
-    results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu}
+          f"{torch.get_num_threads()} threads, {cpu}; precision {', '.join(precisions)}"
+          f"{', compiled' if args.compile else ''}; {args.repeats} timed epoch(s) each; "
+          f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu,
+                     "precisions": precisions, "compile": args.compile, "repeats": args.repeats,
+                     "load_start": os.getloadavg()[0], "time_start": time.time()}
+    peak = matmul_peak(precisions)
+    print("matmul peak (2048×1024×512, best of 5): " + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peak.items()))
+    results["matmul_peak_gflops"] = peak
     streamed = streamed_dataset(args) if args.stream else None
 
     ours = time_data_path(data, args.batch_size, per_row=False)
-    theirs = time_data_path(peer, args.batch_size, per_row=True)
-    print(f"data path     msmtrec {ours:>12,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:6.1f}x")
-    results["data_path"] = {"msmtrec": ours, "per_row": theirs, "ratio": ours / theirs}
+    results["data_path"] = {"msmtrec": ours}
+    if args.peer_rows > 0:
+        theirs = time_data_path(peer, args.batch_size, per_row=True)
+        print(f"data path     msmtrec {ours:>12,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:6.1f}x")
+        results["data_path"].update(per_row=theirs, ratio=ours / theirs)
     if streamed is not None:
         t0 = time.perf_counter()
         n = sum(len(b) for b in streamed.train_batches(0))
         results["data_path"]["streamed"] = rate = n / (time.perf_counter() - t0)
         print(f"data path     streamed {rate:>11,.0f}/s   (read + encode + shuffle buffer, no model)")
 
-    plain = plain_loop_throughput(data, schema, args.batch_size)
-    print(f"plain PyTorch SharedBottom loop {plain:>10,.0f}/s (reference)")
-    results["plain_shared_bottom"] = plain
+    # The plain loop's epochs alternate with SharedBottom's (when it runs): this machine's speed
+    # drifts by ±30 % within minutes, so only paired epochs give a fair library / plain ratio.
+    plain: dict[str, list[float]] = {p: [] for p in precisions}
+
+    def plain_epoch(p: str) -> None:
+        plain[p].append(plain_loop_throughput(data, schema, args.batch_size, p))
+
+    def report_plain() -> None:
+        for p in precisions:
+            print(f"plain PyTorch SharedBottom loop {p:5s} {spread(plain[p])}/s (reference)")
+        results["plain_shared_bottom"] = {p: statistics.median(r) for p, r in plain.items()}
+        results["plain_shared_bottom_runs"] = plain
+
+    if "shared_bottom" not in names:
+        for _ in range(args.repeats):
+            for p in precisions:
+                plain_epoch(p)
+        report_plain()
 
     results["train"] = {}
     memory = InMemoryDataset(data, warm, warm, schema, batch_size=args.batch_size)
+    warm_data = InMemoryDataset(warm, warm, warm, schema, batch_size=args.batch_size)
     per_row = PerRowFeed(peer, warm, warm, schema, batch_size=args.batch_size)
     for name in names:
-        ours = train_throughput(name, memory, args.batch_size)
-        theirs = train_throughput(name, per_row, args.batch_size)
-        n_params = build_model(name, schema, {}).num_parameters()
-        line = (f"train {name:14s} msmtrec {ours:>10,.0f}/s   per-row {theirs:>10,.0f}/s   ratio {ours / theirs:5.2f}x"
-                f"   params {n_params:,}")
-        results["train"][name] = {"msmtrec": ours, "per_row": theirs, "ratio": ours / theirs, "params": n_params}
-        if streamed is not None:
-            rate = train_throughput(name, streamed, args.batch_size)
-            line += f"   streamed {rate:>10,.0f}/s"
-            results["train"][name]["streamed"] = rate
-        print(line)
+        torch.manual_seed(0)
+        model = build_model(name, schema, {})
+        load = os.getloadavg()[0]
+        trainers = {p: primed_trainer(model, memory, warm_data, args.batch_size, p, args.compile) for p in precisions}
+        rates: dict[str, list[float]] = {p: [] for p in precisions}
+        for _ in range(args.repeats):
+            for p in precisions:
+                if name == "shared_bottom":
+                    plain_epoch(p)
+                rates[p].append(epoch_rate(trainers[p]))
         if name == "shared_bottom":
-            print(f"      shared_bottom / plain loop = {ours / plain:.2f}")
+            report_plain()
+        flops = matmul_flops_per_sample(name, args.batch_size)
+        entry = {"params": model.num_parameters(), "mflop_per_sample": flops / 1e6,
+                 "load": [load, os.getloadavg()[0]], "runs": rates}
+        first = precisions[0]
+        for p in precisions:
+            med = statistics.median(rates[p])
+            ratio = statistics.median(a / b for a, b in zip(rates[p], rates[first]))
+            gflops = med * flops / 1e9
+            entry[p] = {"samples_per_s": med, "vs_" + first: ratio, "gflops": gflops, "peak_fraction": gflops / peak[p]}
+            line = (f"train {name:14s} {p:5s} {spread(rates[p])}/s   ×{first} {ratio:4.2f}   {gflops:6.1f} GFLOP/s "
+                    f"= {gflops / peak[p]:5.1%} of the {p} peak")
+            if name == "shared_bottom":
+                paired = statistics.median(a / b for a, b in zip(rates[p], plain[p]))
+                entry[p]["vs_plain_loop"] = paired
+                line += f"   / plain loop {paired:.2f} (median of paired epochs)"
+            print(line)
+        print(f"      {name}: {entry['params']:,} params, {flops / 1e6:.2f} MFLOP/sample, "
+              f"load average {load:.1f} → {os.getloadavg()[0]:.1f}")
+        if args.peer_rows > 0:
+            theirs = train_throughput(name, per_row, args.batch_size)
+            ours = entry[first]["samples_per_s"]
+            entry["per_row"], entry["ratio"] = theirs, ours / theirs
+            print(f"      per-row pattern (fp32) {theirs:>10,.0f}/s   msmtrec/per-row {ours / theirs:5.2f}x")
+        if streamed is not None:
+            entry["streamed"] = rate = train_throughput(name, streamed, args.batch_size)
+            print(f"      streamed (fp32) {rate:>10,.0f}/s")
+        entry["msmtrec"] = entry[first]["samples_per_s"]
+        results["train"][name] = entry
 
     eval_data = data.take(slice(0, args.eval_rows))
     eval_name = "shared_bottom" if "shared_bottom" in names else names[0]
@@ -251,6 +353,8 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:,.0f} MiB")
     results["peak_rss_mib"] = rss
+    results["load_end"], results["time_end"] = os.getloadavg()[0], time.time()
+    print(f"load average {results['load_end']:.1f} at {time.strftime('%H:%M:%S')}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

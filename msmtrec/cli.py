@@ -80,9 +80,13 @@ def _parse_value(text: str) -> Any:
               help="Train data-parallel on N processes of this machine (as torchrun --nproc-per-node N).")
 @click.option("--log-to", "log_to", metavar="LOGGERS",
               help="Also log the run to experiment trackers: tensorboard, mlflow or tensorboard,mlflow.")
+@click.option("--precision", help="fp32 (default) | bf16 (autocast, CPU or CUDA) | fp16 (CUDA, gradient scaler).")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="Run the model through torch.compile (eager, with a note, if compiling fails).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results table.")
 def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay, patience, seed, weighting, threads,
-          device, row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to, quiet) -> None:
+          device, row_limit, run_dir, runs_root, params, streaming, shuffle_buffer, resume_dir, nproc, log_to,
+          precision, compile_, quiet) -> None:
     """Train a model and print its per-scenario × task test results."""
     from msmtrec.config import TrainConfig
     from msmtrec.errors import ConfigError
@@ -100,7 +104,8 @@ def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay
     overrides = {"model": model, "data": data, "preset": preset, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
                  "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
-                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to)}
+                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to),
+                 "precision": precision, "compile": compile_}
     changes = {k: v for k, v in overrides.items() if v is not None}
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}
@@ -176,19 +181,22 @@ def evaluate(run_dir, data, split) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("model_dir", metavar="RUN_OR_EXPORT", type=click.Path())
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(), help="CSV or Parquet with the feature columns.")
 @click.option("--output", "-o", "output_path", required=True, type=click.Path(), help="CSV or Parquet to write.")
 @click.option("--unknown-scenario", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Rows without a scenario or with one the model does not know: fail, or write empty probabilities "
                    "and count them.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-def predict(run_dir, input_path, output_path, unknown_scenario, overwrite) -> None:
-    """Write one probability column per task (``<task>_prob``) next to the input's columns."""
+@click.option("--threads", type=int, help="Threads of the runtime (ONNX Runtime or PyTorch); default: its own.")
+def predict(model_dir, input_path, output_path, unknown_scenario, overwrite, threads) -> None:
+    """Write one probability column per task (``<task>_prob``) next to the input's columns, with
+    the model of a run directory or an export folder (``msmtrec export``)."""
     from msmtrec.predict import predict_file
 
-    _note_unfinished(run_dir)
-    n, skipped = predict_file(run_dir, input_path, output_path, unknown_scenario=unknown_scenario, overwrite=overwrite)
+    _note_unfinished(model_dir)
+    n, skipped = predict_file(model_dir, input_path, output_path, unknown_scenario=unknown_scenario,
+                              overwrite=overwrite, threads=threads)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
         msg += f"; {skipped:,} row(s) had no scenario or one the model does not know and got empty probabilities"
@@ -201,6 +209,23 @@ def _note_unfinished(run_dir: str) -> None:
     note = unfinished_note(Path(run_dir))
     if note:
         click.echo(note, err=True)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "-f", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
+              help="Graph format: ONNX (ONNX Runtime, Triton, ...) or TorchScript (libtorch, TorchServe).")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(), help="Export folder to write.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset of the graph (13-20).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is an export folder already.")
+def export(run_dir, fmt, out_dir, opset, overwrite) -> None:
+    """Write a trained run's model as a graph of the encoded inputs, with the run's encoders, schema
+    and a manifest (versions, inputs and outputs, sha256 of every file); `msmtrec predict` and
+    `msmtrec.export.Scorer` read it."""
+    from msmtrec.export import export_run
+
+    out = export_run(run_dir, fmt, out_dir, overwrite=overwrite, opset=opset)
+    click.echo(f"wrote {fmt} export of {run_dir} to {out}")
 
 
 @main.command()

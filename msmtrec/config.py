@@ -15,6 +15,9 @@ from msmtrec.declared import explain
 from msmtrec.errors import ConfigError
 from msmtrec.yaml_io import load_yaml
 
+#: Training precisions (:mod:`msmtrec.train.precision`).
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 _Positive = Annotated[StrictInt, Field(gt=0)]
 _AtLeastOne = Annotated[StrictInt, Field(ge=1)]
 
@@ -50,6 +53,11 @@ class TrainConfig(BaseModel):
         shuffle_buffer: rows in the streaming shuffle buffer.
         loggers: experiment trackers that also receive the run (``tensorboard``, ``mlflow``; each an
             optional extra, see :mod:`msmtrec.tracking`); ``log.jsonl`` is always written.
+        precision: ``fp32``, ``bf16`` (autocast; CPU or CUDA) or ``fp16`` (CUDA, with a gradient
+            scaler); weights, losses, metrics and checkpoints stay fp32
+            (:mod:`msmtrec.train.precision`).
+        compile: run the model (training and evaluation) through ``torch.compile``; falls back to
+            eager execution, with a note, if compiling fails.
 
     ``TrainConfig(**values)`` validates like :meth:`from_dict` (its messages start with ``config:``).
     """
@@ -84,6 +92,8 @@ class TrainConfig(BaseModel):
     @classmethod
     def _each_logger_once(cls, names: list[str]) -> list[str]:
         return list(dict.fromkeys(names))
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    compile: StrictBool = False
 
     @model_validator(mode="wrap")
     @classmethod

@@ -21,3 +21,7 @@ class ConfigError(MsmtrecError):
 
 class CheckpointError(MsmtrecError):
     """A run directory or checkpoint is missing, incomplete or corrupt."""
+
+
+class ExportError(MsmtrecError):
+    """An export folder cannot be written, or is missing, incomplete, modified or not runnable here."""

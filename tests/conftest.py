@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+import torch.utils._python_dispatch
+import torch.utils._pytree
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 
@@ -54,3 +56,32 @@ def modules_loaded_by(module: str) -> list[str]:
     """The ``msmtrec`` modules that importing ``module`` loads, in a fresh interpreter."""
     code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('msmtrec')))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
+class DtypeAudit(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every aten op run inside it as ``(op name, output dtype, output numel)`` (first
+    floating output), below autocast: what the kernels really computed in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple[str, torch.dtype, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        first = next((t for t in torch.utils._pytree.tree_leaves(out)
+                      if isinstance(t, torch.Tensor) and t.is_floating_point()), None)
+        if first is not None:
+            self.ops.append((func.overloadpacket.__name__, first.dtype, first.numel()))
+        return out
+
+    VIEWS = frozenset({"view", "_unsafe_view", "reshape", "unsqueeze", "squeeze", "transpose", "t", "permute",
+                       "expand", "select", "slice", "alias", "as_strided", "detach", "split", "unbind"})
+
+    def fp32(self, min_numel: int) -> list[tuple[str, int]]:
+        """Ops (views excepted: they compute nothing) that produced an fp32 tensor of at least
+        ``min_numel`` elements."""
+        return [(name, n) for name, dtype, n in self.ops
+                if dtype == torch.float32 and n >= min_numel and name not in self.VIEWS]
+
+    def matmuls(self) -> list[tuple[str, torch.dtype]]:
+        return [(name, dtype) for name, dtype, _ in self.ops if name in ("mm", "bmm", "addmm", "baddbmm")]

@@ -65,6 +65,8 @@ def test_predict_writes_one_probability_per_task(trained, tmp_path):
     (["train", "--data", "nope"], "nope"),
     (["train", "-p", "bogus=1"], "bogus"),
     (["train", "--weighting", "magic"], "magic"),
+    (["train", "--precision", "fp16"], "precision fp16 needs a CUDA device"),
+    (["train", "--precision", "fp8"], "precision must be one of fp32, bf16, fp16"),
     (["train", "--config", "/nonexistent.yaml"], "does not exist"),
     (["evaluate", "/nonexistent/run"], "does not exist"),
 ])

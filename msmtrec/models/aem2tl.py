@@ -184,9 +184,9 @@ class AEM2TL(EntireSpaceModel):
             inputs.append(self.scenario_shared(x).squeeze(1))  # G, shared by every scenario [B, h_s]
         if self.tower_gates is not None:
             inputs.append(self.gate_input(batch, x))
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         logits = groups.apply(self._scenario_heads, *inputs)  # [B, J]
-        return self.compose(torch.sigmoid(logits))
+        return self.compose(torch.sigmoid(logits.float()))  # probabilities composed in fp32, also under autocast
 
     def gate_input(self, batch: EncodedData, x: torch.Tensor) -> torch.Tensor:
         """``E_prior ⊕ stopgrad(E_ep)`` (Eq. 12): prior-feature embeddings, and the shared embedding

@@ -76,6 +76,7 @@ from msmtrec.models.base import MSMTModel, Preset, register_model
 from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
+from msmtrec.nn.grouping import capturing
 from msmtrec.nn.lora import FlowGateTable, FlowSelector, LoRABank, flow_gates
 from msmtrec.report.flows import flow_warnings, format_flow_report, plot_flow_selection
 
@@ -257,13 +258,18 @@ class AutoIFS(MSMTModel):
         """Shared bottom then scenario layer: ``(u_sh, u_k)``, both ``[B, W]``, pre-activation.
 
         With ``counts`` the rows are sorted by scenario and ``counts[s]`` rows of scenario ``s``
-        follow each other: each scenario's LoRA runs on its own contiguous block."""
+        follow each other: each scenario's LoRA runs on its own contiguous block. Without, routing
+        ``group`` takes each scenario's rows out and puts them back (:class:`ScenarioGroups`, as a
+        captured graph does) and ``gather`` picks A/B per row."""
         h0 = self.bottom(x)
         u_sh = self.scenario_shared(h0)
-        if counts is None:
-            u_k = self.scenario_specific(h0, scenario)
-        else:
+        if counts is not None:
             u_k = torch.cat([self.scenario_specific.group(h, s) for s, h in enumerate(h0.split(counts))])
+        elif self.scenario_routing == "group":
+            groups = ScenarioGroups(scenario, self.num_scenarios)
+            u_k = groups.apply(lambda s, h: self.scenario_specific.group(h, s), h0)
+        else:
+            u_k = self.scenario_specific(h0, scenario)
         return u_sh, u_k
 
     def task_flows(self, u_sh: torch.Tensor, u_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,7 +329,7 @@ class AutoIFS(MSMTModel):
 
     def forward(self, batch: EncodedData) -> AutoIFSOutput:
         groups = None
-        if self.scenario_routing == "group":
+        if self.scenario_routing == "group" and not capturing():  # a graph cannot sort: scenario_units groups
             # Sort the (small) batch tensors once by scenario; every scenario's rows are then a
             # contiguous block, and only the [B, T] logits are put back in row order at the end.
             groups = ScenarioGroups(batch.scenario, self.num_scenarios)

@@ -152,7 +152,9 @@ class MSMTModel(nn.Module):
         try:
             return cls(schema, **params)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"model '{cls.name}': {e}") from None
+            # One line, whatever value the message quotes (an option given as a line break).
+            one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")
+            raise ConfigError(f"model '{cls.name}': {one_line}") from None
 
     @staticmethod
     def make_embedding(schema: DataSchema, dim: int) -> FeatureEmbedding:

@@ -70,9 +70,9 @@ class ESMM(EntireSpaceModel):
         h = self.embedding(batch)
         if self.bottom is not None:
             h = self.bottom(h)
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         logits = groups.apply(lambda s, x: self.towers(x, slice(2 * s, 2 * s + 2)).squeeze(-1), h)  # [B, 2]
-        p_ctr, p_cvr = torch.sigmoid(logits).unbind(1)
+        p_ctr, p_cvr = torch.sigmoid(logits.float()).unbind(1)  # probabilities in fp32, also under autocast
         return compose_entire_space(p_ctr, p_cvr)
 
     def shared_layer(self) -> torch.Tensor:

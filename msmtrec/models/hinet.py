@@ -205,8 +205,8 @@ class HiNet(MSMTModel):
             all_logits = torch.stack(self.heads([(s, c) for s in range(self.num_scenarios)]), dim=1)  # [B, M, T]
             own = all_logits[torch.arange(c.shape[0], device=c.device), batch.scenario]
             return HiNetOutput(own, all_logits)
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
-        present = [s for s, n in enumerate(groups.counts) if n]
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
+        present = groups.present
         chunks = groups.split(c)
         return groups.merge(self.heads([(s, chunks[s]) for s in present]))
 

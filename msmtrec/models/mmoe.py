@@ -46,7 +46,7 @@ class MMoE(MSMTModel):
     def forward(self, batch: EncodedData) -> torch.Tensor:
         x = self.embedding(batch)
         experts = self.experts(x)  # [B, E, h]
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
 
         def scenario_heads(s: int, xs: torch.Tensor, es: torch.Tensor) -> torch.Tensor:

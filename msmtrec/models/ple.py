@@ -52,10 +52,10 @@ class PLE(MSMTModel):
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         x = self.embedding(batch)
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
         # Rows are sorted by scenario once; per-scenario pieces are views of the sorted tensors.
-        present = [s for s, n in enumerate(groups.counts) if n]
+        present = groups.present
         chunks = groups.split(x)
         heads = self.levels([(s, chunks[s]) for s in present])
         logits = [self.towers(h, slice(s * t, (s + 1) * t)).squeeze(-1) for s, h in zip(present, heads)]

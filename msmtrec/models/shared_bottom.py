@@ -40,7 +40,7 @@ class SharedBottom(MSMTModel):
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         h = self.bottom(self.embedding(batch))
-        groups = ScenarioGroups(batch.scenario, self.num_scenarios)
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
         t = self.num_tasks
         return groups.apply(lambda s, x: self.towers(x, slice(s * t, (s + 1) * t)).squeeze(-1), h)
 

@@ -26,6 +26,18 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return bits >= int(round(p * 65536)) - 32768
 
 
+_SAME_WIDTH_INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def zero_dropped_(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``x`` with the elements where ``keep`` (a bool tensor of its shape) is False set to 0, in
+    place, outside autograd. A bitwise AND of ``x``'s bits with an all-ones / all-zeros integer
+    mask: on CPU, multiplying by a bool mask converts it element by element (unvectorised), several
+    times the cost of these three vectorised passes. Returns ``x``."""
+    ints = _SAME_WIDTH_INT[x.element_size()]
+    return x.view(ints).bitwise_and_(keep.view(torch.uint8).to(ints).neg_()).view(x.dtype)
+
+
 class BitDropout(nn.Module):
     """Drop-in replacement for ``nn.Dropout(p)`` (see the module docstring)."""
 

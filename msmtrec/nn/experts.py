@@ -64,7 +64,8 @@ class MixingGateBank(nn.Module):
         if self.kind == "sum":
             n = len(range(*gates.indices(self.num_gates)))
             return x.new_ones(x.shape[0], n, self.num_entries)
-        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates]) + self.bias[gates]
+        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, self.weight[gates])
+        logits = logits + self.bias[gates].to(logits.dtype)  # the autocast dtype, if any
         if self.relu:
             logits = torch.relu(logits)
         return torch.softmax(logits, dim=-1)
@@ -97,7 +98,7 @@ class SEIBank(nn.Module):
     def forward(self, x: torch.Tensor, seis: slice = slice(None)) -> torch.Tensor:
         start, stop, _ = seis.indices(self.num_seis)
         sub = self.experts(x, slice(start * self.k, stop * self.k))  # [B, n*K, d]
-        sub = sub.view(x.shape[0], stop - start, self.k, -1)
+        sub = sub.view(x.shape[0], stop - start, self.k, self.output_dim)  # no -1: a chunk may be empty
         return mix(self.gates(x, seis), sub)
 
 
@@ -157,9 +158,12 @@ class CGC(nn.Module):
         parts = []
         spec = None
         if self.specific is not None:
-            xin = x_heads if x_heads.dim() == 2 else x_heads.repeat_interleave(self.n_specific, dim=1)
+            # Each head's input once per expert of it (repeat_interleave, written so that an
+            # exported graph keeps an empty chunk's shape).
+            xin = x_heads if x_heads.dim() == 2 else x_heads.unsqueeze(2).expand(
+                b, h, self.n_specific, x_heads.shape[-1]).reshape(b, h * self.n_specific, x_heads.shape[-1])
             spec = self.specific(xin, slice(start * self.n_specific, stop * self.n_specific))  # [B, h*n, d]
-            parts.append(spec.view(b, h, self.n_specific, -1))
+            parts.append(spec.view(b, h, self.n_specific, self.output_dim))  # no -1: b may be 0
         shared = shared_experts
         if shared is None and self.shared is not None:
             shared = self.shared(x_shared)  # [B, m, d]

@@ -6,12 +6,15 @@ element-wise passes over the ``[B, (M+1)·K, 128]`` hidden tensor: bias add, ReL
 scale, their backward passes, and a layout copy between the two layers. This forward:
 
 - computes the first layer of every sub-expert as one ``addmm`` (bias fused) on the shared input;
-- keeps the hidden tensor in ``[sub-expert, B, width]`` layout, so the next layers are
-  ``baddbmm`` on a strided view (no copy);
+- relays the first hidden tensor out once into a contiguous ``[sub-expert, B, width]`` tensor, so
+  the next layers are ``baddbmm`` on contiguous operands forward and backward (oneDNN's bf16
+  matmul copies a strided view, and a strided view's weight gradient was a slow transposing copy);
 - applies ReLU and the dropout mask in one autograd function that saves only its output
-  (backward is one ``threshold_backward``: the gradient passes where the output is non-zero);
-- folds the dropout scale ``1/(1−p)`` into the next layer's ``alpha`` and, after the last layer,
-  into the SEI gate weights, instead of a pass over the activations.
+  (backward is one ``threshold_backward``: the gradient passes where the output is non-zero); the
+  mask is applied with :func:`~msmtrec.nn.dropout.zero_dropped_` (no bool-to-float conversion);
+- folds the dropout scale ``1/(1−p)`` into the next layer's weights and, after the last layer,
+  into the SEI gate weights, instead of a pass over the activations (forward or backward: a
+  ``baddbmm`` ``alpha`` costs a pass over the input gradient).
 
 Dropout masks come from :func:`msmtrec.nn.dropout.keep_mask` (as :class:`BitDropout`).
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from msmtrec.nn.dropout import keep_mask
+from msmtrec.nn.dropout import keep_mask, zero_dropped_
 from msmtrec.nn.experts import SEIBank
 
 
@@ -31,7 +34,7 @@ class _ReLUKeep(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
         out = h.clamp_min(0.0)
         if keep is not None:
-            out.mul_(keep)
+            zero_dropped_(out, keep)
         ctx.save_for_backward(out)
         return out
 
@@ -42,8 +45,11 @@ class _ReLUKeep(torch.autograd.Function):
 
 
 def relu_keep(h: torch.Tensor, p: float) -> torch.Tensor:
-    """ReLU, then zero each element with probability ``p`` (no rescaling: the caller folds it)."""
-    return _ReLUKeep.apply(h, keep_mask(h.shape, p, h.device) if p > 0 else None)
+    """ReLU, then zero each element with probability ``p`` (no rescaling: the caller folds it).
+    Without dropout (``p = 0``, evaluation) a plain ReLU, which a traced graph can hold."""
+    if p == 0:
+        return torch.relu(h)
+    return _ReLUKeep.apply(h, keep_mask(h.shape, p, h.device))
 
 
 class FusedSEIBank(SEIBank):
@@ -68,9 +74,9 @@ class FusedSEIBank(SEIBank):
         b = x.shape[0]
         w0 = weights[0][lo:hi]  # [G, in, h1]
         h = torch.addmm(biases[0][lo:hi].reshape(-1), x, w0.permute(1, 0, 2).reshape(x.shape[1], -1))
-        h = relu_keep(h, p).view(b, hi - lo, -1).transpose(0, 1)  # [G, B, h1] (strided view)
+        h = relu_keep(h, p).view(b, hi - lo, -1).transpose(0, 1).contiguous()  # [G, B, h1]
         for w, bias in zip(list(weights)[1:], list(biases)[1:]):
-            h = torch.baddbmm(bias[lo:hi].unsqueeze(1), h, w[lo:hi], alpha=scale)  # dropout scale of h
+            h = torch.baddbmm(bias[lo:hi].unsqueeze(1), h, w[lo:hi] * scale)  # dropout scale of h
             h = relu_keep(h, p)
         gate = self.gates(x, seis)  # [B, n, K]
         if p > 0:

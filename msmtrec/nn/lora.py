@@ -54,17 +54,19 @@ class LoRABank(nn.Module):
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, *, with_bias: bool = True) -> torch.Tensor:
         """``x [B, in]``, ``index [B]`` (each row's group) → ``[B, out]``."""
-        low = torch.bmm(x.unsqueeze(1), self.A[index])  # [B, 1, r]
-        out = torch.bmm(low, self.B[index]).squeeze(1)
+        # Cast the (small) banks before gathering them per row, not the [B, in, r] gathers after.
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        low = torch.bmm(x.unsqueeze(1), self.A.to(dtype)[index])  # [B, 1, r]
+        out = torch.bmm(low, self.B.to(dtype)[index]).squeeze(1)
         if with_bias and self.bias is not None:
-            out = out + self.bias[index]
+            out = out + self.bias.to(out.dtype)[index]
         return out
 
     def group(self, x: torch.Tensor, g: int, *, with_bias: bool = True) -> torch.Tensor:
         """``x [n, in]``, all rows of group ``g`` → ``[n, out]``."""
         out = (x @ self.A[g]) @ self.B[g]
         if with_bias and self.bias is not None:
-            out = out + self.bias[g]
+            out = out + self.bias[g].to(out.dtype)
         return out
 
     def all_groups(self, x: torch.Tensor, *, with_bias: bool = True) -> torch.Tensor:
@@ -75,11 +77,11 @@ class LoRABank(nn.Module):
         lead = x.shape[:-1]
         low = (x.reshape(-1, self.in_dim) @ self.A.transpose(0, 1).reshape(self.in_dim, -1)).view(-1, self.num_groups, self.rank)
         if self.out_dim == 1:
-            out = (low * self.B.squeeze(-1)).sum(-1, keepdim=True)
+            out = (low * self.B.squeeze(-1).to(low.dtype)).sum(-1, keepdim=True)
         else:
             out = torch.einsum("ngr,gro->ngo", low, self.B)
         if with_bias and self.bias is not None:
-            out = out + self.bias
+            out = out + self.bias.to(out.dtype)
         return out.view(*lead, self.num_groups, self.out_dim)
 
     def extra_repr(self) -> str:

@@ -91,19 +91,21 @@ class TowerBank(nn.Module):
 
     def forward(self, x: torch.Tensor, heads: slice = slice(None), gates: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         n_layers = len(self.weights)
-        # Work in a [heads, B, d] layout so that every layer after the first is one bmm without
-        # copies; a shared [B, in] input makes the first layer a single GEMM over all heads.
-        shared_input = x.dim() == 2
-        if not shared_input:
-            x = x.transpose(0, 1)
+        # Work in a contiguous [heads, B, d] layout, so that every layer after the first is one
+        # baddbmm on contiguous operands, forward and backward: oneDNN's bf16 matmul copies any
+        # other layout, and a strided [heads, B, d] view made its weight gradient a slow
+        # transposing copy. A shared [B, in] input makes the first layer a single GEMM over all
+        # heads (bias fused), relaid out once.
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w, b = w[heads], b[heads]
-            if shared_input and i == 0:
+            if i == 0 and x.dim() == 2:
                 h, d_in, d_out = w.shape
-                x = (x @ w.transpose(0, 1).reshape(d_in, h * d_out)).view(-1, h, d_out).transpose(0, 1)
+                x = torch.addmm(b.reshape(-1), x, w.transpose(0, 1).reshape(d_in, h * d_out))
+                x = x.view(-1, h, d_out).transpose(0, 1).contiguous()
             else:
-                x = torch.bmm(x, w)
-            x = x + b.unsqueeze(1)
+                if i == 0:
+                    x = x.transpose(0, 1).contiguous()
+                x = torch.baddbmm(b.unsqueeze(1), x, w)
             last = i == n_layers - 1 and self.has_output
             if not last:
                 x = self.dropout(self.act(x))

@@ -60,11 +60,11 @@ class ScenarioCGC(nn.Module):
         if self.specific is not None:
             k = self.n_specific
             spec = self.specific(x, slice(start * t * k, stop * t * k))  # [B, n*T*k, d]
-            parts.append(spec.view(b, n, t, k, -1))
+            parts.append(spec.view(b, n, t, k, self.output_dim))  # no -1: b may be 0
         if self.shared is not None:
             m = self.n_shared
-            shared = self.shared(x, slice(start * m, stop * m)).view(b, n, 1, m, -1)  # [B, n, 1, m, d]
+            shared = self.shared(x, slice(start * m, stop * m)).view(b, n, 1, m, self.output_dim)  # [B, n, 1, m, d]
             parts.append(shared.expand(b, n, t, m, shared.shape[-1]))
         experts = torch.cat(parts, dim=3) if len(parts) > 1 else parts[0]  # [B, n, T, k+m, d]
-        experts = experts.flatten(1, 2)  # [B, n*T, k+m, d]
+        experts = experts.reshape(b, n * t, self.n_specific + self.n_shared, self.output_dim)  # [B, n*T, k+m, d]
         return mix(self.gate_weights(x, scenarios), experts)

@@ -165,10 +165,12 @@ def train(config: TrainConfig, *, echo: Callable[[str], None] | None = None, pro
             if run_dir is not None and ranks.is_main:
                 loggers.open(config, run_dir, 0 if state is None else state["global_epoch"])
             fit = trainer.fit(resume=state)
-            validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size, ranks)
+            validation = evaluate_model(model, val_split, data.schema, config.eval_batch_size, ranks,
+                                        forward=trainer.forward)
             test = None
             if evaluate_test:  # once, with the best weights
-                test = evaluate_model(model, test_split, data.schema, config.eval_batch_size, ranks)
+                test = evaluate_model(model, test_split, data.schema, config.eval_batch_size, ranks,
+                                      forward=trainer.forward)
         except BaseException as exc:
             if run_dir is not None and ranks.is_main:
                 write_status(run_dir, f"failed: {_reason(exc)}", world_size=ranks.world_size, epochs=trainer.global_epoch)

@@ -10,6 +10,7 @@ the same weights.
 from __future__ import annotations
 
 import itertools
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,25 +24,30 @@ Targets = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
-def batch_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks: Ranks = Ranks()) -> list[Targets]:
-    """The model's evaluation targets (eval mode) of this rank's batches of ``data``, in order."""
+def batch_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks: Ranks = Ranks(),
+                  forward: Callable[[EncodedData], Any] | None = None) -> list[Targets]:
+    """The model's evaluation targets (eval mode) of this rank's batches of ``data``, in order.
+
+    ``forward(batch)`` computes the model's output (default: ``model`` itself; the trainer passes
+    its precision- and compile-aware :meth:`~msmtrec.train.Trainer.forward`)."""
+    forward = forward or model
     was_training = model.training
     model.eval()
     out = []
     try:
         batches = iterate_batches(data, batch_size, shuffle=False)
         for batch in itertools.islice(batches, ranks.rank, None, ranks.world_size):
-            targets = model.eval_targets(model(batch), batch)
+            targets = model.eval_targets(forward(batch), batch)
             out.append({name: (p.float().cpu(), y.cpu(), m.cpu()) for name, (p, y, m) in targets.items()})
     finally:
         model.train(was_training)
     return out
 
 
-def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks: Ranks = Ranks()
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks: Ranks = Ranks(),
+                    forward: Callable[[EncodedData], Any] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
     """Every batch's targets concatenated in row order, on rank 0 (None on the other ranks)."""
-    shards = ranks.gather(batch_targets(model, data, batch_size, ranks))
+    shards = ranks.gather(batch_targets(model, data, batch_size, ranks, forward))
     if shards is None:
         return None
     n = sum(len(s) for s in shards)
@@ -51,11 +57,12 @@ def collect_targets(model: MSMTModel, data: EncodedData, batch_size: int, ranks:
 
 
 def evaluate_model(model: MSMTModel, data: EncodedData, schema: DataSchema, batch_size: int = 16384,
-                   ranks: Ranks = Ranks()) -> dict:
+                   ranks: Ranks = Ranks(), forward: Callable[[EncodedData], Any] | None = None) -> dict:
     """AUC / logloss (/ GAUC) per (scenario, target), per target and their means on ``data``
-    (with several ranks: on every rank, computed once by rank 0 with its buffers)."""
+    (with several ranks: on every rank, computed once by rank 0 with its buffers; ``forward``:
+    as in :func:`batch_targets`)."""
     ranks.sync_buffers(model)
-    targets = collect_targets(model, data, batch_size, ranks)
+    targets = collect_targets(model, data, batch_size, ranks, forward)
     metrics = None
     if targets is not None:
         user = data.user.cpu().numpy() if data.user is not None else None

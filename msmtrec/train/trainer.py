@@ -19,6 +19,11 @@ every rank gets the same metrics, hence the same selection and early-stopping de
 
 Resuming: after every epoch :meth:`Trainer.state_dict` is everything the loop needs to go on
 (``on_state`` receives it on rank 0); ``fit(resume=state)`` continues after that epoch.
+
+Training and evaluation both run the model through :meth:`Trainer.forward`: in the run's
+``precision`` (:mod:`msmtrec.train.precision`; losses and metrics in fp32) and, with ``compile``,
+through one ``torch.compile``-d module (:mod:`msmtrec.train.compiled`; on one process only: under
+DDP the training step runs the wrapped module eagerly).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from msmtrec.errors import MsmtrecError
 from msmtrec.models.base import MSMTModel
 from msmtrec.models.stages import Stage
 from msmtrec.train.checkpoint import rng_state, set_rng_state
+from msmtrec.train.compiled import CompiledForward
 from msmtrec.train.distributed import Ranks
 from msmtrec.train.evaluate import evaluate_model
+from msmtrec.train.precision import Precision
 from msmtrec.train.weighting import TaskWeighting, build_weighting
 
 
@@ -110,6 +117,10 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_epoch, self.on_improvement, self.on_state = on_epoch, on_improvement, on_state
         self.ranks = ranks
+        self.precision = Precision(config.precision, self.device)
+        if self.precision.note:
+            self.log(f"note: {self.precision.note}")
+        self.run_model: Callable[[EncodedData], Any] = CompiledForward(model, self.log) if config.compile else model
         self.weighting: TaskWeighting = build_weighting(
             config.weighting or model.default_weighting,
             model.loss_names, model, config.task_weights, config.weighting_params)
@@ -117,7 +128,7 @@ class Trainer:
         self.stages: list[Stage] = []
         self.stage: Stage | None = None
         self.stage_index = 0
-        self.net: torch.nn.Module | None = None  # the model as trained: itself, or in DDP
+        self.net: Callable[[EncodedData], Any] | None = None  # the model as trained: itself (compiled), or in DDP
         self.optimizer: torch.optim.Optimizer | None = None
         self.progress_in_stage = StageProgress()
         self.best_overall = -math.inf
@@ -127,6 +138,13 @@ class Trainer:
     # -- helpers the stages' hooks may use ----------------------------------------------------------
     def log(self, message: str) -> None:
         self.echo(message)
+
+    def forward(self, batch: EncodedData, module: Callable[[EncodedData], Any] | None = None) -> Any:
+        """The model's output on ``batch`` in the run's precision (compiled if asked), as fp32;
+        ``module`` runs instead of the model when given (the training step's DDP wrapper)."""
+        with self.precision.autocast():
+            out = (module or self.run_model)(batch)
+        return self.precision.fp32(out)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, resume: dict[str, Any] | None = None) -> FitResult:
@@ -158,7 +176,8 @@ class Trainer:
             seconds = time.perf_counter() - t0
             self.result.train_seconds += seconds
             self.result.samples_seen += n_seen * self.ranks.world_size
-            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size, self.ranks)
+            val = evaluate_model(self.model, self.val_data, self.schema, self.config.eval_batch_size, self.ranks,
+                                 forward=self.forward)
             score = selection_score(val)
             improved = score > p.best_score
             record = {
@@ -211,7 +230,9 @@ class Trainer:
             groups = stage.param_groups(self.model, lr, wd)
         else:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
-        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+        # foreach: one multi-tensor kernel per Adam operation instead of a loop over the parameters
+        # (bitwise the same updates; 2x faster steps on HiNet's 1.2M parameters on CPU).
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd, foreach=True)
 
     def _batches(self, epoch: int) -> Iterable[EncodedData]:
         batches = self.data.train_batches(epoch, rank=self.ranks.rank, world_size=self.ranks.world_size,
@@ -235,6 +256,8 @@ class Trainer:
         model, opt, weighting = self.model, self.optimizer, self.weighting
         if self.net is None:
             self.net = self.ranks.wrap(model)
+            if self.net is model:
+                self.net = self.run_model  # one process: the (compiled) model itself
         model.train()
         loss_sum = torch.zeros(len(model.loss_names))
         n_seen = 0
@@ -243,7 +266,7 @@ class Trainer:
                    desc=f"{stage.name} {epoch + 1}/{max_epochs}", mininterval=0.5)
         try:
             for step, batch in enumerate(self._batches(data_epoch)):
-                out = self.net(batch)
+                out = self.forward(batch, self.net)
                 losses = model.task_losses(out, batch)
                 loss = weighting.combine(losses)
                 aux = model.aux_loss(out)
@@ -253,8 +276,7 @@ class Trainer:
                     raise TrainingDiverged(f"[{stage.name}] epoch {epoch + 1} step {step}: the loss became {loss.item()}; "
                                            f"try a lower learning rate (lr={opt.param_groups[0]['lr']:g})")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                self.precision.backward_step(loss, opt)
                 weighting.after_step()
                 b = len(batch)
                 loss_sum += losses.detach().float().cpu() * b

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from msmtrec.nn import CGC, MLP, CGCStack, ExpertBank, FeatureEmbedding, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
+from msmtrec.nn.grouping import capturing
 from msmtrec.nn.mlp import activation
 
 
@@ -136,6 +138,23 @@ def test_scenario_groups_round_trip_and_apply():
     torch.testing.assert_close(g.restore(x[g.order]), x)
     out = g.apply(lambda sc, xs: xs + 100 * sc, x)
     torch.testing.assert_close(out.squeeze(1), torch.tensor([200.0, 1, 202, 103, 4]))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_scenario_groups_in_a_traced_graph_route_rows_the_tracing_batch_did_not_have():
+    weight = torch.tensor([1.0, 10.0, 100.0])
+
+    def scores(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        groups = ScenarioGroups(s, 3)
+        assert groups.present == [0, 1, 2] or not capturing()
+        return groups.apply(lambda sc, xs: xs * weight[sc] + sc, x)
+
+    with torch.no_grad():
+        graph = torch.jit.trace(scores, (torch.ones(6, 2), torch.tensor([0, 1, 2, 0, 1, 2])))
+    x, s = torch.randn(5, 2), torch.tensor([2, 2, 0, 2, 0])  # scenario 1 absent, other order and size
+    torch.testing.assert_close(graph(x, s), scores(x, s))
+    torch.testing.assert_close(graph(x, s)[:, 0], x[:, 0] * weight[s] + s)
+    assert graph(x[:0], s[:0]).shape == (0, 2)
 
 
 def test_mlp_and_activation_errors():

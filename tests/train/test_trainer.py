@@ -22,7 +22,7 @@ SMALL = {"bottom_dims": [16], "tower_dims": [8]}
 def _fake_scores(monkeypatch, scores):
     it = iter(scores)
 
-    def fake_eval(model, data, schema, batch_size=0, ranks=None):
+    def fake_eval(model, data, schema, batch_size=0, ranks=None, forward=None):
         s = next(it)
         return {"mean_auc": s, "mean_logloss": 0.5, "per_scenario": {}, "per_target": {}}
 
@@ -101,9 +101,9 @@ def test_train_is_deterministic_and_evaluates_test_once(tmp_path, monkeypatch):
     calls = []
     real = api.evaluate_model
 
-    def counting(model, data, schema, batch_size=0, ranks=None):
+    def counting(model, data, schema, batch_size=0, ranks=None, forward=None):
         calls.append(len(data))
-        return real(model, data, schema, batch_size)
+        return real(model, data, schema, batch_size, ranks, forward=forward)
 
     monkeypatch.setattr(api, "evaluate_model", counting)
     cfg = TrainConfig(max_epochs=2, row_limit=3000, runs_root=str(tmp_path), model_params=SMALL)

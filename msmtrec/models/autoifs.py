@@ -63,7 +63,6 @@ task). ``flow_report`` says which flows the selection network keeps, per (scenar
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -78,7 +77,7 @@ from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.grouping import capturing
 from msmtrec.nn.lora import FlowGateTable, FlowSelector, LoRABank, flow_gates
-from msmtrec.report.flows import flow_warnings, format_flow_report, plot_flow_selection
+from msmtrec.report.flows import flow_selection, flow_selection_summary
 
 #: Search epochs before the selector trains, unless the search is shorter (``gate_warmup_epochs``).
 DEFAULT_WARMUP_EPOCHS = 3
@@ -166,7 +165,7 @@ class AutoIFS(MSMTModel):
                  retrain_lr: Positive = 1e-4, retrain_weight_decay: NonNegative = 3e-4, retrain_epochs: Size | None = None,
                  selector: str = "table", gate_warmup_epochs: Count | None = None, gate_penalty: float | Sequence[float] = -0.01,
                  flow_costs: Sequence[NonNegative] = (0.0, 1.0, 1.0, 2.0)) -> None:
-        super().__init__(schema)
+        super().__init__(schema)  # single options' ranges: their declared types (models/options.py)
         mlp_dims = list(mlp_dims)
         if len(mlp_dims) < 2 or any(int(w) < 1 for w in mlp_dims):
             raise ValueError(f"mlp_dims must hold >= 2 positive widths (bottom..., scenario layer), got {mlp_dims}")
@@ -176,8 +175,6 @@ class AutoIFS(MSMTModel):
             raise ValueError(f"selector must be one of {', '.join(SELECTORS)}, got '{selector}'")
         if scenario_routing not in SCENARIO_ROUTINGS:
             raise ValueError(f"scenario_routing must be one of {', '.join(SCENARIO_ROUTINGS)}, got '{scenario_routing}'")
-        if search_epochs < 1:
-            raise ValueError(f"search_epochs must be >= 1, got {search_epochs}")
         rewind_epoch = search_epochs - 1 if rewind_epoch is None else rewind_epoch
         if not 0 <= rewind_epoch < search_epochs:
             raise ValueError(f"rewind_epoch must be in [0, {search_epochs - 1}] (a 0-based search epoch), got {rewind_epoch}")
@@ -186,16 +183,6 @@ class AutoIFS(MSMTModel):
         if not 0 <= gate_warmup_epochs < search_epochs:
             raise ValueError(f"gate_warmup_epochs must be in [0, {search_epochs - 1}] (fewer than the search epochs), "
                              f"got {gate_warmup_epochs}")
-        if final_temp <= 0:
-            raise ValueError(f"final_temp must be > 0, got {final_temp}")
-        for name, v in (("search_lr", search_lr), ("retrain_lr", retrain_lr), ("gate_lr_scale", gate_lr_scale)):
-            if v <= 0:
-                raise ValueError(f"{name} must be > 0, got {v}")
-        for name, v in (("search_weight_decay", search_weight_decay), ("retrain_weight_decay", retrain_weight_decay)):
-            if v < 0:
-                raise ValueError(f"{name} must be >= 0, got {v}")
-        if retrain_epochs is not None and retrain_epochs < 1:
-            raise ValueError(f"retrain_epochs must be >= 1 or null, got {retrain_epochs}")
         penalty = [float(gate_penalty)] * self.num_tasks if isinstance(gate_penalty, (int, float)) else [float(v) for v in gate_penalty]
         if len(penalty) != self.num_tasks:
             raise ValueError(f"gate_penalty must be one float or one per task ({self.num_tasks}), got {len(penalty)} values")
@@ -468,27 +455,11 @@ class AutoIFS(MSMTModel):
 
     def flow_report(self, data: EncodedData, batch_size: int = 16384) -> dict[str, Any]:
         """Per (scenario, task): the share of samples for which each flow is **kept** (hard gate 0,
-        ``w ≤ 0``) and the share that keep none; with how many decisions search changed."""
-        pruned = self.gate_decisions(data, batch_size).to(torch.float64)  # [N, T, 4]
-        s = data.scenario.cpu()
-        counts = torch.bincount(s, minlength=self.num_scenarios).to(torch.float64)
-        kept = torch.zeros(self.num_scenarios, self.num_tasks, len(FLOWS), dtype=torch.float64).index_add_(0, s, 1 - pruned)
-        none = torch.zeros(self.num_scenarios, self.num_tasks, dtype=torch.float64).index_add_(0, s, pruned.prod(-1))
-        frac, none = kept / counts.clamp_min(1)[:, None, None], none / counts.clamp_min(1)[:, None]
-        scen, tasks = self.schema.scenarios, self.schema.tasks
-        present = [i for i in range(len(scen)) if counts[i] > 0]
-        changed = float(self.gates_changed)
-        return {
-            "flows": list(FLOWS),
-            "decomposition": self.decomposition,
-            "selector": self.selector_kind,
-            "samples": {scen[i]: int(counts[i]) for i in range(len(scen))},
-            "kept_fraction": {scen[i]: {tasks[t]: {f: round(float(frac[i, t, j]), 4) for j, f in enumerate(FLOWS)}
-                                         for t in range(len(tasks))} for i in present},
-            "no_flow_fraction": {scen[i]: {tasks[t]: round(float(none[i, t]), 4) for t in range(len(tasks))}
-                                 for i in present},
-            "gates_changed_in_search": None if math.isnan(changed) else round(changed, 4),
-        }
+        ``w ≤ 0``) and the share that keep none; with how many decisions search changed
+        (:func:`msmtrec.report.flows.flow_selection`)."""
+        return flow_selection(self.gate_decisions(data, batch_size), data.scenario.cpu(), self.schema, FLOWS,
+                              decomposition=self.decomposition, selector=self.selector_kind,
+                              gates_changed=float(self.gates_changed))
 
     def parameter_report(self) -> dict[str, int]:
         selector = sum(p.numel() for p in self.selector.parameters())
@@ -499,22 +470,7 @@ class AutoIFS(MSMTModel):
     def extra_report(self, data: EncodedData, run_dir: str | Path | None = None) -> dict[str, Any]:
         """Flow selection on ``data`` (+ heatmap ``flow_selection.png`` in ``run_dir`` when
         matplotlib is installed) and the parameter split."""
-        flows = self.flow_report(data)
-        flows["warnings"] = flow_warnings(flows)
-        params = self.parameter_report()
-        lines = [f"AutoIFS flow selection ({flows['decomposition']} decomposition, {sum(flows['samples'].values()):,} samples)",
-                 format_flow_report(flows),
-                 f"parameters: {params['total']:,} ({params['predictor']:,} predictor + {params['selector']:,} selector"
-                 + (f"; plus a frozen {params['selector_embedding_copy']:,}-value embedding copy for the selector)"
-                    if params["selector_embedding_copy"] else ")")]
-        if run_dir is not None:
-            path = Path(run_dir) / "flow_selection.png"
-            note = plot_flow_selection(flows, path)
-            flows["heatmap"] = str(path) if note is None else None
-            lines.append(f"heatmap: {path}" if note is None else f"note: {note}")
-            if note:
-                flows["heatmap_note"] = note
-        return {"flow_selection": flows, "parameters": params, "summary": "\n".join(lines)}
+        return flow_selection_summary(self.flow_report(data), self.parameter_report(), run_dir)
 
 
 __all__ = ["AutoIFS", "AutoIFSOutput", "FLOWS"]

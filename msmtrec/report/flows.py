@@ -1,14 +1,46 @@
-"""AutoIFS's flow selection for people: the table of kept fractions, its warnings and its heatmap.
-The input is :meth:`msmtrec.models.autoifs.AutoIFS.flow_report` (``flows``, ``decomposition``,
-``kept_fraction[scenario][task][flow]``, optionally ``no_flow_fraction[scenario][task]`` and
-``gates_changed_in_search``)."""
+"""AutoIFS's flow selection for people: the kept fractions per (scenario, task) from the hard gate
+decisions, the table, its warnings, its heatmap and the run's summary. A report
+(:func:`flow_selection`, :meth:`msmtrec.models.autoifs.AutoIFS.flow_report`) holds ``flows``,
+``decomposition``, ``kept_fraction[scenario][task][flow]``, optionally
+``no_flow_fraction[scenario][task]`` and ``gates_changed_in_search``."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
 
 from msmtrec.report.plotting import MISSING, pyplot, save_figure
+
+if TYPE_CHECKING:
+    from msmtrec.data.encoded import DataSchema
+
+
+def flow_selection(pruned: torch.Tensor, scenario: torch.Tensor, schema: "DataSchema", flows: Sequence[str], *,
+                   decomposition: str, selector: str, gates_changed: float = math.nan) -> dict[str, Any]:
+    """The report of hard decisions ``pruned`` [N, T, F] (True = prune) of rows of ``scenario`` [N]:
+    per present (scenario, task) the share of rows keeping each flow and the share keeping none."""
+    pruned = pruned.to(torch.float64)
+    s, n_scen, n_tasks = scenario, schema.num_scenarios, schema.num_tasks
+    counts = torch.bincount(s, minlength=n_scen).to(torch.float64)
+    kept = torch.zeros(n_scen, n_tasks, len(flows), dtype=torch.float64).index_add_(0, s, 1 - pruned)
+    none = torch.zeros(n_scen, n_tasks, dtype=torch.float64).index_add_(0, s, pruned.prod(-1))
+    frac, none = kept / counts.clamp_min(1)[:, None, None], none / counts.clamp_min(1)[:, None]
+    scen, tasks = schema.scenarios, schema.tasks
+    present = [i for i in range(len(scen)) if counts[i] > 0]
+    return {
+        "flows": list(flows),
+        "decomposition": decomposition,
+        "selector": selector,
+        "samples": {scen[i]: int(counts[i]) for i in range(len(scen))},
+        "kept_fraction": {scen[i]: {tasks[t]: {f: round(float(frac[i, t, j]), 4) for j, f in enumerate(flows)}
+                                     for t in range(len(tasks))} for i in present},
+        "no_flow_fraction": {scen[i]: {tasks[t]: round(float(none[i, t]), 4) for t in range(len(tasks))}
+                             for i in present},
+        "gates_changed_in_search": None if math.isnan(gates_changed) else round(gates_changed, 4),
+    }
 
 
 def flow_warnings(report: dict[str, Any]) -> list[str]:
@@ -67,3 +99,23 @@ def plot_flow_selection(report: dict[str, Any], path: str | Path) -> str | None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path)
     return None
+
+
+def flow_selection_summary(flows: dict[str, Any], params: dict[str, int],
+                           run_dir: str | Path | None = None) -> dict[str, Any]:
+    """What a run reports of AutoIFS: the selection with its warnings, the parameter split, the
+    heatmap ``flow_selection.png`` in ``run_dir`` (when matplotlib is installed) and the summary in words."""
+    flows = {**flows, "warnings": flow_warnings(flows)}
+    lines = [f"AutoIFS flow selection ({flows['decomposition']} decomposition, {sum(flows['samples'].values()):,} samples)",
+             format_flow_report(flows),
+             f"parameters: {params['total']:,} ({params['predictor']:,} predictor + {params['selector']:,} selector"
+             + (f"; plus a frozen {params['selector_embedding_copy']:,}-value embedding copy for the selector)"
+                if params["selector_embedding_copy"] else ")")]
+    if run_dir is not None:
+        path = Path(run_dir) / "flow_selection.png"
+        note = plot_flow_selection(flows, path)
+        flows["heatmap"] = str(path) if note is None else None
+        lines.append(f"heatmap: {path}" if note is None else f"note: {note}")
+        if note:
+            flows["heatmap_note"] = note
+    return {"flow_selection": flows, "parameters": params, "summary": "\n".join(lines)}

@@ -21,6 +21,7 @@ In one process every method is the identity, so the single-process path is the s
 
 from __future__ import annotations
 
+import gc
 import inspect
 import io
 import logging
@@ -165,7 +166,8 @@ def rank_seed(seed: int, rank: int) -> int:
 def process_group(device: str) -> Iterator[tuple[Ranks, torch.device]]:
     """Join the process group the launcher set up (if any) for the duration of the block:
     ``(ranks, device)``, the device being ``cuda:LOCAL_RANK`` on CUDA. Not launched by torchrun:
-    one process on ``device``. A group that is already initialised is used and left open."""
+    one process on ``device``. A group that is already initialised is used and left open; one
+    opened here is closed when every rank has finished the block."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1 and not dist.is_initialized():
         yield Ranks(), torch.device(device)
@@ -179,9 +181,16 @@ def process_group(device: str) -> Iterator[tuple[Ranks, torch.device]]:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     try:
         yield Ranks(dist.get_rank(), dist.get_world_size()), dev
-    finally:
+    except BaseException:
         if created:
             dist.destroy_process_group()
+        raise
+    if created:
+        # Leave together: a rank that tears its group down while rank 0 still writes the run
+        # directory can abort at exit ("terminate called without an active exception").
+        dist.barrier()
+        gc.collect()  # what still holds the group (a DDP wrapper in a reference cycle) lets go first
+        dist.destroy_process_group()
 
 
 def local_launch_config(nproc: int) -> LaunchConfig:

@@ -155,6 +155,7 @@ class Trainer:
         first = 0 if resume is None else resume["stage"]
         for index in range(first, len(self.stages)):
             self._run_stage(index, resume if index == first else None)
+        self.net = None  # DDP's wrapper holds the process group; evaluation runs the model itself
         return self.result
 
     def _run_stage(self, index: int, resume: dict[str, Any] | None) -> None:

@@ -62,8 +62,10 @@ def prepare(args: argparse.Namespace) -> None:
         pq.write_table(table.slice(0, args.rows), work / "score.parquet")
     for name in args.models:
         run = work / "runs" / name
-        if not (run / "metrics.json").is_file():  # not finished: train again
+        if not _loads(run):  # not finished, or trained by a msmtrec whose model differs: train again
             shutil.rmtree(run, ignore_errors=True)
+            for fmt in ("onnx", "torchscript"):
+                shutil.rmtree(work / "exports" / f"{name}-{fmt}", ignore_errors=True)
             config = TrainConfig(model=name, data=str(data / "spec.yaml"), row_limit=args.train_rows, max_epochs=1,
                                  run_dir=str(run), threads=args.threads)
             train(config, write_run=True)
@@ -71,6 +73,21 @@ def prepare(args: argparse.Namespace) -> None:
             out = work / "exports" / f"{name}-{fmt}"
             if not (out / "manifest.json").is_file():
                 export_run(run, fmt, out, overwrite=True)
+
+
+def _loads(run: Path) -> bool:
+    """Whether ``run`` is a finished run this msmtrec can load (a cached run of an older model
+    version, with other parameters, cannot)."""
+    from msmtrec.errors import CheckpointError
+    from msmtrec.train.api import load_run
+
+    if not (run / "metrics.json").is_file():
+        return False
+    try:
+        load_run(run)
+    except CheckpointError:
+        return False
+    return True
 
 
 @contextmanager

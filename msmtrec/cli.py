@@ -230,7 +230,12 @@ def export(run_dir, fmt, out_dir, opset, overwrite) -> None:
 
 @main.command()
 def models() -> None:
-    """List the registered models and their hyperparameters."""
+    """List the registered models, their hyperparameters and presets, and where each sends its input.
+
+    Every model embeds a row as its categorical fields' embeddings, its numeric features and one
+    pooled vector per multi_categorical (mean or sum) and sequence (mean, sum or target attention
+    against the row's own item), side by side; 'input:' says where that vector goes.
+    """
     from msmtrec.models import MODELS, model_hyperparameters
 
     for name in sorted(MODELS):
@@ -240,6 +245,7 @@ def models() -> None:
         click.echo(_wrapped(f"{'':14s} options: {hp}"))
         for preset_name, preset in sorted(cls.presets.items()):
             click.echo(_wrapped(f"{'':14s} --preset {preset_name}: {preset.describe()}  [{preset.source}]"))
+        click.echo(_wrapped(f"{'':14s} input: {cls.inputs}"))
 
 
 def _first_sentence(doc: str) -> str:

@@ -82,6 +82,12 @@ def test_errors_are_one_or_two_lines_without_traceback(args, needle, tmp_path, m
 def test_models_and_datasets_listing():
     res = run("models")
     assert res.exit_code == 0 and "shared_bottom" in res.output and "ple" in res.output
+    from msmtrec.models import MODELS
+
+    # Every model says where its embedded row (list and sequence features included) goes.
+    assert all(cls.inputs != "?" for cls in MODELS.values())
+    assert res.output.count(" input: ") == len(MODELS)
+    assert "target attention" in run("models", "--help").output
     res = run("datasets")
     assert res.exit_code == 0 and "womens-ecommerce" in res.output and "23,4" in res.output
 

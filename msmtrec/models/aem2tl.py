@@ -79,6 +79,9 @@ class AEM2TL(EntireSpaceModel):
         entire_space: compose the sub-targets (False: ablation "w/o Entire-space module").
     """
 
+    inputs = ("the scenario CGC's experts and gates, and the personalised gates (stop-gradient, after the prior "
+              "fields' own embeddings).")
+
     default_weighting = "gradnorm"
     may_skip_parameters = True  # a scenario's Task-CGC runs only when the batch has rows of it
     #: ``--preset paper``: the training settings of §V-C ("Adam ... learning rate 2e-5, batch size

@@ -143,6 +143,10 @@ class AutoIFS(MSMTModel):
     The run config's ``lr`` / ``weight_decay`` are not used: each stage has its own (above).
     """
 
+    inputs = ("the shared bottom, then the scenario layers; a selection network other than the default table "
+              "reads it stop-gradient while searching, and from the frozen copy of the table once the ticket "
+              "is drawn.")
+
     #: ``--preset code``: the released trainer's settings (batch 4096, up to 50 retrain epochs
     #: stopped at the first epoch without improvement) and its selector, whatever the defaults.
     presets = {"code": Preset(

@@ -30,6 +30,10 @@ instead of the trainer growing a special case:
   e.g. the official code's or the paper's, applied by :func:`resolve_preset`;
 - ``notes`` (list of str, empty unless the model adds to it) → lines the trainer logs at the start
   (e.g. disabled branches);
+- ``inputs`` (class attribute) → where the model sends its embedded row: every model reads its
+  input through one :class:`~msmtrec.nn.FeatureEmbedding` (field embeddings, numeric features and
+  one pooled vector per ``multi_categorical`` and sequence, side by side), so list and sequence
+  features reach every model without model code; ``msmtrec models`` prints it;
 - ``may_skip_parameters`` (class attribute, False) → True when a training step can leave a
   trainable parameter without a gradient (a module run only on some scenarios' rows, skipped when
   the batch has none): data-parallel training then looks for such parameters every step.
@@ -131,6 +135,7 @@ class MSMTModel(nn.Module):
     default_weighting: ClassVar[str] = "fixed"
     presets: ClassVar[dict[str, Preset]] = {}
     may_skip_parameters: ClassVar[bool] = False
+    inputs: ClassVar[str] = "?"
 
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()

@@ -46,6 +46,8 @@ class ESMM(EntireSpaceModel):
         dropout: dropout after each hidden layer.
     """
 
+    inputs = "the CTR and CVR towers (through the shared bottom MLP when bottom_dims is set)."
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, tower_dims: Sizes = (200, 80),
                  bottom_dims: Sizes = (), dropout: Rate = 0.0) -> None:
         super().__init__(schema)

@@ -117,6 +117,9 @@ class HiNet(MSMTModel):
             only (default).
     """
 
+    inputs = ("the scenario experts (shared and specific) and so the scenario-aware attentive network (after the "
+              "optional input normalisation).")
+
     #: ``--preset code``: the released code's training settings (Adam at 1e-4, batch 4096, a fixed
     #: 8 epochs, no L2 reaching the loss) and its behaviour where the defaults differ.
     presets = {"code": Preset(

@@ -31,6 +31,8 @@ class MMoE(MSMTModel):
         dropout: dropout inside experts and towers.
     """
 
+    inputs = "every expert and every (scenario, task) gate."
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, num_experts: Size = 4,
                  expert_dims: Sizes = (128, 64), tower_dims: Sizes = (64,), dropout: Rate = 0.0) -> None:
         super().__init__(schema)

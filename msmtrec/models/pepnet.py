@@ -52,6 +52,9 @@ class PEPNet(MSMTModel):
             (False only for ablations).
     """
 
+    inputs = ("EPNet, which scales it by a gate of the scenario and the stop-gradient row itself, then the PPNet "
+              "towers (whose gates also read the prior fields' embeddings).")
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, scenario_embed_dim: Size = 16,
                  tower_dims: Sizes = (256, 128), gate_hidden: Size | None = None, gamma: Positive = 2.0,
                  dropout: Rate = 0.0, stop_gradient: bool = True) -> None:

@@ -36,6 +36,8 @@ class PLE(MSMTModel):
         dropout: dropout inside experts and towers.
     """
 
+    inputs = "the experts and gates of the first extraction level."
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, num_levels: Size = 2, specific_experts: Count = 1,
                  shared_experts: Count = 2, expert_dims: Sizes = (128, 64), tower_dims: Sizes = (64,),
                  dropout: Rate = 0.0) -> None:

@@ -29,6 +29,8 @@ class SharedBottom(MSMTModel):
         batch_norm: BatchNorm in the shared MLP.
     """
 
+    inputs = "the shared bottom MLP."
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, bottom_dims: Sizes = (256, 128),
                  tower_dims: Sizes = (64,), dropout: Rate = 0.0, batch_norm: bool = False) -> None:
         super().__init__(schema)

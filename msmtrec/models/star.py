@@ -50,6 +50,8 @@ class STAR(MSMTModel):
         dropout: dropout after each hidden star layer.
     """
 
+    inputs = "the row's scenario's star-topology network, and the auxiliary network with the scenario embedding."
+
     def __init__(self, schema: DataSchema, embed_dim: Size = 16, star_dims: Sizes = (256, 128),
                  aux_dims: Sizes = (64,), scenario_embed_dim: Size = 16, partitioned_norm: bool = True,
                  norm_momentum: Rate = 0.1, dropout: Rate = 0.0) -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, ListFeature
-from msmtrec.nn.list_pooling import TargetAttention, pooled_bag
+from msmtrec.nn.list_pooling import TargetAttention, lookup, pooled_bag
 
 
 class FeatureEmbedding(nn.Module):
@@ -19,8 +18,8 @@ class FeatureEmbedding(nn.Module):
 
     The fields' vocabularies are laid end to end in one ``nn.Embedding`` (then each
     ``multi_categorical``'s own vocabulary) and a field's ids are shifted by its offset, so a lookup
-    for all fields is one ``index_select`` instead of ``F``. Id 0 of every field (unknown/missing)
-    is a learned vector like any other. A sequence's entries are ids of its fields (the item, then
+    for all fields is one ``index_select`` instead of ``F`` (:func:`~msmtrec.nn.list_pooling.lookup`).
+    Id 0 of every field (unknown/missing) is a learned vector like any other. A sequence's entries are ids of its fields (the item, then
     side features) and are looked up in *those fields'* rows: the history and the candidate share
     their embeddings. Pooling (``ListFeature.pooling``): ``mean`` or ``sum`` over the row's entries
     (:func:`~msmtrec.nn.list_pooling.pooled_bag`), or ``attention`` of the row's own values of the
@@ -87,7 +86,7 @@ class FeatureEmbedding(nn.Module):
         return self.num_fields * self.dim + self.num_numeric + sum(f.channels * self.dim for f in self.lists)
 
     def fields(self, categorical: torch.Tensor) -> torch.Tensor:
-        return self.table(categorical + self.offsets)
+        return lookup(self.table.weight, categorical + self.offsets)
 
     def forward(self, batch: EncodedData | torch.Tensor, numeric: torch.Tensor | None = None, *,
                 weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,7 +103,7 @@ class FeatureEmbedding(nn.Module):
         w = self.table.weight if weight is None else weight
         parts = []
         if self.num_fields:
-            parts.append(F.embedding(categorical + self.offsets, w).flatten(1))
+            parts.append(lookup(w, categorical + self.offsets).flatten(1))
         if self.num_numeric:
             parts.append(numeric)
         for k, f in enumerate(self.lists):
@@ -119,8 +118,8 @@ class FeatureEmbedding(nn.Module):
         lengths = batch.list_lengths[:, k]
         if f.pooling == "attention":
             fields = getattr(self, f"_list_fields_{k}")
-            query = F.embedding(batch.categorical[:, fields] + self.offsets[fields], w).flatten(1)  # [B, C·d]
-            keys = F.embedding(ids, w).flatten(2)  # [B, L, C·d]
+            query = lookup(w, batch.categorical[:, fields] + self.offsets[fields]).flatten(1)  # [B, C·d]
+            keys = lookup(w, ids).flatten(2)  # [B, L, C·d]
             return self.attention[str(k)](query, keys, lengths)
         bags = ids.transpose(1, 2).reshape(b * c, f.max_len)  # one bag per (row, channel)
         return pooled_bag(bags, lengths.repeat_interleave(c), w, f.pooling).view(b, c * self.dim)

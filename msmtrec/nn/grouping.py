@@ -37,7 +37,8 @@ class ScenarioGroups:
 
     While a graph is captured (:func:`capturing`) the row counts are not known: a block is the
     rows of ``nonzero(scenario == s)``, every scenario is :attr:`present` (an absent one has an
-    empty block), nothing is padded (:attr:`padded` is False), results go back with ``index_copy``, and ``order``,
+    empty block), nothing is padded (:attr:`padded` is False), results are gathered back by the
+    inverse permutation (each row's scenario must be one of the model's), and ``order``,
     ``counts``, ``sort`` and ``restore`` are not available. Both give the same numbers.
     """
 
@@ -83,8 +84,12 @@ class ScenarioGroups:
         """The results of the :attr:`present` scenarios' blocks, in the batch's row order."""
         rows = torch.cat(list(chunks))
         if self.index is not None:
-            out = rows.new_zeros((self.num_rows, *rows.shape[1:]))
-            return out.index_copy(0, torch.cat([self.index[s] for s in self.present]), rows)
+            # Gather the rows back by the inverse permutation: only the [B] positions are
+            # scattered. (Scattering the rows themselves, index_copy, is ONNX's ScatterElements
+            # with a [B, W] index: a quarter of AutoIFS's time in ONNX Runtime.)
+            order = torch.cat([self.index[s] for s in self.present])  # the row of each result
+            position = torch.ones_like(order).cumsum(0) - 1  # arange that stays dynamic in a trace
+            return rows.index_select(0, torch.zeros_like(order).index_copy(0, order, position))
         return self.restore(rows)
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -99,3 +100,23 @@ def test_scorer_rows_without_a_known_scenario(exports):
     assert np.isnan(scored["click_prob"].iloc[0]) and scored["click_prob"].iloc[1:].between(0, 1).all()
     with pytest.raises(DataError, match="expects a pyarrow Table or a pandas DataFrame, got list"):
         scorer.predict([1, 2])
+
+
+def test_predict_writes_exactly_the_scored_rows(exports, tmp_path):
+    """The file predict writes holds the scorer's table value for value (nulls where unscored),
+    whatever encodings the writer picks; a CSV holds the same numbers as text."""
+    from msmtrec.predict import predict_file
+
+    source = new_rows(tmp_path)
+    scorer = Scorer.load(exports["onnx"])
+    expected, skipped = scorer.predict_table(pq.read_table(source), unknown_scenario="skip")
+    assert skipped == 2
+    predict_file(exports["onnx"], source, tmp_path / "out.parquet", unknown_scenario="skip")
+    written = pq.read_table(tmp_path / "out.parquet")
+    assert written.schema.equals(expected.schema) and written.equals(expected)
+    predict_file(exports["onnx"], source, tmp_path / "out.csv", unknown_scenario="skip")
+    text = pacsv.read_csv(tmp_path / "out.csv")
+    for col in ("click_prob", "buy_prob"):
+        assert pc.is_null(text.column(col)).equals(pc.is_null(expected.column(col)))
+        assert text.column(col).to_numpy(zero_copy_only=False).tolist() == pytest.approx(
+            expected.column(col).to_numpy(zero_copy_only=False).tolist(), nan_ok=True, rel=1e-12)

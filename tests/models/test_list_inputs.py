@@ -47,9 +47,14 @@ def test_every_model_reads_the_lists_through_its_embedding(name):
     assert all(prm.grad is not None for prm in model.embedding.attention.parameters())
 
 
-def test_autoifs_selector_reads_the_lists_through_its_frozen_table():
+@pytest.mark.parametrize("selector", ["instance", "code"])
+def test_autoifs_selector_reads_the_lists_through_its_frozen_table(selector):
+    """A per-sample selection network (not the default per-scenario table) reads the row."""
     torch.manual_seed(0)
-    model = build_model("autoifs", schema(), {"selector": "code"})  # a network selector (its heads random)
+    model = build_model("autoifs", schema(), {"selector": selector})
+    with torch.no_grad():  # the instance selector's heads start at zero: give it weights that read the row
+        for prm in model.selector.parameters():
+            prm.normal_(0.0, 0.5)
     model.eval()
     b = batch()
     model.draw_ticket()

@@ -68,9 +68,16 @@ class STAR(MSMTModel):
         self.scenario_embedding = nn.Embedding(m, scenario_embed_dim)
         self.auxiliary = MLP(scenario_embed_dim + d, aux_dims, out_dim=t)
 
-    def star_network(self, s: int, x: torch.Tensor) -> torch.Tensor:
-        """PN and the star FCN of scenario ``s`` on its rows ``x [b, in]`` → logits ``[b, T]``."""
-        h = self.norm(x, s) if self.norm is not None else x
+    def star_network(self, s: int, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """PN and the star FCN of scenario ``s`` on its block ``x [b, in]`` → logits ``[b, T]``.
+        Only the first ``rows`` rows (default all) are the scenario's: PN's statistics come from
+        them, and the rest (padding) passes PN unchanged."""
+        h = x
+        if self.norm is not None:
+            rows = x.shape[0] if rows is None else rows
+            h = self.norm(x[:rows], s)
+            if rows < x.shape[0]:
+                h = torch.cat([h, x[rows:]])
         last = len(self.star_layers) - 1
         for i, layer in enumerate(self.star_layers):
             h = layer(h, s)
@@ -80,7 +87,11 @@ class STAR(MSMTModel):
 
     def forward(self, batch: EncodedData) -> torch.Tensor:
         x = self.embedding(batch)
-        main = ScenarioGroups(batch.scenario, self.num_scenarios).apply(self.star_network, x)
+        # The star FCN is row-wise and PN is not: blocks padded under autocast (one bf16 kernel per
+        # block shape, ScenarioGroups), PN's statistics from each block's real rows.
+        groups = ScenarioGroups(batch.scenario, self.num_scenarios, rowwise=True)
+        rows = groups.counts if groups.padded else [None] * self.num_scenarios
+        main = groups.apply(lambda s, block: self.star_network(s, block, rows[s]), x)
         aux = self.auxiliary(torch.cat([self.scenario_embedding(batch.scenario), x], dim=1))
         return main + aux
 

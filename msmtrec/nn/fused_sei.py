@@ -11,30 +11,29 @@ scale, their backward passes, and a layout copy between the two layers. This for
   matmul copies a strided view, and a strided view's weight gradient was a slow transposing copy);
 - applies ReLU and the dropout mask in one autograd function that saves only its output
   (backward is one ``threshold_backward``: the gradient passes where the output is non-zero); the
-  mask is applied with :func:`~msmtrec.nn.dropout.zero_dropped_` (no bool-to-float conversion);
+  mask is an integer AND-mask (:func:`~msmtrec.nn.dropout.keep_bits`, one random bit per element
+  at HiNet's ``p = 0.5``) applied with :func:`~msmtrec.nn.dropout.zero_dropped_`;
 - folds the dropout scale ``1/(1−p)`` into the next layer's weights and, after the last layer,
   into the SEI gate weights, instead of a pass over the activations (forward or backward: a
   ``baddbmm`` ``alpha`` costs a pass over the input gradient).
 
-Dropout masks come from :func:`msmtrec.nn.dropout.keep_mask` (as :class:`BitDropout`).
+Dropout masks come from PyTorch's random stream, so ``torch.manual_seed`` makes them reproducible.
 """
 
 from __future__ import annotations
 
 import torch
 
-from msmtrec.nn.dropout import keep_mask, zero_dropped_
+from msmtrec.nn.dropout import keep_bits, zero_dropped_
 from msmtrec.nn.experts import SEIBank
 
 
 class _ReLUKeep(torch.autograd.Function):
-    """``relu(h) ⊙ keep`` (``keep`` a bool mask or None), saving only the output."""
+    """``relu(h) ⊙ keep`` (``keep`` a :func:`keep_bits` mask), saving only the output."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        out = h.clamp_min(0.0)
-        if keep is not None:
-            zero_dropped_(out, keep)
+    def forward(ctx, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = zero_dropped_(h.clamp_min(0.0), keep)
         ctx.save_for_backward(out)
         return out
 
@@ -49,7 +48,7 @@ def relu_keep(h: torch.Tensor, p: float) -> torch.Tensor:
     Without dropout (``p = 0``, evaluation) a plain ReLU, which a traced graph can hold."""
     if p == 0:
         return torch.relu(h)
-    return _ReLUKeep.apply(h, keep_mask(h.shape, p, h.device))
+    return _ReLUKeep.apply(h, keep_bits(h.shape, p, h.dtype, h.device))
 
 
 class FusedSEIBank(SEIBank):

@@ -37,9 +37,9 @@ class ScenarioGroups:
 
     While a graph is captured (:func:`capturing`) the row counts are not known: a block is the
     rows of ``nonzero(scenario == s)``, every scenario is :attr:`present` (an absent one has an
-    empty block), nothing is padded, results are gathered back by the inverse permutation (each
-    row's scenario must be one of the model's), and ``order``, ``counts``, ``sort`` and
-    ``restore`` are not available. Both give the same numbers.
+    empty block), nothing is padded (:attr:`padded` is False), results are gathered back by the
+    inverse permutation (each row's scenario must be one of the model's), and ``order``,
+    ``counts``, ``sort`` and ``restore`` are not available. Both give the same numbers.
     """
 
     def __init__(self, scenario: torch.Tensor, num_scenarios: int, *, rowwise: bool = False) -> None:
@@ -47,6 +47,7 @@ class ScenarioGroups:
         if capturing():
             self.index = [torch.nonzero(scenario == s).view(-1) for s in range(num_scenarios)]
             self.present = list(range(num_scenarios))
+            self.padded = False
             return
         self.index = None
         self.order = torch.argsort(scenario, stable=True)

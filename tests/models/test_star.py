@@ -111,3 +111,24 @@ def test_without_partitioned_norm_and_bad_options():
         build_model("star", schema, {"dropout": 1.5})
     with pytest.raises(ConfigError, match="momentum"):
         build_model("star", schema, {"norm_momentum": 0})
+
+
+def test_under_autocast_padded_blocks_leave_the_statistics_and_outputs_of_the_real_rows():
+    """bf16 autocast pads each scenario's block (one kernel per shape); PN still normalises with,
+    and updates its moving statistics from, the scenario's real rows only."""
+    schema = make_schema(scenarios=3, tasks=2)
+    batch = make_batch(schema, 90)
+    models = [star(schema).train() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x = models[0].embedding(batch).detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = models[0](batch)
+        expected = torch.empty_like(out)
+        for s in range(3):  # scenario by scenario, unpadded
+            rows = batch.scenario == s
+            expected[rows] = models[1].star_network(s, x[rows]).to(out.dtype)
+    expected += models[1].auxiliary(torch.cat([models[1].scenario_embedding(batch.scenario), x], 1)).detach()
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0.02, atol=0.02)
+    for s in range(3):
+        real = x[batch.scenario == s]
+        torch.testing.assert_close(models[0].norm.running_mean[s], 0.9 * 0 + 0.1 * real.mean(0))

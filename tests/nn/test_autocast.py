@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from msmtrec.nn import CGC, ExpertBank, MixingGateBank, ScenarioGroups, SEIBank, TowerBank
-from msmtrec.nn.dropout import zero_dropped_
 from msmtrec.nn.experts import mix
 from msmtrec.nn.fused_sei import FusedSEIBank
 from msmtrec.nn.gate_nu import GateNUBank
@@ -58,16 +57,6 @@ def test_block_stays_in_bf16_forward_and_backward(name, block, run):
     assert audit.matmuls() and all(dt == torch.bfloat16 for _, dt in audit.matmuls())
     grads = [p.grad for p in block.parameters() if p.requires_grad and p.grad is not None]
     assert grads and all(g.dtype == torch.float32 for g in grads)  # master weights stay fp32
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64, torch.float16])
-def test_zero_dropped_equals_multiplying_by_the_mask(dtype):
-    x = torch.randn(37, 11).to(dtype)
-    keep = torch.rand(37, 11) > 0.3
-    expected = x * keep
-    out = zero_dropped_(x.clone(), keep)
-    assert out.dtype == dtype
-    assert torch.equal(out, expected)
 
 
 def _blocks_seen(rowwise, autocast):

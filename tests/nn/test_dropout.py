@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from msmtrec.nn.dropout import BitDropout, keep_mask, use_bit_dropout
+from msmtrec.nn.dropout import BitDropout, keep_bits, keep_mask, use_bit_dropout, zero_dropped_
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
@@ -50,3 +50,43 @@ def test_use_bit_dropout_replaces_every_nn_dropout():
     assert [type(m) for m in drops] == [BitDropout, BitDropout] and [m.p for m in drops] == [0.3, 0.6]
     with pytest.raises(ValueError, match="dropout"):
         BitDropout(1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_keep_bits_are_all_ones_or_zero_at_the_rate_independent_of_position(dtype, p):
+    """Both paths (one bit per element at p = 0.5, keep_mask otherwise), every integer width."""
+    torch.manual_seed(2)
+    bits = keep_bits(torch.Size([6000, 67]), p, dtype, torch.device("cpu"))  # 67: not a whole word
+    assert bits.shape == (6000, 67) and bits.element_size() == dtype.itemsize
+    assert set(bits.unique().tolist()) == {0, -1}  # -1: every bit set
+    keep = (bits != 0).float()
+    assert abs(keep.mean().item() - (1 - p)) < 0.005
+    flat = keep.flatten()[: 6000 * 64].view(-1, 64)  # every bit position of a 64-bit word
+    assert ((flat.mean(0) - (1 - p)).abs() < 0.03).all()
+    assert abs(torch.corrcoef(torch.stack([flat[:, 0], flat[:, 1]]))[0, 1].item()) < 0.05
+    torch.manual_seed(2)
+    assert torch.equal(keep_bits(torch.Size([6000, 67]), p, dtype, torch.device("cpu")), bits)
+
+
+def test_half_rate_masks_use_each_random_bit_once():
+    """At p = 0.5 the kept elements are exactly the set bits of the random words drawn (no bit
+    reused for two elements, none skipped): their counts agree for a whole number of words."""
+    n = 6000 * 64
+    for dtype in (torch.bfloat16, torch.float32):
+        torch.manual_seed(5)
+        kept = int((keep_bits(torch.Size([6000, 64]), 0.5, dtype, torch.device("cpu")) != 0).sum())
+        torch.manual_seed(5)
+        words = torch.randint(-2**63, 2**63 - 1, (n // 64,), dtype=torch.int64)
+        set_bits = int(((words.unsqueeze(1) >> torch.arange(64)) & 1).sum())
+        assert kept == set_bits
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64, torch.float16])
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_zero_dropped_equals_multiplying_by_the_mask(dtype, p):
+    x = torch.randn(37, 11).to(dtype)
+    bits = keep_bits(x.shape, p, x.dtype, x.device)
+    out = zero_dropped_(x.clone(), bits)
+    assert out.dtype == dtype and 0 < int((out == 0).sum()) < x.numel()
+    assert torch.equal(out, x * (bits != 0))

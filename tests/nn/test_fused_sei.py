@@ -37,14 +37,14 @@ def test_dropout_matches_an_explicit_computation_with_the_same_masks(monkeypatch
     """Masks drawn by the fused path, replayed by hand: inverted dropout after every layer."""
     ref, fast = _pair((8, 5), p=0.4)
     masks = []
-    real = fused_sei.keep_mask
+    real = fused_sei.keep_bits
 
-    def recording(shape, p, device):
-        m = real(shape, p, device)
-        masks.append(m)
+    def recording(shape, p, dtype, device):
+        m = real(shape, p, dtype, device)
+        masks.append(m != 0)
         return m
 
-    monkeypatch.setattr(fused_sei, "keep_mask", recording)
+    monkeypatch.setattr(fused_sei, "keep_bits", recording)
     x = torch.randn(7, 6)
     y = fast.train()(x)
     assert len(masks) == 2 and 0.2 < 1 - masks[0].float().mean() < 0.6
@@ -56,3 +56,20 @@ def test_dropout_matches_an_explicit_computation_with_the_same_masks(monkeypatch
     expected = (gate.unsqueeze(-1) * h.view(7, 3, 4, 5)).sum(2)
     torch.testing.assert_close(y, expected)
     torch.testing.assert_close(fast.eval()(x), ref.eval()(x))
+
+
+def test_half_dropout_masks_replayed_by_hand(monkeypatch):
+    """At p = 0.5 (HiNet's default) the masks take the one-bit path; the same replay holds."""
+    ref, fast = _pair((8, 5), p=0.5)
+    masks = []
+    real = fused_sei.keep_bits
+    monkeypatch.setattr(fused_sei, "keep_bits", lambda *a: masks.append(real(*a)) or masks[-1])
+    x = torch.randn(7, 6)
+    y = fast.train()(x)
+    keep = [m != 0 for m in masks]
+    w0, w1 = ref.experts.weights
+    b0, b1 = ref.experts.biases
+    h = torch.relu(torch.einsum("bi,gio->bgo", x, w0) + b0) * keep[0].view(7, 12, 8) / 0.5
+    h = torch.relu(torch.einsum("bgi,gio->bgo", h, w1) + b1) * keep[1].permute(1, 0, 2) / 0.5
+    expected = (ref.gates(x).unsqueeze(-1) * h.view(7, 3, 4, 5)).sum(2)
+    torch.testing.assert_close(y, expected)

@@ -223,8 +223,8 @@ def main() -> None:
     print(f"{results['machine']}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; {args.threads} "
           f"threads; batch {args.batch} × {args.batches}, median of {args.repeats}; requests of {args.request} rows")
     with bench_lock(args.lock):
-        print(f"\n| model | eager rows/s | TorchScript rows/s | ONNX Runtime rows/s | ORT / eager | "
-              f"p50 / p99 ms eager | TorchScript | ONNX Runtime | load |")
+        print("\n| model | eager rows/s | TorchScript rows/s | ONNX Runtime rows/s | ORT / eager | "
+              "p50 / p99 ms eager | TorchScript | ONNX Runtime | load |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name in args.models:
             r = model_only(args, name, table)

@@ -295,7 +295,7 @@ class SyntheticGenerator:
         self._cross = ([rng.standard_normal((self.vocab[i] + 1, k)).astype(np.float32) for i in (0, 1)]
                        if interaction else None)
         self._w_num = (rng.standard_normal((d, k)).astype(np.float32) * (scale / math.sqrt(d))) if d else None
-        rho, alpha = c.task_correlation, c.scenario_signal
+        rho = c.task_correlation
         common = _unit(rng.standard_normal(k))
         common_s = _unit(rng.standard_normal((s, k)))
         own = _unit(rng.standard_normal((t, k)))

@@ -157,7 +157,7 @@ class AEM2TL(EntireSpaceModel):
             self.tower_gates = nn.ModuleList(GateNUBank(s * j, gate_in, w, gamma=gate_gamma) for w in widths)
 
     def _explain_branches(self) -> None:
-        r, tasks = self.roles, self.schema.tasks
+        r = self.roles
         if not self.use_entire_space:
             self.notes.append("aem2tl: entire_space=False (ablation): one tower per task predicts its label directly")
             return

@@ -61,10 +61,6 @@ class PEPNet(MSMTModel):
         super().__init__(schema)
         if not tower_dims:
             raise ValueError("tower_dims needs at least one hidden layer for PPNet to gate")
-        if gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         fields = [n for n, _ in schema.categorical]
         missing = [p for p in schema.prior_fields if p not in fields]
         if missing:

@@ -42,8 +42,6 @@ class PLE(MSMTModel):
                  shared_experts: Count = 2, expert_dims: Sizes = (128, 64), tower_dims: Sizes = (64,),
                  dropout: Rate = 0.0) -> None:
         super().__init__(schema)
-        if num_levels < 1:
-            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         self.embedding = self.make_embedding(schema, embed_dim)
         self.levels = CGCStack(num_levels, self.num_scenarios, self.num_tasks, self.embedding.output_dim,
                                specific_experts, shared_experts, expert_dims, dropout=dropout)

@@ -56,8 +56,6 @@ class STAR(MSMTModel):
                  aux_dims: Sizes = (64,), scenario_embed_dim: Size = 16, partitioned_norm: bool = True,
                  norm_momentum: Rate = 0.1, dropout: Rate = 0.0) -> None:
         super().__init__(schema)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         m, t = self.num_scenarios, self.num_tasks
         self.embedding = self.make_embedding(schema, embed_dim)
         d = self.embedding.output_dim

@@ -101,20 +101,13 @@ def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay
         config = TrainConfig.from_yaml(Path(resume_dir) / "config.yaml")
     else:
         config = TrainConfig()
-    overrides = {"model": model, "data": data, "preset": preset, "max_epochs": epochs, "batch_size": batch_size, "lr": lr,
-                 "weight_decay": weight_decay, "patience": patience, "seed": seed, "weighting": weighting,
-                 "threads": threads, "device": device, "row_limit": row_limit, "run_dir": run_dir, "runs_root": runs_root,
-                 "streaming": streaming, "shuffle_buffer": shuffle_buffer, "loggers": _names(log_to),
-                 "precision": precision, "compile": compile_}
-    changes = {k: v for k, v in overrides.items() if v is not None}
+    changes = _given(model=model, data=data, preset=preset, max_epochs=epochs, batch_size=batch_size, lr=lr,
+                     weight_decay=weight_decay, patience=patience, seed=seed, weighting=weighting, threads=threads,
+                     device=device, row_limit=row_limit, run_dir=run_dir, runs_root=runs_root, streaming=streaming,
+                     shuffle_buffer=shuffle_buffer, loggers=_names(log_to), precision=precision, compile=compile_)
     if params:
         mp = dict(config.model_params) if not model or model == config.model else {}
-        for item in params:
-            if "=" not in item:
-                raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
-            k, v = item.split("=", 1)
-            mp[k.strip()] = _parse_value(v)
-        changes["model_params"] = mp
+        changes["model_params"] = {**mp, **_key_values(params, "--set")}
     elif model and model != config.model:
         changes["model_params"] = {}  # a config's hyperparameters belong to its own model
     # Only the keys given (file or command line) count as set, so that a preset fills the others.
@@ -127,6 +120,11 @@ def train(model, data, config_path, preset, epochs, batch_size, lr, weight_decay
         click.echo(results_table(result.test, title=f"{config.model} on {result.dataset} — test split"))
         if result.run_dir:
             click.echo(f"run directory: {result.run_dir}")
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (click passes None for the others)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -391,9 +389,8 @@ def bench(models, data, seeds, baseline, out_dir, config_path, epochs, batch_siz
         m, k = key.split(".", 1)
         per_model.setdefault(m, {})[k] = value
     base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
-    changes = {k: v for k, v in {"max_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-                                  "threads": threads, "row_limit": row_limit, "streaming": streaming,
-                                  "data": data, "loggers": _names(log_to)}.items() if v is not None}
+    changes = _given(max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, threads=threads,
+                     row_limit=row_limit, streaming=streaming, data=data, loggers=_names(log_to))
     base = TrainConfig.from_dict({**base.to_dict(), **changes, "model_params": {}}, source="command line")
     own: dict[str, TrainConfig] = {}
     for path in model_config_paths:
@@ -447,9 +444,8 @@ def tune(model, data, space_path, trials, timeout, storage, study_name, out_dir,
     from msmtrec.tune import run_tune
 
     base = TrainConfig.from_yaml(config_path) if config_path else TrainConfig()
-    changes = {k: v for k, v in {"data": data, "max_epochs": epochs, "batch_size": batch_size, "patience": patience,
-                                  "seed": seed, "threads": threads, "device": device, "row_limit": row_limit,
-                                  "loggers": _names(log_to)}.items() if v is not None}
+    changes = _given(data=data, max_epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
+                     threads=threads, device=device, row_limit=row_limit, loggers=_names(log_to))
     model_params = dict(base.model_params) if base.model == model else {}
     model_params.update(_key_values(params, "--set"))
     base = TrainConfig.from_dict({**base.to_dict(), **changes, "model": model, "model_params": model_params},

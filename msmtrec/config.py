@@ -87,13 +87,13 @@ class TrainConfig(BaseModel):
     streaming: StrictBool = False
     shuffle_buffer: _AtLeastOne = 262_144
     loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    compile: StrictBool = False
 
     @field_validator("loggers")
     @classmethod
     def _each_logger_once(cls, names: list[str]) -> list[str]:
         return list(dict.fromkeys(names))
-    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
-    compile: StrictBool = False
 
     @model_validator(mode="wrap")
     @classmethod

@@ -51,7 +51,8 @@ def with_history(data: EncodedData, max_len: int, vocab: int, seed: int = 1) -> 
 def build_cost(rows: int, max_len: int) -> dict:
     """Write a synthetic log with a history and time the pipeline's history pass; the bytes the
     built histories hold (what a streamed dataset keeps besides val, test and its buffer)."""
-    from msmtrec.data.dataset import _histories, plan_splits
+    from msmtrec.data.dataset import _histories
+    from msmtrec.data.sources import plan_splits
     from msmtrec.data.synthetic import SyntheticConfig, write_synthetic
 
     with tempfile.TemporaryDirectory() as folder:

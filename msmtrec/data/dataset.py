@@ -5,8 +5,8 @@ behind one interface (:class:`Dataset`): ``schema``, ``encoders``, ``val``, ``te
 One pipeline serves both (DESIGN.md, "How data flows"):
 
 1. **Plan** — each split's rows come from a file, either whole or one part of a row split of it
-   (:class:`~msmtrec.data.io.RandomSplit` or a time split), so both kinds of dataset hold
-   exactly the same rows in each split.
+   (:class:`~msmtrec.data.io.RandomSplit` or a time split; :mod:`msmtrec.data.sources`), so both
+   kinds of dataset hold exactly the same rows in each split.
 2. **Fit** — one pass over the train rows, chunk by chunk, through
    :class:`~msmtrec.data.fitter.EncodersFitter` (skipped when encoders are given).
 3. **Histories** — when the spec builds a history from the log, one pass over the user, item,
@@ -26,12 +26,10 @@ history of C channels: :mod:`msmtrec.data.history`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from msmtrec.data.catalog import resolve_spec
@@ -41,9 +39,9 @@ from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
 from msmtrec.data.fitter import EncodersFitter
 from msmtrec.data.history import HistoryBuilder, Histories
-from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, ROW_COLUMN,
-                             SPLITS, DataFile, RandomSplit, TimeSplit)
+from msmtrec.data.io import READ_ROWS, SPLITS
 from msmtrec.data.quality import data_warnings
+from msmtrec.data.sources import SplitSource, plan_splits, read_splits
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.data.stream import prefetched, shuffled_batches
 from msmtrec.errors import ConfigError, DataError
@@ -51,124 +49,6 @@ from msmtrec.errors import ConfigError, DataError
 __all__ = ["Dataset", "InMemoryDataset", "StreamedDataset", "load_dataset", "open_dataset", "open_streaming"]
 
 SpecLike = str | Path | DatasetSpec | Mapping[str, Any]
-
-
-# --------------------------------------------------------------------------------------------
-# Where each split's rows come from
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SplitSource:
-    """The rows of one split: a file, whole or the ``part``-th part of its row split.
-
-    Attributes:
-        split: ``train``, ``val`` or ``test``.
-        file: the file.
-        label: how to call these rows in messages (``"train split of d.csv"``).
-        row_split: the file's :class:`RandomSplit` or :class:`TimeSplit`; None: every row.
-        part: which part of ``row_split``.
-        row_limit: read at most this many rows of the file.
-    """
-
-    split: str
-    file: DataFile
-    label: str
-    row_split: RandomSplit | TimeSplit | None = None
-    part: int = 0
-    row_limit: int | None = None
-
-    @property
-    def rows(self) -> int | None:
-        """Rows of this split when known without reading (a row split, or Parquet metadata)."""
-        if self.row_split is not None:
-            return int(self.row_split.sizes[self.part])
-        if self.file.kind == "parquet":
-            n = self.file.num_rows
-            return n if self.row_limit is None else min(n, self.row_limit)
-        return None
-
-    @property
-    def index(self) -> int:
-        """Position of the split in :data:`SPLITS` (0 train, 1 val, 2 test)."""
-        return SPLITS.index(self.split)
-
-    def select(self, first: int, table: pa.Table) -> pa.Table:
-        """The rows of a batch that starts at file row ``first`` which belong to this split, with
-        their file rows in :data:`ROW_COLUMN`."""
-        table = table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
-        if self.row_split is None:
-            return table
-        return table.filter(pa.array(self.row_split.parts(first, table.num_rows) == self.part))
-
-    def chunks(self, columns: list[str], pieces: Iterable[int] | None = None) -> Iterator[pa.Table]:
-        for first, table in self.file.batches(columns, pieces=pieces, row_limit=self.row_limit):
-            rows = self.select(first, table)
-            if rows.num_rows:
-                yield rows
-
-
-def read_splits(sources: list[SplitSource], columns: list[str]) -> Iterator[tuple[SplitSource, pa.Table]]:
-    """``(source, rows)`` for every chunk of the given splits, each file read once in file order
-    (the splits of one file are selected from the same batches)."""
-    by_file: dict[int, list[SplitSource]] = {}
-    for s in sources:
-        by_file.setdefault(id(s.file), []).append(s)
-    for group in by_file.values():
-        for first, table in group[0].file.batches(columns, row_limit=group[0].row_limit):
-            for s in group:
-                rows = s.select(first, table)
-                if rows.num_rows:
-                    yield s, rows
-
-
-def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: int = READ_ROWS
-                ) -> dict[str, SplitSource]:
-    """The :class:`SplitSource` of each split.
-
-    Raises:
-        DataError: a file is missing or empty, or the split fractions leave a split no rows.
-    """
-    f = spec.files
-
-    def open_file(path: Path) -> DataFile:
-        return spec.data_file(path, read_rows=read_rows)
-
-    def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
-        n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
-        if n == 0:
-            raise DataError(f"{spec.where}: {what} has no rows")
-        split = f.split
-        fractions = split.fractions if split is not None else (DEFAULT_FRACTIONS if len(names) == 3
-                                                               else DEFAULT_VAL_FRACTIONS)
-        if split is not None and split.method == "time":
-            times = file.read([split.column], row_limit=row_limit).column(split.column)
-            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column, split.format)
-        else:
-            seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
-            row_split = RandomSplit(n, fractions, seed)
-        out = {}
-        for k, name in enumerate(names):
-            source = SplitSource(name, file, f"{name} split of {file.name}", row_split, k, row_limit)
-            if source.rows == 0:
-                raise DataError(f"{spec.where}: split '{name}' is empty: {source.label} has no rows (the split "
-                                f"fractions leave it no rows; use more rows)")
-            out[name] = source
-        return out
-
-    if f.path is not None:
-        return divided(open_file(f.path), SPLITS, f.path.name)
-    assert f.train is not None and f.test is not None
-    test = open_file(f.test)
-    sources = {"test": SplitSource("test", test, f"test ({test.name})", row_limit=row_limit)}
-    train = open_file(f.train)
-    if f.val is not None:
-        val = open_file(f.val)
-        sources["train"] = SplitSource("train", train, f"train ({train.name})", row_limit=row_limit)
-        sources["val"] = SplitSource("val", val, f"val ({val.name})", row_limit=row_limit)
-    else:
-        sources.update(divided(train, ("train", "val"), f"train ({train.name})"))
-    return {s: sources[s] for s in SPLITS}
 
 
 def _columns(spec: DatasetSpec, encoders: Encoders | None) -> list[str]:

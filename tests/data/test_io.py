@@ -169,7 +169,7 @@ def test_random_split_is_seeded_disjoint_and_covering():
 
 
 def test_split_sources_keep_rows_intact(tmp_path):
-    from msmtrec.data.dataset import plan_splits
+    from msmtrec.data.sources import plan_splits
     from tests.data.conftest import make_spec
 
     pq.write_table(pa.table({"id": list(range(50)), "v": [i * 10 for i in range(50)]}), tmp_path / "t.parquet",

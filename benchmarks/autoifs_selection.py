@@ -88,6 +88,9 @@ CODE = dict(get_model_class("autoifs").presets["code"].settings["model_params"])
 # name → (what it is, model parameters on top of MODEL, training settings on top of the study's)
 SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "default": ("the library's default", {}, {}),
+    "previous default": ("the default before the validation ticket: ticket_from=gates", {"ticket_from": "gates"}, {}),
+    "validation ticket at tolerance 0.005": ("default with ticket_tolerance=0.005", {"ticket_tolerance": 0.005}, {}),
+    "validation ticket at tolerance 0.02": ("default with ticket_tolerance=0.02", {"ticket_tolerance": 0.02}, {}),
     "code": ("the released code's selector (--preset code's model options)", CODE, {}),
     "code at batch 4096": ("the released code's selector at its batch size (16× fewer search steps)", CODE,
                          {"batch_size": 4096}),
@@ -100,6 +103,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "default with code gate lr": ("default with gate_lr_scale=0.01", {"gate_lr_scale": 0.01}, {}),
 }
 KEEP_ALL = "every flow kept"  # the AUC reference: selection switched off
+FIXED = {"selector": "table", "ticket_from": "gates"}  # a fixed_ticket's model: its table is the ticket
 
 
 def fixed_ticket(pruned: list[str]) -> Callable[[Any], None]:
@@ -123,7 +127,7 @@ def oracle(seeds: list[int], rows: int) -> None:
         group = spec.get("useless", spec.get("useful", []))
         for seed in seeds:
             for pruned in [[], *[[f] for f in group], group]:
-                r = run(cond, seed, rows, {"selector": "table"}, {}, fixed_ticket(pruned))
+                r = run(cond, seed, rows, FIXED, {}, fixed_ticket(pruned))
                 label = "every flow" if not pruned else "without " + " and ".join(SHORT[f] for f in pruned)
                 print(f"| {cond} | {seed} | {label} | {r['auc']:.4f} |", flush=True)
 
@@ -235,7 +239,7 @@ def main() -> None:
             cache[entry["key"]] = entry["run"]
     results: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
     for name in [KEEP_ALL] + names:
-        desc, params, train = (("selection switched off", {"selector": "table"}, {}) if name == KEEP_ALL
+        desc, params, train = (("selection switched off", FIXED, {}) if name == KEEP_ALL
                                else SETTINGS[name])
         patch = keep_every_flow if name == KEEP_ALL else None
         results[name] = {}

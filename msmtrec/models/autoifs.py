@@ -2,9 +2,10 @@
 (Yang, Liu et al., arXiv 2512.13396, WSDM 2026). Spec: ``models.md`` §4 of the design notes
 (``../shared/docs/``, beside the repository); user notes: ``docs/models/autoifs.md``. The architecture
 follows the official code (``ChaohuaYang/AutoIFS``); its selection does not select (no gate decision
-changes during its search), so the default *selection* is the setting that came closest to
-recovering a planted flow structure without losing AUC — it recovers part of it (issue 16 study,
-``benchmarks/autoifs_selection.py``) — and ``--preset code`` gives the code's.
+changes during its search), so the default *selection* is the one that recovered a planted flow
+structure without losing AUC in the issue 16 study (``benchmarks/autoifs_selection.py``): a table
+of gates searched under a pruning pressure, its ticket then checked against the validation loss
+(``ticket_from``) — and ``--preset code`` gives the code's.
 
 Four information units, LoRA-decoupled (paper §4.1):
     scenario-shared  f_s^sh(h) = W_s h + b_s                 full rank
@@ -51,7 +52,10 @@ Training (two stages, lottery-ticket style; :meth:`AutoIFS.training_stages`):
              specific units it passes through); a snapshot of the whole model at the start of
              epoch ``rewind_epoch``; the share of gate decisions changed since the start is logged
              every epoch and kept for the flow report.
-             At the end the selection network and a frozen copy of the embedding table are kept.
+             At the end the selection network and a frozen copy of the embedding table are kept;
+             with ``ticket_from="validation"`` the table's ticket loses the units that a refit of
+             the task layer on validation rows says a (scenario, task) does not need
+             (:meth:`AutoIFS.ticket_from_validation`, ``msmtrec/models/flow_ticket.py``).
     retrain  the rewind snapshot is restored, the selection network (end-of-search weights) reads
              its frozen embedding copy and gives hard gates; everything else trains with
              ``retrain_lr`` / ``retrain_weight_decay``, early stopping on validation, best
@@ -64,7 +68,7 @@ task). ``flow_report`` says which flows the selection network keeps, per (scenar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +76,7 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.models.base import MSMTModel, Preset, register_model
+from msmtrec.models.flow_ticket import check_ticket
 from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
@@ -91,6 +96,7 @@ FLOWS = (
 DECOMPOSITIONS = ("code", "linear")
 SELECTORS = ("code", "instance", "table")
 DECISION_PROBE_ROWS = 16384  # validation rows on which search tracks how many gate decisions change
+TICKET_SOURCES = ("gates", "validation")
 SCENARIO_ROUTINGS = ("gather", "group")
 
 
@@ -139,6 +145,14 @@ class AutoIFS(MSMTModel):
         flow_costs: ``c_j`` per flow in ``FLOWS`` order: sh→sh, sh→task, scen→sh, scen→task
             (``0, 1, 1, 2``: the number of specific units a flow passes through, so a specific
             flow must earn its place and the shared one is free; the code's penalty is uniform).
+        ticket_from: how the ticket is drawn at the end of search: ``gates`` (the selector's hard
+            decisions, as in the paper and the code) or ``validation`` (per (scenario, task), the
+            cheapest set of flows by ``flow_costs`` whose validation log-loss, refit on those flows,
+            is within ``ticket_tolerance`` of the best set's: ``msmtrec/models/flow_ticket.py``;
+            table selector and linear decomposition only). None: ``validation`` where it applies,
+            else ``gates``.
+        ticket_tolerance: the relative rise of a pair's refit validation log-loss that a cheaper
+            set of flows may cost (0.01).
 
     The run config's ``lr`` / ``weight_decay`` are not used: each stage has its own (above).
     """
@@ -153,7 +167,7 @@ class AutoIFS(MSMTModel):
         settings={"batch_size": 4096, "max_epochs": 50, "patience": 1,
                   "model_params": {"selector": "code", "decomposition": "code", "gate_lr_scale": 0.01,
                                    "gate_warmup_epochs": 0, "gate_penalty": 0.0, "flow_costs": [1.0, 1.0, 1.0, 1.0],
-                                   "final_temp": 100.0, "search_epochs": 10}},
+                                   "ticket_from": "gates", "final_temp": 100.0, "search_epochs": 10}},
         source="ChaohuaYang/AutoIFS autoifs_trainer.py: bsize 4096, max_epoch 50 with early stop, search_epoch 10, "
                "final_temp 100, reg_lambda 0, gate lr 0.01 x lr; modules/autoifs.py gate heads and flows")}
 
@@ -164,7 +178,8 @@ class AutoIFS(MSMTModel):
                  search_lr: Positive = 3e-4, search_weight_decay: NonNegative = 3e-5, gate_lr_scale: Positive = 1.0,
                  retrain_lr: Positive = 1e-4, retrain_weight_decay: NonNegative = 3e-4, retrain_epochs: Size | None = None,
                  selector: str = "table", gate_warmup_epochs: Count | None = None, gate_penalty: float | Sequence[float] = -0.01,
-                 flow_costs: Sequence[NonNegative] = (0.0, 1.0, 1.0, 2.0)) -> None:
+                 flow_costs: Sequence[NonNegative] = (0.0, 1.0, 1.0, 2.0),
+                 ticket_from: Literal["gates", "validation"] | None = None, ticket_tolerance: NonNegative = 0.01) -> None:
         super().__init__(schema)  # single options' ranges: their declared types (models/options.py)
         mlp_dims = list(mlp_dims)
         if len(mlp_dims) < 2 or any(int(w) < 1 for w in mlp_dims):
@@ -183,6 +198,14 @@ class AutoIFS(MSMTModel):
         if not 0 <= gate_warmup_epochs < search_epochs:
             raise ValueError(f"gate_warmup_epochs must be in [0, {search_epochs - 1}] (fewer than the search epochs), "
                              f"got {gate_warmup_epochs}")
+        checkable = selector == "table" and decomposition == "linear"
+        if ticket_from is None:
+            ticket_from = "validation" if checkable else "gates"
+        if ticket_from == "validation" and not checkable:
+            raise ValueError(f"ticket_from 'validation' needs selector 'table' and decomposition 'linear' (one ticket row "
+                             f"per (scenario, task), flows that add up), got selector '{selector}', decomposition "
+                             f"'{decomposition}'; use ticket_from 'gates'")
+        self.ticket_from, self.ticket_tolerance = ticket_from, float(ticket_tolerance)
         penalty = [float(gate_penalty)] * self.num_tasks if isinstance(gate_penalty, (int, float)) else [float(v) for v in gate_penalty]
         if len(penalty) != self.num_tasks:
             raise ValueError(f"gate_penalty must be one float or one per task ({self.num_tasks}), got {len(penalty)} values")
@@ -375,6 +398,11 @@ class AutoIFS(MSMTModel):
         if self.selector_kind != "table":
             self.selector_table.copy_(self.embedding.table.weight.detach())
 
+    def ticket_from_validation(self, data: EncodedData) -> int:
+        """The ticket checked against ``data`` (:func:`check_ticket`); returns how many
+        (scenario, task, flow) decisions changed."""
+        return check_ticket(self, data)
+
     def start_retrain(self, rewind: dict[str, torch.Tensor] | None = None) -> None:
         """Restore the rewind snapshot (except the selector, its embedding copy and the record of
         changed decisions, which keep their end-of-search values), switch to hard gates and
@@ -425,6 +453,10 @@ class AutoIFS(MSMTModel):
 
         def search_end(trainer: Any, model: "AutoIFS") -> None:
             model.draw_ticket()
+            if model.ticket_from == "validation":
+                changed = model.ticket_from_validation(trainer.val_data)
+                trainer.log(f"[search] ticket from the validation loss: {changed} of {model.selector.logits.numel()} "
+                            f"gate decisions changed (tolerance {model.ticket_tolerance:g})")
 
         def retrain_start(trainer: Any, model: "AutoIFS") -> None:
             model.start_retrain(memo.pop("rewind", None))

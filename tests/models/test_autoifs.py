@@ -507,12 +507,14 @@ def test_bad_options(params, match):
         build_model("autoifs", make_schema(scenarios=3, tasks=2), params)
 
 
-def _selection(alpha: float, seed: int = 2) -> tuple[np.ndarray, dict]:
-    """Kept share per flow (mean over scenarios and tasks) after the default search, on data whose
-    labels ignore the scenario (α = 0) or depend only on it (α = 1)."""
+def _selection(alpha: float, seed: int = 2, task_correlation: float = 0.5) -> tuple[np.ndarray, dict]:
+    """Kept share per flow (mean over scenarios and tasks) after the default search and ticket, on
+    data whose labels ignore the scenario (α = 0) or depend only on it (α = 1), and whose two
+    tasks share one direction (ρ = 1) or not."""
     from msmtrec.data.synthetic import make_synthetic_splits
 
-    train, val, test, schema = make_synthetic_splits(40000, scenario_signal=alpha, structure="independent",
+    train, val, test, schema = make_synthetic_splits(40000, scenario_signal=alpha, task_correlation=task_correlation,
+                                                     structure="independent",
                                                      num_fields=4, vocab=50, signal_scale=3.0, scenario_bias_scale=0.0,
                                                      seed=seed)
     torch.manual_seed(seed)
@@ -534,3 +536,13 @@ def test_default_selection_prunes_the_scenario_flows_exactly_when_labels_ignore_
     assert min(v for by_task in report["no_flow_fraction"].values() for v in by_task.values()) == 0
     full, _ = _selection(1.0)
     assert full[FLOWS.index("scen_specific->task_shared")] >= 0.6
+
+
+def test_default_ticket_prunes_the_task_flows_when_both_tasks_share_a_direction():
+    """ρ = 1: the task-specific unit's flows are useless. The gates alone keep sh→task for half
+    of the (scenario, task) pairs here; the validation check of the ticket prunes them."""
+    specific = [FLOWS.index("scen_shared->task_specific"), FLOWS.index("scen_specific->task_specific")]
+    kept, report = _selection(0.5, task_correlation=1.0)
+    assert kept[specific].max() <= 0.1
+    assert kept[FLOWS.index("scen_specific->task_shared")] >= 0.9  # the scenario information (α = 0.5) stays
+    assert min(v for by_task in report["no_flow_fraction"].values() for v in by_task.values()) == 0

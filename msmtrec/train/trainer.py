@@ -4,6 +4,8 @@ Per stage: Adam over the stage's parameter groups; each epoch trains on shuffled
 (slices of a permutation), evaluates the VALIDATION split, keeps the best weights by validation
 mean AUC over (scenario, task) pairs, and stops after ``patience`` epochs without improvement.
 The best weights are always restored at the end of a stage — also when ``max_epochs`` is reached.
+A model with a BatchNorm (training-mode statistics) skips an epoch's last batch when it holds a
+single row, which it cannot normalise (every rank alike: their shares are of equal size).
 The test split is evaluated once, at the very end, with those weights (see :func:`msmtrec.train.api.train`).
 
 The trainer takes a :class:`~msmtrec.data.Dataset` (in memory or streamed, the same interface):
@@ -42,6 +44,7 @@ from msmtrec.data.encoded import EncodedData
 from msmtrec.errors import MsmtrecError
 from msmtrec.models.base import MSMTModel
 from msmtrec.models.stages import Stage
+from msmtrec.nn.norm import FrozenBatchNorm
 from msmtrec.train.checkpoint import rng_state, set_rng_state
 from msmtrec.train.compiled import CompiledForward
 from msmtrec.train.distributed import Ranks
@@ -134,6 +137,7 @@ class Trainer:
         self.best_overall = -math.inf
         self.global_epoch = 0
         self.result = FitResult()
+        self.min_batch_rows = 2 if uses_batch_statistics(model) else 1
 
     # -- helpers the stages' hooks may use ----------------------------------------------------------
     def log(self, message: str) -> None:
@@ -267,6 +271,8 @@ class Trainer:
                    desc=f"{stage.name} {epoch + 1}/{max_epochs}", mininterval=0.5)
         try:
             for step, batch in enumerate(self._batches(data_epoch)):
+                if len(batch) < self.min_batch_rows:
+                    continue
                 out = self.forward(batch, self.net)
                 losses = model.task_losses(out, batch)
                 loss = weighting.combine(losses)
@@ -286,7 +292,9 @@ class Trainer:
         finally:
             bar.close()
         if n_seen == 0:
-            raise MsmtrecError("the training split produced no batches (is it empty?)")
+            raise MsmtrecError("the training split produced no batches (is it empty?)" if self.min_batch_rows == 1 else
+                               "the training split produced no batch of two rows or more, which this model's "
+                               "BatchNorm needs (is it a single row?)")
         return {n: round(float(v) / n_seen, 6) for n, v in zip(model.loss_names, loss_sum)}, n_seen
 
     # -- resumable state ------------------------------------------------------------------------
@@ -328,3 +336,10 @@ class Trainer:
         star = " *" if r["improved"] else ""
         return (f"[{r['stage']}] epoch {r['epoch']}/{r['max_epochs']}  loss {losses}  "
                 f"val mean AUC {auc}  logloss {ll}  {sps} samples/s{star}")
+
+
+def uses_batch_statistics(model: torch.nn.Module) -> bool:
+    """Whether ``model`` normalises with the statistics of its training batch (a BatchNorm that
+    is not frozen): it then cannot train on a batch of one row."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(m, FrozenBatchNorm)
+               for m in model.modules())

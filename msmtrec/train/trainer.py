@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from msmtrec.config import TrainConfig
 from msmtrec.data.encoded import EncodedData
-from msmtrec.errors import MsmtrecError
+from msmtrec.errors import ConfigError, MsmtrecError
 from msmtrec.models.base import MSMTModel
 from msmtrec.models.stages import Stage
 from msmtrec.nn.norm import FrozenBatchNorm
@@ -138,6 +138,9 @@ class Trainer:
         self.global_epoch = 0
         self.result = FitResult()
         self.min_batch_rows = 2 if uses_batch_statistics(model) else 1
+        if config.batch_size < self.min_batch_rows:
+            raise ConfigError(f"batch_size {config.batch_size}: {model.name} normalises with batch statistics "
+                              f"(BatchNorm) and needs batches of {self.min_batch_rows} rows or more")
 
     # -- helpers the stages' hooks may use ----------------------------------------------------------
     def log(self, message: str) -> None:
@@ -294,7 +297,7 @@ class Trainer:
         if n_seen == 0:
             raise MsmtrecError("the training split produced no batches (is it empty?)" if self.min_batch_rows == 1 else
                                "the training split produced no batch of two rows or more, which this model's "
-                               "BatchNorm needs (is it a single row?)")
+                               "BatchNorm needs (does it hold a single row?)")
         return {n: round(float(v) / n_seen, 6) for n, v in zip(model.loss_names, loss_sum)}, n_seen
 
     # -- resumable state ------------------------------------------------------------------------

@@ -158,3 +158,6 @@ def test_a_last_batch_of_one_row_trains_a_batchnorm_model(name, params):
     assert seen == (32 if trainer_mod.uses_batch_statistics(model) else 33)
     assert trainer_mod.uses_batch_statistics(model) == (params is not SMALL)
     assert not trainer_mod.uses_batch_statistics(build_model("hinet", schema, {"input_norm": "affine"}))  # frozen: no batch statistics
+    if trainer_mod.uses_batch_statistics(model):
+        with pytest.raises(ConfigError, match="batch_size 1: .* normalises with batch statistics"):
+            Trainer(model, TrainConfig(batch_size=1), InMemoryDataset(data, data, data, schema))

@@ -98,6 +98,7 @@ def test_predict_streams_a_parquet_input_and_writes_what_the_whole_table_gives(t
 
 @pytest.mark.parametrize("args,needle", [
     (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--model", "HiNet"], "did you mean 'hinet'?"),
     (["train", "--data", "nope"], "nope"),
     (["train", "-p", "bogus=1"], "bogus"),
     (["train", "--weighting", "magic"], "magic"),

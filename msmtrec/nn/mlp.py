@@ -76,7 +76,6 @@ class TowerBank(nn.Module):
         super().__init__()
         dims = [in_dim, *hidden] + ([out_dim] if out_dim is not None else [])
         self.num_heads = num_heads
-        self.num_hidden = len(hidden)
         self.hidden = list(hidden)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()

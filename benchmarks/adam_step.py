@@ -94,7 +94,7 @@ def main() -> None:
         print(f"| {name} | {r['params']:,} ({r['tensors']}) | {r['foreach']:.2f} | {r['fused']:.2f} | "
               f"{r['foreach'] / r['fused']:.2f}× |", flush=True)
     if args.train:
-        print(f"\n| model | precision | foreach samples/s (best) | fused samples/s (best) | fused / foreach per round |"
+        print("\n| model | precision | foreach samples/s (best) | fused samples/s (best) | fused / foreach per round |"
               "\n|---|---|---:|---:|---|")
         for name in names:
             rates = train_rates(name, data, schema, args.precision, args.rounds)

@@ -69,8 +69,8 @@ def main() -> None:
     ds = InMemoryDataset(data, data.take(slice(0, 4096)), data.take(slice(0, 4096)), schema)
     warm = data.take(slice(0, 4096))
     warm_ds = InMemoryDataset(warm, warm, warm, schema)
-    print(f"\n| model | precision | nn.Dropout samples/s (best) | BitDropout samples/s (best) | BitDropout / nn.Dropout "
-          f"per round |\n|---|---|---:|---:|---|")
+    print("\n| model | precision | nn.Dropout samples/s (best) | BitDropout samples/s (best) | BitDropout / nn.Dropout "
+          "per round |\n|---|---|---:|---:|---|")
     for name in args.models.split(","):
         for precision in args.precision.split(","):
             trainers = {}

@@ -226,6 +226,8 @@ def streamed_dataset(args: argparse.Namespace) -> Dataset:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=800_000)
+    ap.add_argument("--no-plain", action="store_true",
+                    help="skip the plain PyTorch loop when SharedBottom is not measured (it is paired with it when it is)")
     ap.add_argument("--peer-rows", type=int, default=100_000, help="rows for the (slow) per-row pattern")
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--models", default="shared_bottom,mmoe,ple", help="comma-separated, or 'all'")
@@ -290,7 +292,7 @@ def main() -> None:
         results["plain_shared_bottom"] = {p: statistics.median(r) for p, r in plain.items()}
         results["plain_shared_bottom_runs"] = plain
 
-    if "shared_bottom" not in names:
+    if "shared_bottom" not in names and not args.no_plain:
         for _ in range(args.repeats):
             for p in precisions:
                 plain_epoch(p)

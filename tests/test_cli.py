@@ -60,8 +60,45 @@ def test_predict_writes_one_probability_per_task(trained, tmp_path):
     assert res.exit_code == 2 and "already exists" in res.output
 
 
+def test_predict_streams_a_parquet_input_and_writes_what_the_whole_table_gives(trained, tmp_path):
+    """A Parquet input is scored chunk by chunk (an output row group each) into the numbers the
+    scorer gives on the whole table; an error in a later chunk names the file's row and leaves no
+    output."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from msmtrec.errors import DataError
+    from msmtrec.export import Scorer
+    from msmtrec.predict import predict_file
+
+    run_dir, _ = trained
+    table = pq.read_table("msmtrec/data/builtin/womens_ecommerce.parquet").slice(0, 600)
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=100)
+    expected, _ = Scorer.load(run_dir).predict_table(table)
+    for out in (tmp_path / "out.parquet", tmp_path / "out.csv"):
+        assert predict_file(run_dir, src, out, chunk_rows=64) == (600, 0)
+        written = pq.read_table(out) if out.suffix == ".parquet" else pa.csv.read_csv(out)
+        assert written.column_names == expected.column_names and written.num_rows == 600
+        for task in ("recommend", "five_star", "helpful"):
+            np.testing.assert_allclose(written.column(f"{task}_prob").to_numpy(),
+                                       expected.column(f"{task}_prob").to_numpy(), rtol=1e-6)
+    assert pq.ParquetFile(tmp_path / "out.parquet").metadata.num_row_groups == 12  # 6 groups × (64 + 36)
+    scenario = table.schema.names.index("Department Name")
+    values = table.column(scenario).to_pylist()
+    values[433] = None
+    pq.write_table(table.set_column(scenario, "Department Name", pa.array(values)), src, row_group_size=100)
+    with pytest.raises(DataError, match=r"have no value in scenario column 'Department Name' \(the first is row 434\)"):
+        predict_file(run_dir, src, tmp_path / "refused.parquet", chunk_rows=64)
+    assert not (tmp_path / "refused.parquet").exists()
+    assert predict_file(run_dir, src, tmp_path / "skipped.parquet", unknown_scenario="skip", chunk_rows=64) == (600, 1)
+    assert pq.read_table(tmp_path / "skipped.parquet").column("recommend_prob").null_count == 1
+
+
 @pytest.mark.parametrize("args,needle", [
     (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--model", "HiNet"], "did you mean 'hinet'?"),
     (["train", "--data", "nope"], "nope"),
     (["train", "-p", "bogus=1"], "bogus"),
     (["train", "--weighting", "magic"], "magic"),

@@ -242,11 +242,17 @@ def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> di
     counts = np.bincount(data.scenario.numpy(), minlength=schema.num_scenarios)
     mask, labels = data.label_mask.numpy(), data.labels.numpy()
     n_obs, pos = mask.sum(axis=0), (labels * mask).sum(axis=0)
+    codes, m = data.scenario.numpy(), schema.num_scenarios
+    by_scenario = {t: {name: {"observed": int(o), "positive": int(q)} for name, o, q in
+                       zip(schema.scenarios, np.bincount(codes, weights=mask[:, j], minlength=m),
+                           np.bincount(codes, weights=labels[:, j] * mask[:, j], minlength=m))}
+                   for j, t in enumerate(schema.tasks)}
     return {"rows": len(data), "rows_read": encoder.rows, "dropped": encoder.dropped,
             "scenario_rows": {name: int(c) for name, c in zip(schema.scenarios, counts)},
             "label_observed": {t: int(n_obs[j]) for j, t in enumerate(schema.tasks)},
             "label_positive_rate": {t: (float(pos[j] / n_obs[j]) if n_obs[j] else None)
-                                    for j, t in enumerate(schema.tasks)}}
+                                    for j, t in enumerate(schema.tasks)},
+            "scenario_label_counts": by_scenario}
 
 
 def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
@@ -259,7 +265,8 @@ def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: 
     if f.split is not None:
         files["split" if f.path is not None else "val_from_train"] = f.split.model_dump(mode="json")
     by_key = {key: {s: summaries[s][key] for s in SPLITS}
-              for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed")}
+              for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_positive_rate", "label_observed",
+                          "scenario_label_counts")}
     report = {"dataset": spec.name, "spec": spec.source, "files": files, "row_limit": row_limit, **by_key,
               "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
     report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite", "list_values")}

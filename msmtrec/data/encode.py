@@ -225,7 +225,8 @@ class Encoders:
                                     f"{shown(unknown)} in {source} that are not in scenario.mapping; add them or set "
                                     f"scenario.other")
                 raise DataError(f"{where}: scenario value(s) {shown(unknown)} of column '{spec.scenario.column}' "
-                                f"occur in {source} but not in train; a model has no parameters for them")
+                                f"occur in {source} but not in train; a model has no parameters for them: map them onto a "
+                                f"trained scenario with scenario.mapping and scenario.other, or remove those rows")
             dropped["unknown_scenario"] = int((codes == UNKNOWN).sum())
         keep = codes >= 0
         if not keep.all():

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from msmtrec.data.columns import as_float, present
+from msmtrec.data.columns import as_float, as_ids, present
 from msmtrec.data.encode import Encoders, check_no_label_leak, field_layout, require_columns
 from msmtrec.data.fit.labels import LabelFitter, label_columns
 from msmtrec.data.fit.lists import ListFitter
@@ -67,7 +67,7 @@ class EncodersFitter:
             fitter.update(table.column(fitter.entry.column),
                           f"{spec.where}: {source} column '{fitter.entry.column}' (multi_categorical[{n!r}])")
         if all(c in table.column_names for t in spec.tasks for c in label_columns(t)):
-            self.labels.update(table, source)
+            self.labels.update(table, source, None if col is None else as_ids(table.column(spec.scenario.column)))
 
     def finish(self, source: str = "train") -> Encoders:
         """The fitted encoders.
@@ -88,6 +88,7 @@ class EncodersFitter:
                        "label_observed": {t: v["observed"] for t, v in labels.items()},
                        "label_positive_rate": {t: v["positive"] / v["observed"] if v["observed"] else None
                                                for t, v in labels.items()},
+                       "scenario_label_counts": self.labels.by_scenario(coder),
                        "label_values": {t: v["top_values"] for t, v in labels.items()},
                        "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
                                               for c, f in self.vocabularies.items()},

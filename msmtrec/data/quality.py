@@ -2,7 +2,8 @@
 training — rows dropped, labels missing (masked, never read as 0), infinite numbers read as
 missing, a categorical field or list collapsed to unknown, lists cut to their ``max_len``, a built
 history empty for every train row, a scenario with few train rows or none in val/test, a task with
-one class in val — each one line of the report's ``warnings``.
+one class in val or with one class (or none observed) in a scenario's train rows — each one line of
+the report's ``warnings``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
         if report["label_positive_rate"]["val"][task] in (0.0, 1.0):
             out.append(f"task '{task}' has a single class in val: its AUC is undefined there and cannot guide "
                        f"model selection")
+    for task, by_scenario in report.get("scenario_label_counts", {}).get("train", {}).items():
+        for name, c in by_scenario.items():
+            if c["observed"] == 0 and report["scenario_rows"]["train"].get(name):
+                out.append(f"scenario '{name}' has no observed '{task}' label in train: nothing there to learn it from")
+            elif c["positive"] in (0, c["observed"]) and c["observed"]:
+                kind = "negative" if c["positive"] == 0 else "positive"
+                out.append(f"scenario '{name}' has only {kind} '{task}' labels in train (all {c['observed']:,} observed): "
+                           f"a model can learn no more there than that constant")
     for column, n in report.get("numeric_infinite", {}).items():
         out.append(f"numeric column '{column}' has {n:,} infinite value(s) in train; they are read as missing")
     for column, v in report.get("categorical_values", {}).items():

@@ -140,10 +140,6 @@ class FilesSpec(Part):
     format: Literal["auto", "csv", "parquet"] = "auto"  # auto: from the extension
     csv: CsvOptions = CsvOptions()  # delimiter, null_values, encoding, quote_char
 
-    @property
-    def single_file(self) -> bool:
-        return self.path is not None
-
     @field_validator("split", mode="before")
     @classmethod
     def _default_split(cls, split: Any, info: ValidationInfo) -> Any:

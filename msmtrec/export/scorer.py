@@ -91,9 +91,10 @@ class Scorer:
             return out
         raise DataError(f"Scorer.predict expects a pyarrow Table or a pandas DataFrame, got {type(table).__name__}")
 
-    def predict_table(self, table: pa.Table, *, unknown_scenario: str = "error",
-                      source: str = "table") -> tuple[pa.Table, int]:
-        """:meth:`predict` on an Arrow table; also returns the number of rows left unscored."""
+    def predict_table(self, table: pa.Table, *, unknown_scenario: str = "error", source: str = "table",
+                      first_row: int = 0) -> tuple[pa.Table, int]:
+        """:meth:`predict` on an Arrow table; also returns the number of rows left unscored.
+        ``first_row``: the table's first row's position in ``source`` (for the row an error names)."""
         if unknown_scenario not in UNKNOWN_SCENARIO:
             raise DataError(f"unknown_scenario must be 'error' or 'skip', got '{unknown_scenario}'")
         result = self.encoders.transform_for_prediction(
@@ -102,7 +103,7 @@ class Scorer:
         if unknown_scenario == "error" and not kept.all():
             first = int(np.flatnonzero(~kept)[0])
             raise DataError(f"{source}: {int((~kept).sum()):,} row(s) have no value in scenario column "
-                            f"'{self.encoders.spec.scenario.column}' (the first is row {first + 1}); a model scores "
+                            f"'{self.encoders.spec.scenario.column}' (the first is row {first_row + first + 1}); a model scores "
                             f"each row for its own scenario: fill it in, or pass --unknown-scenario skip "
                             f"(unknown_scenario='skip') to leave such rows unscored")
         probs = self.score(result.data)

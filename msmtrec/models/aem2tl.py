@@ -103,7 +103,6 @@ class AEM2TL(EntireSpaceModel):
             raise ValueError("task_shared_experts + task_specific_experts must be >= 1")
         if gate_gamma <= 0:
             raise ValueError(f"gate_gamma must be > 0, got {gate_gamma}")
-        self.use_scenario_cgc, self.use_task_cgc = scenario_cgc, task_cgc
         self.use_gate, self.use_entire_space = personalized_gate, entire_space
         self._explain_branches()
 

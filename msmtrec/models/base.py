@@ -41,6 +41,8 @@ instead of the trainer growing a special case:
 
 from __future__ import annotations
 
+import difflib
+
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
@@ -76,7 +78,9 @@ def get_model_class(name: str) -> type["MSMTModel"]:
     try:
         return MODELS[name]
     except KeyError:
-        raise ConfigError(f"unknown model '{name}'; available: {', '.join(sorted(MODELS))}") from None
+        close = difflib.get_close_matches(str(name).lower(), list(MODELS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown model '{name}'; available: {', '.join(sorted(MODELS))}{hint}") from None
 
 
 def build_model(name: str, schema: DataSchema, params: dict[str, Any] | None = None) -> "MSMTModel":

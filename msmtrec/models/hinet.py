@@ -66,7 +66,6 @@ from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, Preset, masked_bce_with_logits, register_model
 from msmtrec.models.options import Count, Rate, Size, Sizes
 from msmtrec.nn import CGCStack, ScenarioGroups, TowerBank
-from msmtrec.nn.dropout import use_bit_dropout
 from msmtrec.nn.fused_sei import FusedSEIBank
 from msmtrec.nn.norm import FrozenBatchNorm
 from msmtrec.nn.san import ScenarioAttention
@@ -171,7 +170,6 @@ class HiNet(MSMTModel):
             self.task_experts = ScenarioCGC(m, t, rep, specific_experts, shared_experts, expert_dims,
                                             gate_activation=gate_activation, gate=cgc_gate, dropout=expert_dropout)
         self.towers = TowerBank(m * t, self.task_experts.output_dim, tower_dims, 1, dropout=tower_dropout)
-        use_bit_dropout(self)  # nn.Dropout's per-element Bernoulli draws dominated the step (nn/dropout.py)
 
     # -- stages ---------------------------------------------------------------------------------
     def scenario_representation(self, x: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
+from msmtrec.nn.dropout import BitDropout
 from msmtrec.models.options import Rate, Size, Sizes
 from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.star_layers import PartitionedNorm, StarLinear
@@ -62,7 +63,7 @@ class STAR(MSMTModel):
         self.norm = PartitionedNorm(m, d, momentum=norm_momentum) if partitioned_norm else None
         widths = [d, *star_dims, t]
         self.star_layers = nn.ModuleList(StarLinear(m, a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = BitDropout(dropout) if dropout > 0 else nn.Identity()
         self.scenario_embedding = nn.Embedding(m, scenario_embed_dim)
         self.auxiliary = MLP(scenario_embed_dim + d, aux_dims, out_dim=t)
 

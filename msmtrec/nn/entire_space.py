@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import torch
 
-#: Order in which the sub-targets are stacked when a model predicts them together.
-SUB_TARGETS: tuple[str, ...] = ("y1", "y2", "y3", "y4", "y5")
-
 
 def compose_entire_space(y1: torch.Tensor, y2: torch.Tensor | None = None, y3: torch.Tensor | None = None,
                          y4: torch.Tensor | None = None, y5: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -66,13 +66,12 @@ class ScenarioGroups:
             position += torch.tensor(before[:-1], device=position.device).repeat_interleave(
                 torch.tensor(self.counts, device=position.device))
         self.padded = bucket > 1
-        self.inverse = torch.empty_like(self.order)
-        self.inverse[self.order] = position
+        self.inverse = torch.empty_like(self.order).index_copy_(0, self.order, position)
 
     def sort(self, x: torch.Tensor) -> torch.Tensor:
         """Rows of ``x`` in scenario order, each scenario's block padded to ``sizes[s]`` rows."""
         if not self.padded:
-            return x[self.order]
+            return x.index_select(0, self.order)  # its backward an index_add, not index_put's accumulation
         return x.new_zeros(sum(self.sizes), *x.shape[1:]).index_copy(0, self.inverse, x)
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -94,7 +93,7 @@ class ScenarioGroups:
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:
         """Rows laid out as ``sort`` lays them out back in the batch's row order."""
-        return x[self.inverse]
+        return x.index_select(0, self.inverse)
 
     def apply(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
         """``fn(s, *blocks_of_s)`` for every :attr:`present` scenario, results merged back in row

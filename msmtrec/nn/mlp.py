@@ -8,6 +8,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from msmtrec.nn.dropout import BitDropout
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
 
 
@@ -41,7 +43,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(h))
             layers.append(globals()["activation"](activation))
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(BitDropout(dropout))
             d = h
         if out_dim is not None:
             layers.append(nn.Linear(d, out_dim))
@@ -76,7 +78,6 @@ class TowerBank(nn.Module):
         super().__init__()
         dims = [in_dim, *hidden] + ([out_dim] if out_dim is not None else [])
         self.num_heads = num_heads
-        self.num_hidden = len(hidden)
         self.hidden = list(hidden)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -85,7 +86,7 @@ class TowerBank(nn.Module):
             self.weights.append(w)
             self.biases.append(bias)
         self.act = globals()["activation"](activation)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = BitDropout(dropout) if dropout > 0 else nn.Identity()
         self.has_output = out_dim is not None
         self.output_dim = dims[-1]
 

@@ -16,6 +16,8 @@ CLEAN = {
     "label_positive_rate": {"train": {"y": 0.3}, "val": {"y": 0.2}, "test": {"y": 0.25}},
     "categorical_values": {"c": {"distinct": 40, "kept": 12}},
     "numeric_infinite": {},
+    "scenario_label_counts": {"train": {"y": {"a": {"observed": 500, "positive": 150},
+                                              "b": {"observed": 300, "positive": 90}}}},
 }
 
 
@@ -52,6 +54,14 @@ def test_a_clean_report_has_no_warnings():
     ({"scenario_rows__train__b": FEW_SCENARIO_ROWS - 1},
      f"scenario 'b' has only {FEW_SCENARIO_ROWS - 1} train rows: its own parameters learn from few examples"),
     ({"scenario_rows__test__b": 0}, "scenario 'b' has no test rows: it gets no metrics there"),
+    ({"scenario_label_counts__train__y__b": {"observed": 300, "positive": 0}},
+     "scenario 'b' has only negative 'y' labels in train (all 300 observed): a model can learn no more there than "
+     "that constant"),
+    ({"scenario_label_counts__train__y__a": {"observed": 500, "positive": 500}},
+     "scenario 'a' has only positive 'y' labels in train (all 500 observed): a model can learn no more there than "
+     "that constant"),
+    ({"scenario_label_counts__train__y__b": {"observed": 0, "positive": 0}},
+     "scenario 'b' has no observed 'y' label in train: nothing there to learn it from"),
 ])
 def test_each_degradation_is_one_warning(edits, warning):
     assert data_warnings(changed(**edits), min_count=5) == [warning]

@@ -50,8 +50,15 @@ def test_streaming_fit_equals_in_memory_fit(synth_dir):
         assert torch.equal(x.categorical, y.categorical) and torch.equal(x.labels, y.labels)
         assert torch.equal(x.user, y.user) and torch.equal(x.numeric, y.numeric)
     # The report says the same about every split, train included (from the fit pass when streamed).
-    for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_observed"):
+    for key in ("rows", "rows_read", "dropped", "scenario_rows", "label_observed", "scenario_label_counts"):
         assert st.report[key] == mem.report[key], key
+    train = mem.train  # the per-scenario label counts are the train rows' own
+    for j, t in enumerate(mem.schema.tasks):
+        for k, name in enumerate(mem.schema.scenarios):
+            rows = train.scenario == k
+            counts = st.report["scenario_label_counts"]["train"][t][name]
+            assert counts == {"observed": int(train.label_mask[rows, j].sum()),
+                              "positive": int((train.labels[rows, j] * train.label_mask[rows, j]).sum())}
     for s in ("train", "val", "test"):
         for t, rate in mem.report["label_positive_rate"][s].items():
             assert st.report["label_positive_rate"][s][t] == pytest.approx(rate, rel=1e-12)

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from msmtrec.nn.dropout import BitDropout, keep_bits, keep_mask, use_bit_dropout, zero_dropped_
+from msmtrec.nn import MLP
+from msmtrec.nn.dropout import BitDropout, keep_bits, keep_mask, zero_dropped_
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
@@ -43,13 +44,22 @@ def test_gradient_is_the_mask_times_the_scale_and_seeded_runs_repeat():
     torch.testing.assert_close(BitDropout(0.25).train()(x), y)
 
 
-def test_use_bit_dropout_replaces_every_nn_dropout():
-    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.3), nn.Sequential(nn.ReLU(), nn.Dropout(0.6)))
-    use_bit_dropout(model)
-    drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, BitDropout))]
-    assert [type(m) for m in drops] == [BitDropout, BitDropout] and [m.p for m in drops] == [0.3, 0.6]
+def test_the_blocks_build_bit_dropout():
+    drops = [m for m in MLP(3, [4, 5], dropout=0.3).modules() if isinstance(m, (nn.Dropout, BitDropout))]
+    assert [type(m) for m in drops] == [BitDropout, BitDropout] and [m.p for m in drops] == [0.3, 0.3]
     with pytest.raises(ValueError, match="dropout"):
         BitDropout(1.0)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_backward_masks_a_non_contiguous_input_like_its_forward(p):
+    x = torch.randn(33, 17).t().requires_grad_(True)  # a transposed view
+    upstream = torch.randn(17, 33)
+    y = BitDropout(p).train()(x)
+    (y * upstream).sum().backward()
+    keep = y != 0
+    torch.testing.assert_close(y[keep], x.detach()[keep] / (1 - p))
+    torch.testing.assert_close(x.grad, upstream * keep / (1 - p))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])

@@ -142,3 +142,22 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
         load_run(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="already exists"):
         train(cfg.replace(run_dir=str(result.run_dir)))
+
+
+@pytest.mark.parametrize("name,params", [("shared_bottom", {**SMALL, "batch_norm": True}),
+                                         ("hinet", {"input_norm": "batch_norm"}),
+                                         ("shared_bottom", SMALL)])
+def test_a_last_batch_of_one_row_trains_a_batchnorm_model(name, params):
+    """33 rows in batches of 16 leave a last batch of one row: a model normalising with batch
+    statistics skips it (it cannot normalise one row), any other model trains on it."""
+    schema = make_schema()
+    data = make_batch(schema, 33)
+    model = build_model(name, schema, params)
+    trainer = Trainer(model, TrainConfig(batch_size=16, max_epochs=1), InMemoryDataset(data, data, data, schema))
+    _, seen = trainer.train_epoch()
+    assert seen == (32 if trainer_mod.uses_batch_statistics(model) else 33)
+    assert trainer_mod.uses_batch_statistics(model) == (params is not SMALL)
+    assert not trainer_mod.uses_batch_statistics(build_model("hinet", schema, {"input_norm": "affine"}))  # frozen: no batch statistics
+    if trainer_mod.uses_batch_statistics(model):
+        with pytest.raises(ConfigError, match="batch_size 1: .* normalises with batch statistics"):
+            Trainer(model, TrainConfig(batch_size=1), InMemoryDataset(data, data, data, schema))

@@ -115,25 +115,53 @@ def _as_float_label(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
 
 
 class LabelFitter:
-    """Per task, over train chunks: labels observed, positives, and the raw column's most frequent
-    values as text (what a message needs to explain a rule that matches nothing; exact unless a
-    chunk has more than ``10 × top`` distinct values)."""
+    """Per task, over train chunks: labels observed, positives (in all and per raw scenario value),
+    and the raw column's most frequent values as text (what a message needs to explain a rule that
+    matches nothing; exact unless a chunk has more than ``10 × top`` distinct values)."""
 
     def __init__(self, spec: Any, top: int = 5) -> None:
         self.spec, self.top = spec, top
         self.observed = np.zeros(len(spec.tasks), dtype=np.int64)
         self.positive = np.zeros(len(spec.tasks), dtype=np.int64)
         self._values: list[list[pa.StructArray]] = [[] for _ in spec.tasks]
+        self._by_scenario: list[pa.Table] = []
 
-    def update(self, table: pa.Table, source: str) -> None:
+    def update(self, table: pa.Table, source: str, scenario: Any = None) -> None:
+        """Count a train chunk's labels; ``scenario``: its raw scenario column (None: constant)."""
+        counts = {}
         for j, task in enumerate(self.spec.tasks):
             labels, observed = encode_label(self.spec.where, task, table, source)
             self.observed[j] += int(observed.sum())
             self.positive[j] += int(labels[observed].sum())
+            counts[f"o{j}"], counts[f"p{j}"] = observed.astype(np.int64), (labels * observed).astype(np.int64)
             vc = pc.value_counts(plain(table.column(task.column)))
             if len(vc) > 10 * self.top:  # a hint needs the head only (approximate for long tails)
                 vc = vc.take(pc.select_k_unstable(vc.field("counts"), k=10 * self.top, sort_keys=[("", "descending")]))
             self._values[j].append(vc)
+        if scenario is not None:
+            chunk = pa.table({"v": scenario, **counts}).group_by("v").aggregate([(c, "sum") for c in counts])
+            self._by_scenario.append(chunk.rename_columns([n.removesuffix("_sum") for n in chunk.column_names]))
+
+    def by_scenario(self, coder: Any) -> dict[str, dict[str, dict[str, int]]]:
+        """Task → scenario name → ``observed`` and ``positive`` train labels, through the fitted
+        scenario ``coder`` (a constant scenario: the totals)."""
+        names = list(coder.names)
+        if coder.constant or not self._by_scenario:
+            return {t.name: {names[0]: {"observed": int(self.observed[j]), "positive": int(self.positive[j])}}
+                    for j, t in enumerate(self.spec.tasks)} if coder.constant else {}
+        parts = self._by_scenario
+        if len({p.schema.field("v").type for p in parts}) > 1:  # chunks disagree on the raw type: as text
+            parts = [p.set_column(0, "v", pc.cast(p.column("v"), pa.string())) for p in parts]
+        merged = pa.concat_tables(parts)
+        merged = merged.group_by("v").aggregate([(c, "sum") for c in merged.column_names[1:]])
+        codes, _ = coder.codes(merged.column("v").combine_chunks(), merged.num_rows)
+        keep = codes >= 0
+        out = {}
+        for j, task in enumerate(self.spec.tasks):
+            o, q = (np.bincount(codes[keep], weights=merged.column(f"{k}{j}_sum").to_numpy()[keep], minlength=len(names))
+                    for k in ("o", "p"))
+            out[task.name] = {n: {"observed": int(o[i]), "positive": int(q[i])} for i, n in enumerate(names)}
+        return out
 
     def finish(self) -> dict[str, dict[str, Any]]:
         """Task name → ``observed``, ``positive`` and ``top_values`` (``[value, count]`` pairs)."""

@@ -1,11 +1,11 @@
-"""AutoIFS's ticket drawn from the validation loss (``ticket_from: validation``; issue 16).
+"""AutoIFS's ticket checked against the validation loss (``ticket_from: validation``; issue 16).
 
 At the end of search the soft gates have shaped the weights, but which of two redundant flows
 their signs keep depends on the search's dynamics (``benchmarks/autoifs_selection.py``). This
 check asks each (scenario, task) which *units* it needs instead. With the scenario layer's units
 ``u_sh, u_k`` fixed (as search left them), the task layer — the shared ``w`` and bias and, per
 task, ``v_m = A_t^m B_t^m`` and ``c_m``: every parameter the flows are made of downstream — is
-refit by logistic regression under three tickets: every flow kept; no task-specific unit
+refit by logistic regression under four tickets: every flow kept; no task-specific unit
 anywhere (sh→task and scen→task pruned); no scenario-specific unit anywhere (scen→sh and
 scen→task pruned); and scen→task alone pruned. Refitting matters: removing a flow from the
 searched weights over-states what it carries (the other units were trained leaning on it), and
@@ -14,7 +14,7 @@ its task unit is a joint question. The fits are two-fold (fit on alternate valid
 score on the others), so a larger ticket gains nothing from fitting noise. A pair keeps a unit
 when its validation log-loss without it is at least ``tolerance`` (relative) above the full
 ticket's, and scen→task when it keeps both units and scen→task alone passes the same test;
-sh→sh stays (the shared path is free). :meth:`AutoIFS.ticket_from_validation` then prunes from
+sh→sh stays (the shared path is free). :func:`check_ticket` then prunes from
 the gates' ticket what a pair does not need and adds nothing back: a flow the search had pruned
 enters the retraining untrained, and in the issue 16 study adding such flows back cost up to
 0.019 AUC in the controls.

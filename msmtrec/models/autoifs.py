@@ -96,7 +96,6 @@ FLOWS = (
 DECOMPOSITIONS = ("code", "linear")
 SELECTORS = ("code", "instance", "table")
 DECISION_PROBE_ROWS = 16384  # validation rows on which search tracks how many gate decisions change
-TICKET_SOURCES = ("gates", "validation")
 SCENARIO_ROUTINGS = ("gather", "group")
 
 
@@ -146,13 +145,13 @@ class AutoIFS(MSMTModel):
             (``0, 1, 1, 2``: the number of specific units a flow passes through, so a specific
             flow must earn its place and the shared one is free; the code's penalty is uniform).
         ticket_from: how the ticket is drawn at the end of search: ``gates`` (the selector's hard
-            decisions, as in the paper and the code) or ``validation`` (per (scenario, task), the
-            cheapest set of flows by ``flow_costs`` whose validation log-loss, refit on those flows,
-            is within ``ticket_tolerance`` of the best set's: ``msmtrec/models/flow_ticket.py``;
-            table selector and linear decomposition only). None: ``validation`` where it applies,
-            else ``gates``.
-        ticket_tolerance: the relative rise of a pair's refit validation log-loss that a cheaper
-            set of flows may cost (0.01).
+            decisions, as in the paper and the code) or ``validation`` (the gates' ticket less the
+            units — task-specific, scenario-specific — that a (scenario, task) does not need by a
+            refit of the task layer on validation rows: ``msmtrec/models/flow_ticket.py``; table
+            selector and linear decomposition only). None: ``validation`` where it applies, else
+            ``gates``.
+        ticket_tolerance: the relative rise of a pair's refit validation log-loss without a unit
+            under which the pair does without it (0.01).
 
     The run config's ``lr`` / ``weight_decay`` are not used: each stage has its own (above).
     """

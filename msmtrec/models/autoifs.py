@@ -78,8 +78,10 @@ from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.models.base import MSMTModel, Preset, register_model
 from msmtrec.models.flow_ticket import check_ticket
 from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
+from msmtrec.models.autoifs_stages import search_then_retrain
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
+from msmtrec.nn.dropout import BitDropout
 from msmtrec.nn.grouping import capturing
 from msmtrec.nn.lora import FlowGateTable, FlowSelector, LoRABank, flow_gates
 from msmtrec.report.flows import flow_selection, flow_selection_summary
@@ -95,7 +97,6 @@ FLOWS = (
 )
 DECOMPOSITIONS = ("code", "linear")
 SELECTORS = ("code", "instance", "table")
-DECISION_PROBE_ROWS = 16384  # validation rows on which search tracks how many gate decisions change
 SCENARIO_ROUTINGS = ("gather", "group")
 
 
@@ -227,7 +228,7 @@ class AutoIFS(MSMTModel):
         self.scenario_shared = nn.Linear(h, scen_width)
         self.scenario_specific = LoRABank(self.num_scenarios, h, scen_width, lora_rank)
         self.scenario_norm = nn.BatchNorm1d(scen_width) if batch_norm and decomposition == "code" else nn.Identity()
-        self.scenario_dropout = nn.Dropout(dropout) if dropout > 0 and decomposition == "code" else nn.Identity()
+        self.scenario_dropout = BitDropout(dropout) if dropout > 0 and decomposition == "code" else nn.Identity()
         # Task layer: full-rank shared unit (one logit) + one rank-r unit per task.
         self.task_shared = nn.Linear(scen_width, 1)
         self.task_specific = LoRABank(self.num_tasks, scen_width, 1, lora_rank)
@@ -417,58 +418,7 @@ class AutoIFS(MSMTModel):
         self.selector.eval()
 
     def training_stages(self, config: Any) -> list[Stage]:
-        # Both stages' state (saved with a resumable run): the rewind snapshot, from search to retrain,
-        # and the selector's decisions at the start of search on the probe rows.
-        memo: dict[str, Any] = {}
-        probe: list[EncodedData] = []  # the first validation rows (not state: taken again on resume)
-
-        def search_groups(model: "AutoIFS", lr: float, wd: float) -> list[dict[str, Any]]:
-            return [{"params": model.main_parameters(), "lr": lr, "weight_decay": wd},
-                    {"params": list(model.selector.parameters()), "lr": lr * model.gate_lr_scale, "weight_decay": 0.0}]
-
-        def retrain_groups(model: "AutoIFS", lr: float, wd: float) -> list[dict[str, Any]]:
-            return [{"params": model.main_parameters(), "lr": lr, "weight_decay": wd}]
-
-        def search_start(trainer: Any, model: "AutoIFS") -> None:
-            model.start_search()
-            probe[:] = [trainer.val_data.take(slice(0, min(len(trainer.val_data), DECISION_PROBE_ROWS)))]
-            if "start" not in memo:  # a resumed search keeps the decisions its first epoch started from
-                memo["start"] = model.gate_decisions(probe[0])
-
-        def search_epoch_start(trainer: Any, model: "AutoIFS", epoch: int) -> None:
-            model.temperature.fill_(model.temperature_at(epoch))
-            trainer.optimizer.param_groups[1]["lr"] = (0.0 if epoch < model.gate_warmup_epochs
-                                                       else model.search_lr * model.gate_lr_scale)
-            if epoch == model.rewind_epoch:
-                memo["rewind"] = model.snapshot()
-
-        def search_epoch_end(trainer: Any, model: "AutoIFS", epoch: int, val: dict) -> dict[str, float]:
-            now = model.gate_decisions(probe[0])
-            changed, kept = float((now != memo["start"]).float().mean()), float((~now).float().mean())
-            model.gates_changed.fill_(changed)
-            trainer.log(f"[search] gates: {changed:.1%} of the decisions differ from the start; {kept:.1%} of the "
-                        f"flows kept (τ = {float(model.temperature):g})")
-            return {"gates_changed": round(changed, 4), "flows_kept": round(kept, 4)}
-
-        def search_end(trainer: Any, model: "AutoIFS") -> None:
-            model.draw_ticket()
-            if model.ticket_from == "validation":
-                changed = model.ticket_from_validation(trainer.val_data)
-                trainer.log(f"[search] ticket from the validation loss: {changed} of {model.selector.logits.numel()} "
-                            f"gate decisions changed (tolerance {model.ticket_tolerance:g})")
-
-        def retrain_start(trainer: Any, model: "AutoIFS") -> None:
-            model.start_retrain(memo.pop("rewind", None))
-
-        return [
-            Stage(name="search", max_epochs=self.search_epochs, lr=self.search_lr, weight_decay=self.search_weight_decay,
-                  param_groups=search_groups, early_stopping=False, restore_best=False, select_best=False,
-                  on_stage_start=search_start, on_epoch_start=search_epoch_start, on_epoch_end=search_epoch_end,
-                  on_stage_end=search_end, state=memo),
-            Stage(name="retrain", max_epochs=self.retrain_epochs, lr=self.retrain_lr, weight_decay=self.retrain_weight_decay,
-                  param_groups=retrain_groups, early_stopping=True, restore_best=True, select_best=True,
-                  on_stage_start=retrain_start, state=memo),
-        ]
+        return search_then_retrain(self)
 
     # -- what AutoIFS tells its user ------------------------------------------------------------------
     @torch.no_grad()

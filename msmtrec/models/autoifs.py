@@ -440,7 +440,7 @@ class AutoIFS(MSMTModel):
         (:func:`msmtrec.report.flows.flow_selection`)."""
         return flow_selection(self.gate_decisions(data, batch_size), data.scenario.cpu(), self.schema, FLOWS,
                               decomposition=self.decomposition, selector=self.selector_kind,
-                              gates_changed=float(self.gates_changed))
+                              gates_changed=float(self.gates_changed), ticket_from=self.ticket_from)
 
     def parameter_report(self) -> dict[str, int]:
         selector = sum(p.numel() for p in self.selector.parameters())

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def flow_selection(pruned: torch.Tensor, scenario: torch.Tensor, schema: "DataSchema", flows: Sequence[str], *,
-                   decomposition: str, selector: str, gates_changed: float = math.nan) -> dict[str, Any]:
+                   decomposition: str, selector: str, gates_changed: float = math.nan,
+                   ticket_from: str = "gates") -> dict[str, Any]:
     """The report of hard decisions ``pruned`` [N, T, F] (True = prune) of rows of ``scenario`` [N]:
     per present (scenario, task) the share of rows keeping each flow and the share keeping none."""
     pruned = pruned.to(torch.float64)
@@ -34,6 +35,7 @@ def flow_selection(pruned: torch.Tensor, scenario: torch.Tensor, schema: "DataSc
         "flows": list(flows),
         "decomposition": decomposition,
         "selector": selector,
+        "ticket_from": ticket_from,
         "samples": {scen[i]: int(counts[i]) for i in range(len(scen))},
         "kept_fraction": {scen[i]: {tasks[t]: {f: round(float(frac[i, t, j]), 4) for j, f in enumerate(flows)}
                                      for t in range(len(tasks))} for i in present},
@@ -49,8 +51,9 @@ def flow_warnings(report: dict[str, Any]) -> list[str]:
     lose every flow (in the linear decomposition its prediction is then a constant)."""
     out = []
     if report.get("gates_changed_in_search") == 0:
+        checked = " less what the validation check pruned" if report.get("ticket_from") == "validation" else ""
         out.append("no gate decision changed during search: the kept flows are the selection network's random "
-                   "initialisation, not a selection (see docs/models/autoifs.md)")
+                   f"initialisation{checked}, not a selection (see docs/models/autoifs.md)")
     for scen, tasks in report.get("no_flow_fraction", {}).items():
         for task, share in tasks.items():
             if share > 0:

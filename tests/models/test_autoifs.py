@@ -448,6 +448,8 @@ def test_report_warns_when_search_changed_nothing_and_when_a_pair_loses_every_fl
     assert report["gates_changed_in_search"] == 0
     (warning,) = flow_warnings(report)
     assert warning.startswith("no gate decision changed during search")
+    assert report["ticket_from"] == "gates" and "validation check" not in warning  # the code's selector
+    assert "initialisation less what the validation check pruned" in flow_warnings({**report, "ticket_from": "validation"})[0]
     model = small(schema, selector="table")
     with torch.no_grad():
         model.selector.logits[1, 0] = 1.0  # scenario s1, task t0: every flow pruned

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msmtrec.data.columns import is_list_type
 from msmtrec.errors import DataError
 from msmtrec.files import atomic_write
 
@@ -109,7 +110,7 @@ class _CsvOut:
 
     def _as_text(self, table: pa.Table) -> pa.Table:
         for i, field in enumerate(table.schema):
-            if pa.types.is_list(field.type) or pa.types.is_large_list(field.type) or pa.types.is_fixed_size_list(field.type):
+            if is_list_type(field.type):
                 text = pc.binary_join(pc.cast(table.column(i), pa.list_(pa.string())), self._seps.get(field.name) or "|")
                 table = table.set_column(i, field.name, text)
         return table

@@ -47,6 +47,11 @@ def as_ids(col: Column) -> Column:
         raise DataError(f"column of type {t} cannot be used as categories: {exc}") from None
 
 
+def is_list_type(t: pa.DataType) -> bool:
+    """Whether ``t`` is one of Arrow's list types (list, large list, fixed-size list)."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
 def exact_ints(col: Column) -> Column:
     """Text ids as ``int64`` when every value is an integer literal, else the text unchanged (a
     float guess would merge distinct ids above 2**53)."""

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import Column, as_ids, exact_ints, plain
+from msmtrec.data.columns import Column, as_ids, exact_ints, is_list_type, plain
 from msmtrec.data.fit.vocabulary import Vocabulary, VocabularyFitter
 from msmtrec.errors import DataError
 
@@ -35,7 +35,7 @@ def list_entries(col: Column, sep: str | None, what: str) -> tuple[pa.Array, np.
     t = col.type
     if pa.types.is_null(t):
         return pa.array([], pa.int64()), np.zeros(len(col) + 1, dtype=np.int64)
-    if not _is_list(t):
+    if not is_list_type(t):
         if sep is None:
             example = col.drop_null()[0].as_py() if len(col.drop_null()) else None
             raise DataError(f"{what} holds {t} values (e.g. {example!r}), not lists; for text such as 'a|b' set the "
@@ -43,7 +43,7 @@ def list_entries(col: Column, sep: str | None, what: str) -> tuple[pa.Array, np.
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             col = pc.cast(col, pa.string())  # a number is a list of one entry
         col = pc.split_pattern(col, sep)
-    if _is_list(col.type.value_type):
+    if is_list_type(col.type.value_type):
         raise DataError(f"{what} holds lists of lists ({col.type}); expected one list of ids per row")
     parents = pc.list_parent_indices(col).to_numpy(zero_copy_only=False).astype(np.int64)
     entries = plain(pc.list_flatten(col))
@@ -57,10 +57,6 @@ def list_entries(col: Column, sep: str | None, what: str) -> tuple[pa.Array, np.
         entries, parents = entries.filter(keep), parents[keep.to_numpy(zero_copy_only=False)]
     counts = np.bincount(parents, minlength=len(col))
     return as_ids(exact_ints(entries)), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def padded(values: np.ndarray, start: np.ndarray, stop: np.ndarray, max_len: int, *,

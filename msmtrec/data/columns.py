@@ -52,6 +52,19 @@ def is_list_type(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
+def sum_by_value(parts: list[pa.Table]) -> pa.Table | None:
+    """Chunks' tables of a value column ``v`` and count columns, the counts summed per value and
+    sorted by it (numeric order for integers; as text when the chunks disagree on its type). A part
+    whose ``v`` is typed null (no value at all) is left out; None when no part is left."""
+    parts = [p for p in parts if not pa.types.is_null(p.schema.field("v").type)]
+    if not parts:
+        return None
+    if len({p.schema.field("v").type for p in parts}) > 1:
+        parts = [p.set_column(0, "v", pc.cast(p.column("v"), pa.string())) for p in parts]
+    merged = pa.concat_tables(parts).group_by("v").aggregate([(c, "sum") for c in parts[0].column_names[1:]])
+    return merged.sort_by("v").rename_columns([n.removesuffix("_sum") for n in merged.column_names])
+
+
 def exact_ints(col: Column) -> Column:
     """Text ids as ``int64`` when every value is an integer literal, else the text unchanged (a
     float guess would merge distinct ids above 2**53)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import as_float, nan_to_null, plain, shown
+from msmtrec.data.columns import as_float, nan_to_null, plain, shown, sum_by_value
 from msmtrec.errors import DataError
 
 _POSITIVE_WORDS = ("yes", "y", "true", "t", "positive", "pos")
@@ -138,27 +138,24 @@ class LabelFitter:
             if len(vc) > 10 * self.top:  # a hint needs the head only (approximate for long tails)
                 vc = vc.take(pc.select_k_unstable(vc.field("counts"), k=10 * self.top, sort_keys=[("", "descending")]))
             self._values[j].append(vc)
-        if scenario is not None:
-            chunk = pa.table({"v": scenario, **counts}).group_by("v").aggregate([(c, "sum") for c in counts])
-            self._by_scenario.append(chunk.rename_columns([n.removesuffix("_sum") for n in chunk.column_names]))
+        if scenario is not None and (chunk := sum_by_value([pa.table({"v": scenario, **counts})])) is not None:
+            self._by_scenario.append(chunk)  # one row per raw scenario value
 
     def by_scenario(self, coder: Any) -> dict[str, dict[str, dict[str, int]]]:
         """Task → scenario name → ``observed`` and ``positive`` train labels, through the fitted
         scenario ``coder`` (a constant scenario: the totals)."""
         names = list(coder.names)
-        if coder.constant or not self._by_scenario:
+        if coder.constant:
             return {t.name: {names[0]: {"observed": int(self.observed[j]), "positive": int(self.positive[j])}}
-                    for j, t in enumerate(self.spec.tasks)} if coder.constant else {}
-        parts = self._by_scenario
-        if len({p.schema.field("v").type for p in parts}) > 1:  # chunks disagree on the raw type: as text
-            parts = [p.set_column(0, "v", pc.cast(p.column("v"), pa.string())) for p in parts]
-        merged = pa.concat_tables(parts)
-        merged = merged.group_by("v").aggregate([(c, "sum") for c in merged.column_names[1:]])
+                    for j, t in enumerate(self.spec.tasks)}
+        merged = sum_by_value(self._by_scenario)
+        if merged is None:
+            return {}
         codes, _ = coder.codes(merged.column("v").combine_chunks(), merged.num_rows)
         keep = codes >= 0
         out = {}
         for j, task in enumerate(self.spec.tasks):
-            o, q = (np.bincount(codes[keep], weights=merged.column(f"{k}{j}_sum").to_numpy()[keep], minlength=len(names))
+            o, q = (np.bincount(codes[keep], weights=merged.column(f"{k}{j}").to_numpy()[keep], minlength=len(names))
                     for k in ("o", "p"))
             out[task.name] = {n: {"observed": int(o[i]), "positive": int(q[i])} for i, n in enumerate(names)}
         return out

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import Column, as_ids, blank, shown
+from msmtrec.data.columns import Column, as_ids, blank, shown, sum_by_value
 from msmtrec.errors import DataError
 
 #: Scenario index codes of rows without a scenario.
@@ -104,7 +104,9 @@ class ScenarioFitter:
         if sc.constant is not None:
             self.coder = ScenarioCoder(names=[sc.constant], constant=True)
             return self.coder
-        values, counts = _merge_counts(self._counts)
+        merged = sum_by_value(self._counts)
+        values = pa.array([], pa.string()) if merged is None else merged.column("v").combine_chunks()
+        counts = np.zeros(0, dtype=np.int64) if merged is None else merged.column("n").to_numpy()
         if sc.mapping is not None:
             names = sc.declared_names()
             keys = list(sc.mapping)
@@ -140,15 +142,3 @@ class ScenarioFitter:
         if self.coder.constant:
             return {self.coder.names[0]: self.rows - self.missing}
         return {name: int(c) for name, c in zip(self.coder.names, self._rows_per)}
-
-
-def _merge_counts(parts: list[pa.Table]) -> tuple[pa.Array, np.ndarray]:
-    """Distinct values of all chunks, sorted (numeric order for integers; as text when the chunks
-    disagree on the type), with their counts."""
-    parts = [p for p in parts if not pa.types.is_null(p.schema.field("v").type)]
-    if not parts:
-        return pa.array([], pa.string()), np.zeros(0, dtype=np.int64)
-    if len({p.schema for p in parts}) > 1:
-        parts = [p.set_column(0, "v", pc.cast(p.column("v"), pa.string())) for p in parts]
-    merged = pa.concat_tables(parts).group_by("v").aggregate([("n", "sum")]).sort_by("v")
-    return merged.column("v").combine_chunks(), merged.column("n_sum").to_numpy()

@@ -239,10 +239,10 @@ class StreamedDataset(Dataset):
 
 def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> dict[str, Any]:
     """One split's part of the report (the form of :attr:`EncodersFitter.report`)."""
-    counts = np.bincount(data.scenario.numpy(), minlength=schema.num_scenarios)
+    codes, m = data.scenario.numpy(), schema.num_scenarios
+    counts = np.bincount(codes, minlength=m)
     mask, labels = data.label_mask.numpy(), data.labels.numpy()
     n_obs, pos = mask.sum(axis=0), (labels * mask).sum(axis=0)
-    codes, m = data.scenario.numpy(), schema.num_scenarios
     by_scenario = {t: {name: {"observed": int(o), "positive": int(q)} for name, o, q in
                        zip(schema.scenarios, np.bincount(codes, weights=mask[:, j], minlength=m),
                            np.bincount(codes, weights=labels[:, j] * mask[:, j], minlength=m))}

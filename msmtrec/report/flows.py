@@ -2,7 +2,7 @@
 decisions, the table, its warnings, its heatmap and the run's summary. A report
 (:func:`flow_selection`, :meth:`msmtrec.models.autoifs.AutoIFS.flow_report`) holds ``flows``,
 ``decomposition``, ``kept_fraction[scenario][task][flow]``, optionally
-``no_flow_fraction[scenario][task]`` and ``gates_changed_in_search``."""
+``no_flow_fraction[scenario][task]``, ``gates_changed_in_search`` and ``ticket_from``."""
 
 from __future__ import annotations
 

@@ -75,10 +75,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
+from msmtrec.models.autoifs_stages import search_then_retrain
 from msmtrec.models.base import MSMTModel, Preset, register_model
 from msmtrec.models.flow_ticket import check_ticket
 from msmtrec.models.options import Count, NonNegative, Positive, Rate, Size, Sizes
-from msmtrec.models.autoifs_stages import search_then_retrain
 from msmtrec.models.stages import Stage
 from msmtrec.nn import MLP, ScenarioGroups
 from msmtrec.nn.dropout import BitDropout

@@ -42,7 +42,6 @@ instead of the trainer growing a special case:
 from __future__ import annotations
 
 import difflib
-
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping

@@ -31,9 +31,9 @@ from torch import nn
 
 from msmtrec.data.encoded import DataSchema, EncodedData
 from msmtrec.models.base import MSMTModel, register_model
-from msmtrec.nn.dropout import BitDropout
 from msmtrec.models.options import Rate, Size, Sizes
 from msmtrec.nn import MLP, ScenarioGroups
+from msmtrec.nn.dropout import BitDropout
 from msmtrec.nn.star_layers import PartitionedNorm, StarLinear
 
 

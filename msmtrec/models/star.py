@@ -25,7 +25,6 @@ output), and every output stays scenario-specific through ``W ⊙ W_s``.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

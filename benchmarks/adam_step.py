@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import primed_trainer, random_data  # noqa: E402
+from throughput import interleaved_rates, primed_trainer, random_data  # noqa: E402
 
 from msmtrec.data import InMemoryDataset  # noqa: E402
 from msmtrec.models import MODELS, Stage, build_model  # noqa: E402
@@ -66,13 +66,7 @@ def train_rates(name: str, data, schema, precision: str, rounds: int) -> dict[st
         t.optimizer = adam(groups, k)
         t.train_epoch()
         trainers[k] = t
-    rates: dict[str, list[float]] = {k: [] for k in KINDS}
-    for _ in range(rounds):
-        for k, t in trainers.items():
-            t0 = time.perf_counter()
-            _, n = t.train_epoch()
-            rates[k].append(n / (time.perf_counter() - t0))
-    return rates
+    return interleaved_rates(trainers, rounds)
 
 
 def main() -> None:

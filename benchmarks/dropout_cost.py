@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import primed_trainer, random_data  # noqa: E402
+from throughput import interleaved_rates, primed_trainer, random_data  # noqa: E402
 
 from msmtrec.data import InMemoryDataset  # noqa: E402
 from msmtrec.models import build_model  # noqa: E402
@@ -81,12 +81,7 @@ def main() -> None:
                     with_nn_dropout(model)
                 trainers[kind] = primed_trainer(model, ds, warm_ds, 2048, precision)
                 trainers[kind].train_epoch()
-            rates: dict[str, list[float]] = {k: [] for k in trainers}
-            for _ in range(args.rounds):
-                for k, t in trainers.items():
-                    t0 = time.perf_counter()
-                    _, n = t.train_epoch()
-                    rates[k].append(n / (time.perf_counter() - t0))
+            rates = interleaved_rates(trainers, args.rounds)
             a, b = rates["nn.Dropout"], rates["BitDropout"]
             print(f"| {name} | {precision} | {max(a):,.0f} | {max(b):,.0f} | {', '.join(f'{y / x:.2f}' for x, y in zip(a, b))} |",
                   flush=True)

@@ -132,6 +132,16 @@ def epoch_rate(trainer: Trainer) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def interleaved_rates(trainers: dict[str, Trainer], rounds: int) -> dict[str, list[float]]:
+    """Samples/s of ``rounds`` epochs of each trainer, the trainers taking turns (a change of the
+    machine's load then hits all of them): trainer name → one rate per round."""
+    rates: dict[str, list[float]] = {k: [] for k in trainers}
+    for _ in range(rounds):
+        for k, t in trainers.items():
+            rates[k].append(epoch_rate(t))
+    return rates
+
+
 def train_throughput(name: str, data: Dataset, batch_size: int) -> float:
     """Samples/s of one fp32 epoch of model ``name`` through the library's Trainer."""
     torch.manual_seed(0)

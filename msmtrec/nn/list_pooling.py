@@ -20,12 +20,6 @@ def lookup(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return weight.index_select(0, ids.reshape(-1)).view(*ids.shape, weight.shape[1])
 
 
-def weighted_sum(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``Σ_j weights[b, j] · rows[b, j]``, ``[B, d]`` (a multiply and a sum: faster here than a
-    ``bmm`` of ``[B, 1, L]`` by ``[B, L, d]`` or an ``embedding_bag`` with per-entry weights)."""
-    return (weights.unsqueeze(-1).to(rows.dtype) * rows).sum(1)
-
-
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``[B, L]`` bool, True at the positions a row holds (``position < length``)."""
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
@@ -34,11 +28,14 @@ def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 def pooled_bag(ids: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor, mode: str) -> torch.Tensor:
     """``[B, d]``: the mean (or sum) of ``weight[ids[b, :lengths[b]]]``; an empty row gives 0.
 
-    The entries' rows weighted by ``1/length`` (``mean``) or 1 (``sum``), and 0 on the padding."""
+    The entries' rows weighted by ``1/length`` (``mean``) or 1 (``sum``), and 0 on the padding, as
+    one batched matmul ``[B, 1, L] @ [B, L, d]`` (forward and backward 0.7–0.95× the time of a
+    multiply and a sum, whose broadcasts run along the d-wide inner dimension)."""
     mask = length_mask(lengths, ids.shape[1]).to(weight.dtype)
     if mode == "mean":
         mask = mask / lengths.clamp_min(1)[:, None].to(weight.dtype)
-    return weighted_sum(mask, lookup(weight, ids))
+    rows = lookup(weight, ids)
+    return torch.bmm(mask.unsqueeze(1).to(rows.dtype), rows).squeeze(1)
 
 
 def _attend(keys: torch.Tensor, a_q: torch.Tensor, row: torch.Tensor, w: torch.Tensor, c: torch.Tensor,

@@ -8,6 +8,7 @@ import torch
 
 from msmtrec.data.encoded import DataSchema, EncodedData, ListFeature
 from msmtrec.models import MODELS, build_model
+from msmtrec.train.precision import Precision
 
 
 def schema() -> DataSchema:
@@ -45,6 +46,22 @@ def test_every_model_reads_the_lists_through_its_embedding(name):
     model.task_losses(model(b), b).sum().backward()
     assert model.embedding.table.weight.grad.abs().sum() > 0
     assert all(prm.grad is not None for prm in model.embedding.attention.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_trains_its_lists_under_bf16_autocast(name):
+    """The pooled lists and the attention unit run in bf16 inside autocast; the gradients that
+    reach the shared table and the unit are finite and fp32, as the master weights are."""
+    torch.manual_seed(0)
+    model = build_model(name, schema(), {})
+    b = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(b)
+    model.task_losses(Precision.fp32(out), b).sum().backward()
+    unit = list(model.embedding.attention.parameters())
+    grads = [model.embedding.table.weight.grad, *(p.grad for p in unit)]
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert all(g.abs().sum() > 0 for g in grads)
 
 
 @pytest.mark.parametrize("selector", ["instance", "code"])

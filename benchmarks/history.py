@@ -1,7 +1,8 @@
 """What a behaviour history costs: SharedBottom with a 50-item history pooled by target attention
 (and by mean) against the same model without one, trained through the library's Trainer on the
 throughput benchmark's data (7 fields × vocabulary 1000, 3 scenarios × 2 tasks, batch 2048), plus
-what building the histories from a log costs (time, and memory held for the streamed path).
+what building the histories from a log costs (time, and memory held for the streamed path), and
+the attention unit alone: its hand-written backward against autograd's of the same operators.
 
     python benchmarks/history.py                               # 800k rows, history 50
     python benchmarks/history.py --rows 200000 --threads 1 --build-rows 0
@@ -72,6 +73,34 @@ def build_cost(rows: int, max_len: int) -> dict:
             "held_bytes_per_row": held / rows, "padded_bytes_per_row": padded / rows}
 
 
+def unit_times(rows: int, max_len: int, dim: int = 16, rounds: int = 15) -> dict[str, float]:
+    """Best ms of the target-attention unit's forward and backward on full histories (its
+    gathered keys included): through its hand-written backward, and through autograd of the same
+    forward operators (the reference), steps interleaved."""
+    from msmtrec.nn.list_pooling import TargetAttention, _attend, _AttendWithGradient, length_mask, lookup
+
+    torch.manual_seed(0)
+    unit, table = TargetAttention(dim), torch.randn(1000, dim, requires_grad=True)
+    ids, lengths = torch.randint(0, 1000, (rows, max_len)), torch.full((rows,), max_len)
+    query, grad = torch.randn(rows, dim, requires_grad=True), torch.randn(rows, dim)
+
+    def step(attend) -> None:
+        a_q = unit.key.weight + unit.product.weight * query[:, None, :]
+        out = attend(lookup(table, ids), a_q, unit.query(query) + unit.key.bias, unit.out.weight.view(-1),
+                     unit.out.bias.view(()), length_mask(lengths, max_len).float())
+        (out * grad).sum().backward()
+
+    ways = {"hand-written backward": _AttendWithGradient.apply, "autograd": lambda *a: _attend(*a)[2]}
+    best = dict.fromkeys(ways, float("inf"))
+    for _ in range(rounds):
+        for name, attend in ways.items():
+            t0 = time.perf_counter()
+            for _ in range(5):
+                step(attend)
+            best[name] = min(best[name], (time.perf_counter() - t0) / 5 * 1e3)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=800_000)
@@ -112,6 +141,10 @@ def main() -> None:
     for pooling in ("attention", "mean"):
         print(f"shared_bottom, history by {pooling:9s} {best[pooling]:>10,.0f} samples/s   "
               f"cost {results['cost'][pooling]:.2f}x (medians: {results['median_cost'][pooling]:.2f}x)")
+    unit = results["unit_ms"] = unit_times(args.batch_size, args.history)
+    print(f"the attention unit alone, forward + backward of {args.batch_size} rows: "
+          + ", ".join(f"{k} {v:.2f} ms" for k, v in unit.items())
+          + f" ({unit['hand-written backward'] / unit['autograd']:.2f}x)")
     if args.build_rows:
         cost = build_cost(args.build_rows, args.history)
         results["build"] = cost

@@ -62,17 +62,12 @@ def check_no_label_leak(spec: DatasetSpec) -> None:
     for n, s in spec.sequences.items():
         features.update({s.column: f"sequences[{n!r}]"} if s.column is not None else
                         {s.user: f"sequences[{n!r}].user", s.time: f"sequences[{n!r}].time"})
+    also = {spec.scenario.column: "the scenario column", spec.user: "the user column"}
+    also.update({c: f"a {kind} feature; remove it from {kind.split('[')[0]} (the model would see the answer)"
+                 for c, kind in features.items()})
     for t in spec.tasks:
-        if t.column in features:
-            kind = features[t.column]
-            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also a "
-                            f"{kind} feature; remove it from {kind.split('[')[0]} (the model would see the answer)")
-        if spec.user is not None and t.column == spec.user:
-            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also the "
-                            f"user column")
-        if spec.scenario.column is not None and t.column == spec.scenario.column:
-            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also the "
-                            f"scenario column")
+        if t.column in also:
+            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also {also[t.column]}")
 
 
 def field_layout(spec: DatasetSpec) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ indexing, never rows collated one by one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Iterator, Literal
 
 import numpy as np
@@ -46,10 +46,6 @@ class ListFeature:
     @property
     def width(self) -> int:
         return self.max_len * self.channels
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "max_len": self.max_len, "pooling": self.pooling,
-                "cardinality": self.cardinality, "fields": list(self.fields)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ListFeature":
@@ -114,17 +110,8 @@ class DataSchema:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {
-            "categorical": [list(c) for c in self.categorical],
-            "numeric": list(self.numeric),
-            "scenarios": list(self.scenarios),
-            "tasks": list(self.tasks),
-            "task_roles": dict(self.task_roles),
-            "conversion_without_click": self.conversion_without_click,
-            "prior_fields": list(self.prior_fields),
-            "has_user": self.has_user,
-            "lists": [f.to_dict() for f in self.lists],
-        }
+        """Every field as plain data (the list features as dicts), for JSON and checkpoints."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSchema":

@@ -8,7 +8,7 @@ had is unknown (an error, or dropped for prediction).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,8 +66,7 @@ class ScenarioCoder:
         return out.astype(np.int64), unknown
 
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "keys": list(self.keys), "key_index": list(self.key_index),
-                "other": self.other, "constant": self.constant}
+        return asdict(self)
 
 
 class ScenarioFitter:

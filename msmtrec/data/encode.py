@@ -3,8 +3,7 @@
 Fitting goes chunk by chunk through :class:`~msmtrec.data.fitter.EncodersFitter` (one fitted
 piece per module under :mod:`msmtrec.data.fit`: vocabulary, numeric statistics, scenario coder,
 labels, lists); fitting a table in memory is one chunk, streaming is many, and both give the same
-encoders. Encoding is chunk by
-chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
+encoders. Encoding is chunk by chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
 ``pyarrow.compute`` and numpy, ids are ``int64`` from file to tensor, and the fitted state is
 saved as human-readable JSON (``encoders.json``) that reloads to bit-identical tensors.
 
@@ -136,17 +135,11 @@ class Encoders:
     @property
     def schema(self) -> DataSchema:
         """What a model needs to size itself."""
-        cards = []
-        for name, kind in self._fields:
-            if kind == "vocab":
-                cards.append((name, self.vocabularies[name].cardinality))
-            elif kind == "bucket":
-                cards.append((name, self.numeric[name].cardinality))
-            else:
-                cards.append((name, len(self.scenario.names) + 1))
+        size = {"vocab": lambda c: self.vocabularies[c].cardinality, "bucket": lambda c: self.numeric[c].cardinality,
+                "scenario": lambda _: len(self.scenario.names) + 1}
         spec = self.spec
         return DataSchema(
-            categorical=tuple(cards), numeric=tuple(self._dense), scenarios=tuple(self.scenario.names),
+            categorical=tuple((name, size[kind](name)) for name, kind in self._fields), numeric=tuple(self._dense), scenarios=tuple(self.scenario.names),
             tasks=spec.task_names, task_roles={t.name: t.role for t in spec.tasks if t.role is not None},
             conversion_without_click=spec.conversion_without_click, prior_fields=tuple(spec.prior_features),
             has_user=spec.user is not None, lists=self._list_features())

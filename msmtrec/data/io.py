@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from msmtrec.data.columns import exact_ints
+from msmtrec.data.columns import exact_ints, nan_to_null
 from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
@@ -368,9 +368,7 @@ def time_values(times: pa.ChunkedArray | pa.Array, fmt: str | None, what: str, k
                 ) -> pa.ChunkedArray | pa.Array:
     """``times`` as values that sort in time order (see :class:`TimeSplit`); ``key`` is the spec key
     of ``fmt``, for messages."""
-    t = times.type
-    if pa.types.is_floating(t):
-        times = pc.if_else(pc.is_nan(times), pa.scalar(None, t), times)
+    times, t = nan_to_null(times), times.type
     if times.null_count:
         raise DataError(f"{what} has {times.null_count} missing value(s); every row needs a time")
     text = pa.types.is_string(t) or pa.types.is_large_string(t)

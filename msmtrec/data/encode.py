@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from msmtrec.data.columns import as_float, as_ids, shown
+from msmtrec.data.columns import as_float, as_ids, missing_columns, shown
 from msmtrec.data.encoded import DataSchema, EncodedBuilder, EncodedData, ListFeature
 from msmtrec.data.fit.labels import encode_label, label_columns
 from msmtrec.data.fit.lists import list_entries, padded
@@ -353,11 +353,9 @@ class Encoders:
         try:
             spec = load_spec(d["spec"], source=str(d.get("spec_source", "<dict>")))
             scenario = ScenarioCoder(**d["scenario"])
-            vocabularies = {c: Vocabulary(column=c, dtype=v["dtype"], values=v["values"])
-                            for c, v in d["vocabularies"].items()}
+            vocabularies = {c: Vocabulary(c, **v) for c, v in d["vocabularies"].items()}
             numeric = {c: NumericStats(column=c, **s) for c, s in d["numeric"].items()}
-            lists = {n: Vocabulary(column=spec.multi_categorical[n].column, dtype=v["dtype"], values=v["values"])
-                     for n, v in d.get("lists", {}).items()}
+            lists = {n: Vocabulary(spec.multi_categorical[n].column, **v) for n, v in d.get("lists", {}).items()}
             enc = cls(spec, scenario, vocabularies, numeric, lists)
             stored = DataSchema.from_dict(d["schema"])
         except (KeyError, TypeError, ValueError, pa.ArrowException, SpecError) as exc:
@@ -402,7 +400,4 @@ class SplitEncoder:
 def require_columns(spec: DatasetSpec, table: pa.Table, columns: Sequence[str], source: str) -> None:
     missing = [c for c in columns if c not in set(table.column_names)]
     if missing:
-        names = table.column_names
-        more = f", ... ({len(names) - 8} more)" if len(names) > 8 else ""
-        raise DataError(f"{spec.where}: {source} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(available: {', '.join(repr(c) for c in names[:8])}{more})")
+        raise DataError(f"{spec.where}: {missing_columns(source, missing, table.column_names)}")

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from msmtrec.data.columns import exact_ints, nan_to_null
+from msmtrec.data.columns import exact_ints, missing_columns, nan_to_null
 from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
@@ -134,10 +134,8 @@ class DataFile:
         if not missing:
             return
         hints = [f"'{c}' → '{m[0]}'?" for c in missing if (m := difflib.get_close_matches(c, have, n=1))]
-        more = f", ... ({len(have) - 8} more)" if len(have) > 8 else ""
         hint = f"; did you mean {', '.join(hints)}" if hints else ""
-        raise DataError(f"{self.name} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}{self._delimiter_hint()}")
+        raise DataError(missing_columns(self.name, missing, have) + hint + self._delimiter_hint())
 
     def _delimiter_hint(self) -> str:
         """For a CSV whose header is one column holding delimiter-like characters: which to set."""

@@ -28,7 +28,7 @@ from msmtrec.data.encoded import DataSchema, EncodedBuilder, EncodedData, ListFe
 from msmtrec.data.fit.labels import encode_label, label_columns
 from msmtrec.data.fit.lists import list_entries, padded
 from msmtrec.data.fit.numeric import NumericStats
-from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder
+from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder, no_scenario, unmapped
 from msmtrec.data.fit.vocabulary import Vocabulary
 from msmtrec.data.history import Histories, HistoryLookup
 from msmtrec.data.io import ROW_COLUMN
@@ -203,15 +203,12 @@ class Encoders:
         n_missing = int((codes == MISSING).sum())
         if n_missing:
             if not (spec.scenario.drop_missing if drop_missing is None else drop_missing):
-                raise DataError(f"{where}: {n_missing} row(s) of {source} have no value in scenario column "
-                                f"'{spec.scenario.column}'; set scenario.drop_missing: true to drop them")
+                raise no_scenario(where, n_missing, source, spec.scenario.column)
             dropped["missing_scenario"] = n_missing
         if unknown:
             if unknown_scenario == "error":
                 if spec.scenario.mapping is not None:
-                    raise DataError(f"{where}: scenario column '{spec.scenario.column}' has value(s) "
-                                    f"{shown(unknown)} in {source} that are not in scenario.mapping; add them or set "
-                                    f"scenario.other")
+                    raise unmapped(where, spec.scenario.column, unknown, source)
                 raise DataError(f"{where}: scenario value(s) {shown(unknown)} of column '{spec.scenario.column}' "
                                 f"occur in {source} but not in train; a model has no parameters for them: map them onto a "
                                 f"trained scenario with scenario.mapping and scenario.other, or remove those rows")

@@ -255,18 +255,17 @@ class Encoders:
     def _lists(self, table: pa.Table, source: str, history: HistoryLookup | None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids [n, W], lengths [n, K])`` of the schema's list features (see :class:`EncodedData`)."""
         spec, blocks = self.spec, []
-        for name, entry in spec.multi_categorical.items():
-            what = f"{spec.where}: {source} column '{entry.column}' (multi_categorical[{name!r}])"
-            entries, offsets = list_entries(table.column(entry.column), entry.sep, what)
-            blocks.append(padded(self.lists[name].encode(entries), offsets[:-1], offsets[1:], entry.max_len))
-        for name, seq in spec.sequences.items():
-            if seq.built:
+        features: list[tuple[str, str, Any, Vocabulary | None]] = [
+            ("multi_categorical", n, e, self.lists[n]) for n, e in spec.multi_categorical.items()]
+        features += [("sequences", n, s, None if s.built else self.vocabularies[s.item]) for n, s in spec.sequences.items()]
+        for key, name, entry, vocabulary in features:
+            if vocabulary is None:  # a history built from the log
                 assert history is not None
                 blocks.append(history(name, table.column(ROW_COLUMN).to_numpy()))
                 continue
-            what = f"{spec.where}: {source} column '{seq.column}' (sequences[{name!r}])"
-            entries, offsets = list_entries(table.column(seq.column), seq.sep, what)
-            blocks.append(padded(self.vocabularies[seq.item].encode(entries), offsets[:-1], offsets[1:], seq.max_len))
+            entries, offsets = list_entries(table.column(entry.column), entry.sep,
+                                            f"{spec.where}: {source} column '{entry.column}' ({key}[{name!r}])")
+            blocks.append(padded(vocabulary.encode(entries), offsets[:-1], offsets[1:], entry.max_len))
         return (np.concatenate([ids for ids, _ in blocks], axis=1),
                 np.ascontiguousarray(np.stack([n for _, n in blocks], axis=1)))
 

@@ -150,13 +150,17 @@ class LabelFitter:
             out[task.name] = {n: {"observed": int(o[i]), "positive": int(q[i])} for i, n in enumerate(names)}
         return out
 
-    def finish(self) -> dict[str, dict[str, Any]]:
-        """Task name → ``observed``, ``positive`` and ``top_values`` (``[value, count]`` pairs)."""
-        out = {}
-        for j, task in enumerate(self.spec.tasks):
+    def finish(self, coder: Any) -> dict[str, dict[str, Any]]:
+        """The report's label keys, by task: ``label_observed``, ``label_positive_rate``,
+        ``scenario_label_counts`` (:meth:`by_scenario`) and ``label_values`` (the raw column's most
+        frequent ``[value, count]`` pairs)."""
+        names, top = [t.name for t in self.spec.tasks], {}
+        for j, name in enumerate(names):
             merged = sum_by_value([pa.table({"v": pc.cast(vc.field("values"), pa.string()),
                                              "n": pc.cast(vc.field("counts"), pa.int64())}) for vc in self._values[j]])
-            top = [] if merged is None else [[r["v"], r["n"]] for r in merged.sort_by(
+            top[name] = [] if merged is None else [[r["v"], r["n"]] for r in merged.sort_by(
                 [("n", "descending"), ("v", "ascending")]).slice(0, self.top).to_pylist()]
-            out[task.name] = {"observed": int(self.observed[j]), "positive": int(self.positive[j]), "top_values": top}
-        return out
+        return {"label_observed": {t: int(o) for t, o in zip(names, self.observed)},
+                "label_positive_rate": {t: int(p) / int(o) if o else None
+                                        for t, o, p in zip(names, self.observed, self.positive)},
+                "scenario_label_counts": self.by_scenario(coder), "label_values": top}

@@ -30,7 +30,7 @@ from msmtrec.data.fit.lists import list_entries, padded
 from msmtrec.data.fit.numeric import NumericStats
 from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder, no_scenario, unmapped
 from msmtrec.data.fit.vocabulary import Vocabulary
-from msmtrec.data.history import Histories, HistoryLookup
+from msmtrec.data.history import HistoryBuilder, HistoryLookup
 from msmtrec.data.io import ROW_COLUMN
 from msmtrec.data.spec import SCENARIO_FIELD, DatasetSpec, load_spec
 from msmtrec.errors import CheckpointError, DataError, SpecError
@@ -194,8 +194,10 @@ class Encoders:
             raise DataError(f"{where}: {source} has no rows")
         if ROW_COLUMN not in table.column_names:
             table = table.append_column(ROW_COLUMN, pa.array(np.arange(n_in, dtype=np.int64)))
-        if history is None and any(s.built for s in spec.sequences.values()):
-            history = Histories.of_table(self, table, source).split(0)
+        if history is None and any(s.built for s in spec.sequences.values()):  # the table is the whole log
+            builder = HistoryBuilder(self)
+            builder.update(0, table, source)
+            history = builder.finish().split(0)
 
         col = None if self.scenario.constant else table.column(spec.scenario.column)
         codes, unknown = self.scenario.codes(col, n_in)

@@ -69,7 +69,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     writer.notes["purchase_without_click_rows"] = without_click[0]
     spec = {
         "name": "ali-ccp",
-        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
         "scenario": {"column": SCENARIO},
         "tasks": [{"name": "click", "column": "click", "role": "click"},
                   {"name": "purchase", "column": "purchase", "role": "conversion"}],

@@ -99,7 +99,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     writer.notes["conversion_without_click_rows"] = without_click
     spec = {
         "name": "aliexpress" if single else "aliexpress-" + "-".join(c.lower() for c in countries),
-        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
         "scenario": {"constant": single} if single else {"column": "country", "mapping": {c: c for c in countries}},
         "tasks": [{"name": "click", "column": "click", "role": "click"},
                   {"name": "conversion", "column": "conversion", "role": "conversion"}],

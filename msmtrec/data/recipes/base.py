@@ -43,7 +43,8 @@ class Recipe:
         title: one line describing the dataset and its framing.
         expected: the raw files, as a human would list them (used in "missing files" errors).
         build: ``fn(raw_dir, writer, options) -> (spec dict, inputs)`` writing rows with
-            ``writer`` and returning the spec and the raw files it read.
+            ``writer`` and returning the spec (without ``files``: the writer's files) and the raw
+            files it read.
         options: option name → ``(default, help)``.
         source: where a user downloads the raw files.
     """
@@ -280,6 +281,7 @@ def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, ov
     }
     header = (f"# {recipe.title}\n# Written by `msmtrec prepare {recipe.name}`; the split is fixed by the "
               f"files below. See manifest.json for the inputs' sha256.\n")
+    spec = {"name": spec["name"], "files": {s: f"{s}.parquet" for s in SPLITS}, **spec}
     atomic_write(out / "spec.yaml", header + dump_yaml(spec))
     write_json(out / "manifest.json", manifest)
     return out / "spec.yaml"

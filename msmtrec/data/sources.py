@@ -95,6 +95,10 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     def open_file(path: Path) -> DataFile:
         return spec.data_file(path, read_rows=read_rows)
 
+    def whole(split: str, path: Path) -> SplitSource:
+        file = open_file(path)
+        return SplitSource(split, file, f"{split} ({file.name})", row_limit=row_limit)
+
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
         n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
         if n == 0:
@@ -118,13 +122,10 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     if f.path is not None:
         return divided(open_file(f.path), SPLITS, f.path.name)
     assert f.train is not None and f.test is not None
-    test = open_file(f.test)
-    sources = {"test": SplitSource("test", test, f"test ({test.name})", row_limit=row_limit)}
-    train = open_file(f.train)
+    sources = {"test": whole("test", f.test)}
     if f.val is not None:
-        val = open_file(f.val)
-        sources["train"] = SplitSource("train", train, f"train ({train.name})", row_limit=row_limit)
-        sources["val"] = SplitSource("val", val, f"val ({val.name})", row_limit=row_limit)
+        sources.update(train=whole("train", f.train), val=whole("val", f.val))
     else:
+        train = open_file(f.train)
         sources.update(divided(train, ("train", "val"), f"train ({train.name})"))
     return {s: sources[s] for s in SPLITS}

@@ -41,6 +41,44 @@ def pooled_bag(ids: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor, m
     return weighted_sum(mask, lookup(weight, ids))
 
 
+def _attend(keys: torch.Tensor, a_q: torch.Tensor, row: torch.Tensor, w: torch.Tensor, c: torch.Tensor,
+            mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unit on ``keys [B, L, D]`` with the rows' matrices ``a_q [B, H, D]``, ``row [B, H]``
+    (``W_q q + b``), the scoring layer ``w [H]``, ``c []`` and the padding ``mask [B, L]`` (0/1).
+
+    Returns ``relu(h) [B, H, L]``, the weights ``[B, L]`` and the pooled ``[B, D]``. The hidden
+    layer is laid out ``[B, H, L]`` (a batched matmul with the keys transposed), so every
+    broadcast of a per-entry or per-unit factor runs along the contiguous ``L``."""
+    r = torch.baddbmm(row.unsqueeze(2), a_q, keys.transpose(1, 2)).clamp_min_(0)  # [B, H, L]
+    b, h, length = r.shape
+    weights = torch.bmm(w.view(1, 1, h).expand(b, 1, h), r).view(b, length).add_(c).mul_(mask)
+    return r, weights, torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
+
+
+class _AttendWithGradient(torch.autograd.Function):
+    """:func:`_attend` with its backward written out: six batched matmuls and two passes over
+    ``[B, H, L]`` (autograd's backward of the same ops makes twice the passes, most of them
+    broadcasts along a 16-wide inner dimension): the unit's forward and backward together take
+    about 0.7× the time (2048 rows × 50 entries, ``D = H = 16``, 2 threads; docs/BENCHMARKS.md)."""
+
+    @staticmethod
+    def forward(ctx, keys, a_q, row, w, c, mask):  # noqa: ANN001, ANN205 (autograd's signature)
+        r, weights, out = _attend(keys, a_q, row, w, c, mask)
+        ctx.save_for_backward(keys, a_q, r, w, mask, weights)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        keys, a_q, r, w, mask, weights = ctx.saved_tensors
+        b, length, d = keys.shape
+        grad_scores = torch.bmm(grad.view(b, 1, d), keys.transpose(1, 2)).view(b, length).mul_(mask)  # [B, L]
+        grad_w = torch.bmm(r, grad_scores.unsqueeze(2)).sum(0).view(-1)
+        grad_hidden = torch.mul(w.view(1, -1, 1), grad_scores.unsqueeze(1))  # [B, H, L]
+        torch.ops.aten.threshold_backward.grad_input(grad_hidden, r, 0, grad_input=grad_hidden)  # ReLU's gradient
+        grad_keys = torch.bmm(grad_hidden.transpose(1, 2), a_q).baddbmm_(weights.unsqueeze(2), grad.unsqueeze(1))
+        return (grad_keys, torch.bmm(grad_hidden, keys), grad_hidden.sum(2), grad_w, grad_scores.sum(), None)
+
+
 class TargetAttention(nn.Module):
     """DIN's activation unit: a weight for each sequence entry against the candidate, then the
     weighted sum ``Σ_j a(k_j, q) · k_j`` over the row's entries (padding masked; an empty row pools
@@ -56,15 +94,16 @@ class TargetAttention(nn.Module):
     ("intensity"): with a softmax, three entries like the candidate pool to the same vector as one.
     On the synthetic data's planted history signal this is what makes the signal learnable in a few
     epochs (docs/BENCHMARKS.md). ReLU rather than DIN's PReLU (a learned slope below 0): one
-    elementwise pass fewer over ``[B, L, H]``, forward and backward.
+    elementwise pass fewer over ``[B, H, L]``, forward and backward. Training runs the unit through
+    a hand-written backward (:class:`_AttendWithGradient`); under autocast it runs in the autocast
+    dtype.
 
     Args:
         dim: ``D``.
         hidden: width of the unit's hidden layer (DIN: 36).
 
     Shapes:
-        ``forward(query [B, D], keys [B, L, D], lengths [B]) -> [B, D]``;
-        ``scores(...) -> [B, L]`` (before masking), ``weights(...) -> [B, L]``.
+        ``forward(query [B, D], keys [B, L, D], lengths [B]) -> [B, D]``.
     """
 
     def __init__(self, dim: int, hidden: int = 16) -> None:
@@ -74,15 +113,13 @@ class TargetAttention(nn.Module):
         self.query = nn.Linear(dim, hidden, bias=False)
         self.out = nn.Linear(hidden, 1)
 
-    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        a = self.key.weight + self.product.weight * query[:, None, :]  # A_q, [B, H, D]
-        row = (self.query(query) + self.key.bias)[:, None, :]  # W_q q + b, [B, 1, H]
-        h = torch.baddbmm(row, keys, a.transpose(1, 2))  # [B, L, H]
-        return self.out(torch.relu(h)).squeeze(-1)
-
-    def weights(self, query: torch.Tensor, keys: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, L]``: the scores on each row's entries, 0 on padding."""
-        return self.scores(query, keys) * length_mask(lengths, keys.shape[1])
-
     def forward(self, query: torch.Tensor, keys: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return weighted_sum(self.weights(query, keys, lengths), keys)
+        device = keys.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else keys.dtype
+        a_q = self.key.weight + self.product.weight * query[:, None, :]  # A_q, [B, H, D]
+        row = self.query(query) + self.key.bias  # W_q q + b, [B, H]
+        args = [t.to(dtype) for t in (keys, a_q, row, self.out.weight.view(-1), self.out.bias.view(()),
+                                      length_mask(lengths, keys.shape[1]))]
+        if torch.is_grad_enabled():
+            return _AttendWithGradient.apply(*args)
+        return _attend(*args)[2]  # what export traces: plain operators

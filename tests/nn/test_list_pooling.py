@@ -143,3 +143,37 @@ def test_tensor_form_is_only_for_embeddings_without_lists():
     torch.testing.assert_close(out, torch.cat([emb.table.weight[1], emb.table.weight[7], torch.tensor([0.5])])[None])
     with pytest.raises(TypeError, match="has list features"):
         FeatureEmbedding.for_schema(schema_with_lists(), 2)(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 1))
+
+
+def test_target_attentions_backward_equals_autograds_of_its_forward():
+    """The hand-written backward against numerical gradients (double), ragged rows and an empty
+    one, and against autograd of the plain operators in float32."""
+    from msmtrec.nn.list_pooling import _AttendWithGradient
+
+    torch.manual_seed(0)
+    b, length, d, h = 5, 4, 3, 2
+    _, lengths = ragged(b, length, 2)
+    mask = (torch.arange(length) < lengths[:, None]).double()
+    args = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in ((b, length, d), (b, h, d), (b, h), (h,), ())]
+    assert torch.autograd.gradcheck(_AttendWithGradient.apply, (*args, mask))
+    unit = TargetAttention(8, hidden=16)
+    query, keys = torch.randn(64, 8, requires_grad=True), torch.randn(64, 10, 8, requires_grad=True)
+    lengths = torch.randint(0, 11, (64,))
+    weight = torch.randn(64, 8)
+    grads = []
+    for fused in (True, False):
+        for t in (query, keys, *unit.parameters()):
+            t.grad = None
+        out = unit(query, keys, lengths) if fused else _plain(unit, query, keys, lengths)
+        (out * weight).sum().backward()
+        grads.append([t.grad.clone() for t in (query, keys, *unit.parameters())])
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+
+
+def _plain(unit, query, keys, lengths):
+    from msmtrec.nn.list_pooling import _attend, length_mask
+
+    a_q = unit.key.weight + unit.product.weight * query[:, None, :]
+    return _attend(keys, a_q, unit.query(query) + unit.key.bias, unit.out.weight.view(-1), unit.out.bias.view(()),
+                   length_mask(lengths, keys.shape[1]).float())[2]

@@ -168,7 +168,7 @@ class DataFile:
             try:
                 meta = pq.ParquetFile(f).metadata
             except (pa.ArrowException, OSError) as exc:
-                raise DataError(f"cannot read {f.name} as Parquet: {_first_line(exc)}") from None
+                raise self._unreadable(f, exc) from None
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
                 out.append(_Piece(f, g, first, rows))

@@ -92,11 +92,8 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     """
     f = spec.files
 
-    def open_file(path: Path) -> DataFile:
-        return spec.data_file(path, read_rows=read_rows)
-
     def whole(split: str, path: Path) -> SplitSource:
-        file = open_file(path)
+        file = spec.data_file(path, read_rows=read_rows)
         return SplitSource(split, file, f"{split} ({file.name})", row_limit=row_limit)
 
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
@@ -120,12 +117,12 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
         return out
 
     if f.path is not None:
-        return divided(open_file(f.path), SPLITS, f.path.name)
+        return divided(spec.data_file(f.path, read_rows=read_rows), SPLITS, f.path.name)
     assert f.train is not None and f.test is not None
     sources = {"test": whole("test", f.test)}
     if f.val is not None:
         sources.update(train=whole("train", f.train), val=whole("val", f.val))
     else:
-        train = open_file(f.train)
+        train = spec.data_file(f.train, read_rows=read_rows)
         sources.update(divided(train, ("train", "val"), f"train ({train.name})"))
     return {s: sources[s] for s in SPLITS}

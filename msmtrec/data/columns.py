@@ -118,6 +118,13 @@ def present(col: Column) -> Column:
     return pc.and_(pc.is_valid(text), pc.invert(pc.equal(pc.utf8_trim_whitespace(text.fill_null("")), "")))
 
 
+def missing_columns(name: str, missing: Sequence[str], have: Sequence[str]) -> str:
+    """``"NAME is missing column(s) 'a' (available: 'x', 'y', ... (3 more))"``, for a message."""
+    more = f", ... ({len(have) - 8} more)" if len(have) > 8 else ""
+    return (f"{name} is missing column(s) {', '.join(repr(c) for c in missing)} "
+            f"(available: {', '.join(repr(c) for c in have[:8])}{more})")
+
+
 def shown(values: Sequence[Any], limit: int = 8) -> str:
     """``values`` for a message: the first ``limit`` and how many more."""
     head = list(values[:limit])

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from msmtrec.data.catalog import resolve_spec
-from msmtrec.data.encode import Encoders, SplitEncoder
+from msmtrec.data.encode import Encoders, SplitEncoder, check_no_label_leak
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches
 from msmtrec.data.fit.labels import check_two_classes
 from msmtrec.data.fit.numeric import QUANTILE_SAMPLE
@@ -51,11 +51,17 @@ __all__ = ["Dataset", "InMemoryDataset", "StreamedDataset", "load_dataset", "ope
 SpecLike = str | Path | DatasetSpec | Mapping[str, Any]
 
 
-def _columns(spec: DatasetSpec, encoders: Encoders | None) -> list[str]:
-    """Columns to read: the spec's (or, with given encoders, the encoders' spec's)."""
+def _plan(spec_like: SpecLike, row_limit: int | None, encoders: Encoders | None, read_rows: int = READ_ROWS
+          ) -> tuple[DatasetSpec, dict[str, SplitSource], list[str]]:
+    """The resolved spec, each split's source and the columns to read (the given encoders' spec's,
+    if any); without encoders, a label used as a feature is refused before anything is read."""
+    spec = resolve_spec(spec_like)
+    if row_limit is not None and (not isinstance(row_limit, int) or isinstance(row_limit, bool) or row_limit < 1):
+        raise DataError(f"row_limit must be a positive integer, got {row_limit!r}")
     if encoders is None:
-        return spec.required_columns(labels=True)
-    return encoders.spec.required_columns(labels=True)
+        check_no_label_leak(spec)
+    return (spec, plan_splits(spec, row_limit=row_limit, read_rows=read_rows),
+            (spec if encoders is None else encoders.spec).required_columns(labels=True))
 
 
 def _fit(spec: DatasetSpec, train: SplitSource, columns: list[str], **options: Any) -> tuple[Encoders, dict]:
@@ -256,10 +262,14 @@ def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> di
 
 
 def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
-            fitted: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+            fitted: dict[str, Any] | None, histories: Histories | None, **extra: Any) -> dict[str, Any]:
     """The dataset report: the spec's files and split, each split's summary by key, what fitting
-    saw of train (``fitted``: :attr:`EncodersFitter.report`, None when encoders were given) and
-    the warnings all of it gives (:func:`~msmtrec.data.quality.data_warnings`)."""
+    saw of train (``fitted``: :attr:`EncodersFitter.report`, None when encoders were given), per
+    built history and split its rows and rows with an empty history, and the warnings all of it
+    gives (:func:`~msmtrec.data.quality.data_warnings`)."""
+    if histories is not None:
+        extra["history_rows"] = {name: {SPLITS[k]: v for k, v in by_split.items()}
+                                 for name, by_split in histories.report.items()}
     f = spec.files
     files: dict[str, Any] = {k: str(getattr(f, k)) for k in ("path", *SPLITS) if getattr(f, k) is not None}
     if f.split is not None:
@@ -273,18 +283,6 @@ def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: 
                   if fitted else {})
     report["warnings"] = data_warnings(report, spec.min_count)
     return report
-
-
-def _history_report(histories: Histories | None) -> dict[str, Any]:
-    """``history_rows``: per built sequence and split, its rows and how many have an empty history."""
-    if histories is None:
-        return {}
-    return {"history_rows": {name: {SPLITS[k]: v for k, v in by_split.items()} for name, by_split in histories.report.items()}}
-
-
-def _check_row_limit(row_limit: int | None) -> None:
-    if row_limit is not None and (not isinstance(row_limit, int) or isinstance(row_limit, bool) or row_limit < 1):
-        raise DataError(f"row_limit must be a positive integer, got {row_limit!r}")
 
 
 def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Encoders | None = None,
@@ -303,12 +301,7 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
         DataError: a file or column is missing, a label is not 0/1, a split is empty, a scenario
             of val/test is absent from train, ...: the message names the file, column and split.
     """
-    spec = resolve_spec(spec)
-    _check_row_limit(row_limit)
-    if encoders is None:
-        EncodersFitter(spec)  # refuses a label used as a feature before anything is read
-    sources = plan_splits(spec, row_limit=row_limit)
-    columns = _columns(spec, encoders)
+    spec, sources, columns = _plan(spec, row_limit, encoders)
     fitted = None
     if encoders is None:
         encoders, fitted = _fit(spec, sources["train"], columns)
@@ -316,7 +309,7 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
     split_encoders = _encode(encoders, list(sources.values()), columns, histories)
     data = {s: e.finish() for s, e in split_encoders.items()}
     report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
-                     fitted, **_history_report(histories))
+                     fitted, histories)
     return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
@@ -341,18 +334,14 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
                              ("quantile_sample", quantile_sample, 100)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"streaming: {name} must be an integer >= {low}, got {value!r}")
-    spec = resolve_spec(spec)
-    _check_row_limit(row_limit)
-    EncodersFitter(spec)
-    sources = plan_splits(spec, row_limit=row_limit, read_rows=read_rows)
-    columns = _columns(spec, None)
+    spec, sources, columns = _plan(spec, row_limit, None, read_rows)
     encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample, seed=seed)
     histories = _histories(encoders, sources)
     held = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
     data = {s: e.finish() for s, e in held.items()}
     summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
-    report = _report(spec, summaries, row_limit, fitted, streaming=True, shuffle_buffer=shuffle_buffer,
-                     read_rows=read_rows, **_history_report(histories))
+    report = _report(spec, summaries, row_limit, fitted, histories, streaming=True, shuffle_buffer=shuffle_buffer,
+                     read_rows=read_rows)
     return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, histories=histories, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)

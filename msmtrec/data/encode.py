@@ -3,8 +3,7 @@
 Fitting goes chunk by chunk through :class:`~msmtrec.data.fitter.EncodersFitter` (one fitted
 piece per module under :mod:`msmtrec.data.fit`: vocabulary, numeric statistics, scenario coder,
 labels, lists); fitting a table in memory is one chunk, streaming is many, and both give the same
-encoders. Encoding is chunk by
-chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
+encoders. Encoding is chunk by chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
 ``pyarrow.compute`` and numpy, ids are ``int64`` from file to tensor, and the fitted state is
 saved as human-readable JSON (``encoders.json``) that reloads to bit-identical tensors.
 
@@ -24,14 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from msmtrec.data.columns import as_float, as_ids, shown
+from msmtrec.data.columns import as_float, as_ids, missing_columns, shown
 from msmtrec.data.encoded import DataSchema, EncodedBuilder, EncodedData, ListFeature
 from msmtrec.data.fit.labels import encode_label, label_columns
 from msmtrec.data.fit.lists import list_entries, padded
 from msmtrec.data.fit.numeric import NumericStats
-from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder
+from msmtrec.data.fit.scenario import MISSING, UNKNOWN, ScenarioCoder, no_scenario, unmapped
 from msmtrec.data.fit.vocabulary import Vocabulary
-from msmtrec.data.history import Histories, HistoryLookup
+from msmtrec.data.history import HistoryBuilder, HistoryLookup
 from msmtrec.data.io import ROW_COLUMN
 from msmtrec.data.spec import SCENARIO_FIELD, DatasetSpec, load_spec
 from msmtrec.errors import CheckpointError, DataError, SpecError
@@ -62,17 +61,12 @@ def check_no_label_leak(spec: DatasetSpec) -> None:
     for n, s in spec.sequences.items():
         features.update({s.column: f"sequences[{n!r}]"} if s.column is not None else
                         {s.user: f"sequences[{n!r}].user", s.time: f"sequences[{n!r}].time"})
+    also = {spec.scenario.column: "the scenario column", spec.user: "the user column"}
+    also.update({c: f"a {kind} feature; remove it from {kind.split('[')[0]} (the model would see the answer)"
+                 for c, kind in features.items()})
     for t in spec.tasks:
-        if t.column in features:
-            kind = features[t.column]
-            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also a "
-                            f"{kind} feature; remove it from {kind.split('[')[0]} (the model would see the answer)")
-        if spec.user is not None and t.column == spec.user:
-            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also the "
-                            f"user column")
-        if spec.scenario.column is not None and t.column == spec.scenario.column:
-            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also the "
-                            f"scenario column")
+        if t.column in also:
+            raise DataError(f"{spec.where}: column '{t.column}' is the label of task '{t.name}' and also {also[t.column]}")
 
 
 def field_layout(spec: DatasetSpec) -> list[tuple[str, str]]:
@@ -141,17 +135,11 @@ class Encoders:
     @property
     def schema(self) -> DataSchema:
         """What a model needs to size itself."""
-        cards = []
-        for name, kind in self._fields:
-            if kind == "vocab":
-                cards.append((name, self.vocabularies[name].cardinality))
-            elif kind == "bucket":
-                cards.append((name, self.numeric[name].cardinality))
-            else:
-                cards.append((name, len(self.scenario.names) + 1))
+        size = {"vocab": lambda c: self.vocabularies[c].cardinality, "bucket": lambda c: self.numeric[c].cardinality,
+                "scenario": lambda _: len(self.scenario.names) + 1}
         spec = self.spec
         return DataSchema(
-            categorical=tuple(cards), numeric=tuple(self._dense), scenarios=tuple(self.scenario.names),
+            categorical=tuple((name, size[kind](name)) for name, kind in self._fields), numeric=tuple(self._dense), scenarios=tuple(self.scenario.names),
             tasks=spec.task_names, task_roles={t.name: t.role for t in spec.tasks if t.role is not None},
             conversion_without_click=spec.conversion_without_click, prior_fields=tuple(spec.prior_features),
             has_user=spec.user is not None, lists=self._list_features())
@@ -206,8 +194,10 @@ class Encoders:
             raise DataError(f"{where}: {source} has no rows")
         if ROW_COLUMN not in table.column_names:
             table = table.append_column(ROW_COLUMN, pa.array(np.arange(n_in, dtype=np.int64)))
-        if history is None and any(s.built for s in spec.sequences.values()):
-            history = Histories.of_table(self, table, source).split(0)
+        if history is None and any(s.built for s in spec.sequences.values()):  # the table is the whole log
+            builder = HistoryBuilder(self)
+            builder.update(0, table, source)
+            history = builder.finish().split(0)
 
         col = None if self.scenario.constant else table.column(spec.scenario.column)
         codes, unknown = self.scenario.codes(col, n_in)
@@ -215,15 +205,12 @@ class Encoders:
         n_missing = int((codes == MISSING).sum())
         if n_missing:
             if not (spec.scenario.drop_missing if drop_missing is None else drop_missing):
-                raise DataError(f"{where}: {n_missing} row(s) of {source} have no value in scenario column "
-                                f"'{spec.scenario.column}'; set scenario.drop_missing: true to drop them")
+                raise no_scenario(where, n_missing, source, spec.scenario.column)
             dropped["missing_scenario"] = n_missing
         if unknown:
             if unknown_scenario == "error":
                 if spec.scenario.mapping is not None:
-                    raise DataError(f"{where}: scenario column '{spec.scenario.column}' has value(s) "
-                                    f"{shown(unknown)} in {source} that are not in scenario.mapping; add them or set "
-                                    f"scenario.other")
+                    raise unmapped(where, spec.scenario.column, unknown, source)
                 raise DataError(f"{where}: scenario value(s) {shown(unknown)} of column '{spec.scenario.column}' "
                                 f"occur in {source} but not in train; a model has no parameters for them: map them onto a "
                                 f"trained scenario with scenario.mapping and scenario.other, or remove those rows")
@@ -270,18 +257,17 @@ class Encoders:
     def _lists(self, table: pa.Table, source: str, history: HistoryLookup | None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids [n, W], lengths [n, K])`` of the schema's list features (see :class:`EncodedData`)."""
         spec, blocks = self.spec, []
-        for name, entry in spec.multi_categorical.items():
-            what = f"{spec.where}: {source} column '{entry.column}' (multi_categorical[{name!r}])"
-            entries, offsets = list_entries(table.column(entry.column), entry.sep, what)
-            blocks.append(padded(self.lists[name].encode(entries), offsets[:-1], offsets[1:], entry.max_len))
-        for name, seq in spec.sequences.items():
-            if seq.built:
+        features: list[tuple[str, str, Any, Vocabulary | None]] = [
+            ("multi_categorical", n, e, self.lists[n]) for n, e in spec.multi_categorical.items()]
+        features += [("sequences", n, s, None if s.built else self.vocabularies[s.item]) for n, s in spec.sequences.items()]
+        for key, name, entry, vocabulary in features:
+            if vocabulary is None:  # a history built from the log
                 assert history is not None
                 blocks.append(history(name, table.column(ROW_COLUMN).to_numpy()))
                 continue
-            what = f"{spec.where}: {source} column '{seq.column}' (sequences[{name!r}])"
-            entries, offsets = list_entries(table.column(seq.column), seq.sep, what)
-            blocks.append(padded(self.vocabularies[seq.item].encode(entries), offsets[:-1], offsets[1:], seq.max_len))
+            entries, offsets = list_entries(table.column(entry.column), entry.sep,
+                                            f"{spec.where}: {source} column '{entry.column}' ({key}[{name!r}])")
+            blocks.append(padded(vocabulary.encode(entries), offsets[:-1], offsets[1:], entry.max_len))
         return (np.concatenate([ids for ids, _ in blocks], axis=1),
                 np.ascontiguousarray(np.stack([n for _, n in blocks], axis=1)))
 
@@ -365,11 +351,9 @@ class Encoders:
         try:
             spec = load_spec(d["spec"], source=str(d.get("spec_source", "<dict>")))
             scenario = ScenarioCoder(**d["scenario"])
-            vocabularies = {c: Vocabulary(column=c, dtype=v["dtype"], values=v["values"])
-                            for c, v in d["vocabularies"].items()}
+            vocabularies = {c: Vocabulary(c, **v) for c, v in d["vocabularies"].items()}
             numeric = {c: NumericStats(column=c, **s) for c, s in d["numeric"].items()}
-            lists = {n: Vocabulary(column=spec.multi_categorical[n].column, dtype=v["dtype"], values=v["values"])
-                     for n, v in d.get("lists", {}).items()}
+            lists = {n: Vocabulary(spec.multi_categorical[n].column, **v) for n, v in d.get("lists", {}).items()}
             enc = cls(spec, scenario, vocabularies, numeric, lists)
             stored = DataSchema.from_dict(d["schema"])
         except (KeyError, TypeError, ValueError, pa.ArrowException, SpecError) as exc:
@@ -414,7 +398,4 @@ class SplitEncoder:
 def require_columns(spec: DatasetSpec, table: pa.Table, columns: Sequence[str], source: str) -> None:
     missing = [c for c in columns if c not in set(table.column_names)]
     if missing:
-        names = table.column_names
-        more = f", ... ({len(names) - 8} more)" if len(names) > 8 else ""
-        raise DataError(f"{spec.where}: {source} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(available: {', '.join(repr(c) for c in names[:8])}{more})")
+        raise DataError(f"{spec.where}: {missing_columns(source, missing, table.column_names)}")

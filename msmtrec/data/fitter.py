@@ -81,15 +81,10 @@ class EncodersFitter:
         coder = self.scenario.finish(source)
         encoders = Encoders(self.spec, coder, {c: f.finish() for c, f in self.vocabularies.items()},
                             {c: f.finish() for c, f in self.numeric.items()}, {n: f.finish() for n, f in self.lists.items()})
-        missing, labels = self.scenario.missing, self.labels.finish()
+        missing = self.scenario.missing
         self.report = {"rows": self.scenario.rows - missing, "rows_read": self.scenario.rows,
                        "dropped": {"missing_scenario": missing} if missing else {},
-                       "scenario_rows": self.scenario.scenario_rows(),
-                       "label_observed": {t: v["observed"] for t, v in labels.items()},
-                       "label_positive_rate": {t: v["positive"] / v["observed"] if v["observed"] else None
-                                               for t, v in labels.items()},
-                       "scenario_label_counts": self.labels.by_scenario(coder),
-                       "label_values": {t: v["top_values"] for t, v in labels.items()},
+                       "scenario_rows": self.scenario.scenario_rows(), **self.labels.finish(coder),
                        "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
                                               for c, f in self.vocabularies.items()},
                        "numeric_infinite": {c: f.infinite for c, f in self.numeric.items() if f.infinite},

@@ -75,14 +75,6 @@ class Histories:
             raise ValueError(f"rows outside split {split} of history '{name}'")  # a bug, not a user error
         return padded(w.events, w.start[pos], w.stop[pos], self._max_len[name], newest_first=True)
 
-    @classmethod
-    def of_table(cls, encoders: Any, table: pa.Table, source: str) -> "Histories":
-        """Histories built from ``table`` (with :data:`ROW_COLUMN`) alone, as one split 0: what
-        a table encoded on its own, such as ``predict``'s input, gets."""
-        builder = HistoryBuilder(encoders)
-        builder.update(0, table, source)
-        return builder.finish()
-
 
 class HistoryBuilder:
     """Collects the history columns of every split's chunks (``update``), then builds

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from msmtrec.data.columns import exact_ints
+from msmtrec.data.columns import exact_ints, missing_columns, nan_to_null
 from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
@@ -134,10 +134,8 @@ class DataFile:
         if not missing:
             return
         hints = [f"'{c}' → '{m[0]}'?" for c in missing if (m := difflib.get_close_matches(c, have, n=1))]
-        more = f", ... ({len(have) - 8} more)" if len(have) > 8 else ""
         hint = f"; did you mean {', '.join(hints)}" if hints else ""
-        raise DataError(f"{self.name} is missing column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(available: {', '.join(repr(a) for a in have[:8])}{more}){hint}{self._delimiter_hint()}")
+        raise DataError(missing_columns(self.name, missing, have) + hint + self._delimiter_hint())
 
     def _delimiter_hint(self) -> str:
         """For a CSV whose header is one column holding delimiter-like characters: which to set."""
@@ -170,7 +168,7 @@ class DataFile:
             try:
                 meta = pq.ParquetFile(f).metadata
             except (pa.ArrowException, OSError) as exc:
-                raise DataError(f"cannot read {f.name} as Parquet: {_first_line(exc)}") from None
+                raise self._unreadable(f, exc) from None
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
                 out.append(_Piece(f, g, first, rows))
@@ -368,9 +366,7 @@ def time_values(times: pa.ChunkedArray | pa.Array, fmt: str | None, what: str, k
                 ) -> pa.ChunkedArray | pa.Array:
     """``times`` as values that sort in time order (see :class:`TimeSplit`); ``key`` is the spec key
     of ``fmt``, for messages."""
-    t = times.type
-    if pa.types.is_floating(t):
-        times = pc.if_else(pc.is_nan(times), pa.scalar(None, t), times)
+    times, t = nan_to_null(times), times.type
     if times.null_count:
         raise DataError(f"{what} has {times.null_count} missing value(s); every row needs a time")
     text = pa.types.is_string(t) or pa.types.is_large_string(t)

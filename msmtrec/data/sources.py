@@ -12,8 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from msmtrec.data.io import (DEFAULT_FRACTIONS, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTIONS, READ_ROWS, ROW_COLUMN,
-                             SPLITS, DataFile, RandomSplit, TimeSplit)
+from msmtrec.data.io import READ_ROWS, ROW_COLUMN, SPLITS, DataFile, RandomSplit, TimeSplit
 from msmtrec.data.spec import DatasetSpec
 from msmtrec.errors import DataError
 
@@ -93,22 +92,21 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
     """
     f = spec.files
 
-    def open_file(path: Path) -> DataFile:
-        return spec.data_file(path, read_rows=read_rows)
+    def whole(split: str, path: Path) -> SplitSource:
+        file = spec.data_file(path, read_rows=read_rows)
+        return SplitSource(split, file, f"{split} ({file.name})", row_limit=row_limit)
 
     def divided(file: DataFile, names: tuple[str, ...], what: str) -> dict[str, SplitSource]:
         n = file.num_rows if row_limit is None else min(file.num_rows, row_limit)
         if n == 0:
             raise DataError(f"{spec.where}: {what} has no rows")
-        split = f.split
-        fractions = split.fractions if split is not None else (DEFAULT_FRACTIONS if len(names) == 3
-                                                               else DEFAULT_VAL_FRACTIONS)
-        if split is not None and split.method == "time":
+        split = f.split  # never None here: the spec fills in the default fractions and seed
+        assert split is not None and len(split.fractions) == len(names)
+        if split.method == "time":
             times = file.read([split.column], row_limit=row_limit).column(split.column)
-            row_split: RandomSplit | TimeSplit = TimeSplit(times, fractions, file.name, split.column, split.format)
+            row_split: RandomSplit | TimeSplit = TimeSplit(times, split.fractions, file.name, split.column, split.format)
         else:
-            seed = split.seed if split is not None and split.seed is not None else DEFAULT_SPLIT_SEED
-            row_split = RandomSplit(n, fractions, seed)
+            row_split = RandomSplit(n, split.fractions, split.seed)
         out = {}
         for k, name in enumerate(names):
             source = SplitSource(name, file, f"{name} split of {file.name}", row_split, k, row_limit)
@@ -119,15 +117,12 @@ def plan_splits(spec: DatasetSpec, *, row_limit: int | None = None, read_rows: i
         return out
 
     if f.path is not None:
-        return divided(open_file(f.path), SPLITS, f.path.name)
+        return divided(spec.data_file(f.path, read_rows=read_rows), SPLITS, f.path.name)
     assert f.train is not None and f.test is not None
-    test = open_file(f.test)
-    sources = {"test": SplitSource("test", test, f"test ({test.name})", row_limit=row_limit)}
-    train = open_file(f.train)
+    sources = {"test": whole("test", f.test)}
     if f.val is not None:
-        val = open_file(f.val)
-        sources["train"] = SplitSource("train", train, f"train ({train.name})", row_limit=row_limit)
-        sources["val"] = SplitSource("val", val, f"val ({val.name})", row_limit=row_limit)
+        sources.update(train=whole("train", f.train), val=whole("val", f.val))
     else:
+        train = spec.data_file(f.train, read_rows=read_rows)
         sources.update(divided(train, ("train", "val"), f"train ({train.name})"))
     return {s: sources[s] for s in SPLITS}

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, get_args
+from typing import Annotated, Any, Literal, Mapping
 
 import pyarrow as pa
 from pydantic import (BeforeValidator, Field, PrivateAttr, StrictBool, StrictFloat, StrictInt, ValidationError,
@@ -56,18 +56,9 @@ from msmtrec.declared import explain, problem, show
 from msmtrec.errors import DataError, SpecError
 from msmtrec.yaml_io import load_yaml
 
-__all__ = ["COMPARISON_OPS", "NUMERIC_TRANSFORMS", "SCENARIO_FIELD", "TASK_ROLES", "DatasetSpec", "FilesSpec",
-           "ListSpec", "NumericSpec", "RuleSpec", "ScenarioSpec", "SequenceSpec", "SplitSpec", "TaskSpec", "load_spec"]
+__all__ = ["SCENARIO_FIELD", "DatasetSpec", "FilesSpec", "ListSpec", "NumericSpec", "RuleSpec", "ScenarioSpec",
+           "SequenceSpec", "SplitSpec", "TaskSpec", "load_spec"]
 
-_Op = Literal["==", "!=", ">", ">=", "<", "<="]
-_Transform = Literal["standardize", "log1p", "bucketize"]
-_Role = Literal["click", "action", "conversion"]
-#: Comparison operators a task rule may use.
-COMPARISON_OPS: tuple[str, ...] = get_args(_Op)
-#: Numeric transforms; ``bucketize`` turns the column into a categorical field.
-NUMERIC_TRANSFORMS: tuple[str, ...] = get_args(_Transform)
-#: Entire-space roles of a task in the impression → click → action/conversion graph.
-TASK_ROLES: tuple[str, ...] = get_args(_Role)
 #: Name of the categorical field holding the scenario id when ``scenario_as_feature`` is set.
 SCENARIO_FIELD = "__scenario__"
 
@@ -228,7 +219,7 @@ class ScenarioSpec(Part):
 class RuleSpec(Part):
     """Turns a raw label column into 0/1: ``column <op> value`` or ``column <op> other column``."""
 
-    op: _Op
+    op: Literal["==", "!=", ">", ">=", "<", "<="]
     value: Annotated[str | int | float | bool | None, BeforeValidator(_scalar)] = None  # a constant, or
     column: Column | None = None  # a second column, compared row by row
 
@@ -251,7 +242,7 @@ class TaskSpec(Part):
     name: Text  # unique; used in the schema, metrics and configs
     column: Column
     rule: RuleSpec | None = None
-    role: _Role | None = None
+    role: Literal["click", "action", "conversion"] | None = None  # impression → click → action/conversion
 
 
 class NumericSpec(Part):
@@ -259,7 +250,7 @@ class NumericSpec(Part):
     standardised) or ``bucketize`` (``buckets`` train quantiles → a categorical field)."""
 
     column: Column
-    transform: _Transform = "standardize"
+    transform: Literal["standardize", "log1p", "bucketize"] = "standardize"
     buckets: Annotated[StrictInt, Field(ge=2)] | None = Field(None, validate_default=True)  # bucketize only
 
     @model_validator(mode="before")
@@ -367,10 +358,10 @@ class DatasetSpec(Part):
         """The spec as plain data; ``load_spec(spec.to_dict())`` gives an equal spec."""
         return self.model_dump(mode="json")
 
-    @field_validator("categorical", "numeric", "prior_features", mode="before")
+    @field_validator("categorical", "numeric", "prior_features", "sequences", mode="before")
     @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return () if value is None else value
+    def _null_is_empty(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls.model_fields[info.field_name].default if value is None else value
 
     @field_validator("multi_categorical", mode="before")
     @classmethod
@@ -382,11 +373,6 @@ class DatasetSpec(Part):
             return value
         return {name: {"column": name, **entry} if isinstance(entry, Mapping) and "column" not in entry
                 else {"column": name} if entry is None else entry for name, entry in value.items()}
-
-    @field_validator("sequences", mode="before")
-    @classmethod
-    def _no_sequences(cls, value: Any) -> Any:
-        return {} if value is None else value
 
     @field_validator("tasks")
     @classmethod

@@ -9,6 +9,7 @@ reads and encodes the next chunks while the model trains on the current batches.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from typing import Any, Iterable, Iterator
@@ -26,24 +27,22 @@ def shuffled_batches(chunks: Iterable[EncodedData], batch_size: int, buffer_rows
     reserve = buffer_rows // 2
     buffer: list[EncodedData] = []
     held = 0
-    for chunk in chunks:
-        if len(chunk) == 0:
-            continue
-        buffer.append(chunk)
-        held += len(chunk)
-        if held < buffer_rows:
-            continue
+    for chunk in itertools.chain(chunks, [None]):  # None: the end, where the buffer is emptied
+        if chunk is not None:
+            if len(chunk) == 0:
+                continue
+            buffer.append(chunk)
+            held += len(chunk)
+            if held < buffer_rows:
+                continue
+        elif not held:
+            return
         data = EncodedData.concat(buffer)
         perm = torch.randperm(held, generator=generator)
-        n_out = (held - reserve) // batch_size * batch_size
+        n_out = held if chunk is None else (held - reserve) // batch_size * batch_size
         for start in range(0, n_out, batch_size):
             yield data.take(perm[start:start + batch_size])
         buffer, held = [data.take(perm[n_out:])], held - n_out
-    if held:
-        data = EncodedData.concat(buffer)
-        perm = torch.randperm(held, generator=generator)
-        for start in range(0, held, batch_size):
-            yield data.take(perm[start:start + batch_size])
 
 
 _DONE = object()

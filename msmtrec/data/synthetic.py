@@ -390,12 +390,7 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig, *, fractions: 
 def spec_dict(config: SyntheticConfig) -> dict[str, Any]:
     """The dataset spec (as plain data) of a dataset written by :func:`write_synthetic`."""
     roles = config.task_roles
-    tasks = []
-    for t in config.names_of_tasks:
-        entry: dict[str, Any] = {"name": t, "column": t}
-        if t in roles:
-            entry["role"] = roles[t]
-        tasks.append(entry)
+    tasks = [{"name": t, "column": t, **({"role": roles[t]} if t in roles else {})} for t in config.names_of_tasks]
     spec: dict[str, Any] = {
         "name": f"synthetic-{config.rows}",
         "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},

@@ -132,11 +132,8 @@ class SyntheticConfig(BaseModel):
         """Entire-space roles (nested only): first task click, last conversion, others action."""
         if self.structure != "nested":
             return {}
-        names = self.names_of_tasks
-        roles = {names[0]: "click"}
-        for t in range(1, self.tasks):
-            roles[names[t]] = "conversion" if t == self.tasks - 1 else "action"
-        return roles
+        return {name: "click" if t == 0 else "conversion" if t == self.tasks - 1 else "action"
+                for t, name in enumerate(self.names_of_tasks)}
 
     @property
     def rates(self) -> tuple[float, ...]:

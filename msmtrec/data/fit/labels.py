@@ -29,22 +29,21 @@ def encode_label(where: str, task: Any, table: pa.Table, source: str) -> tuple[n
     if rule is None:
         if pa.types.is_null(col.type):
             return np.zeros(len(col), np.float32), np.zeros(len(col), bool)
-        x = _as_float_label(col)
-        if x is None:
+        try:
+            x = as_float(col, "label")  # NaN = missing; "0"/"1" stored as text is still 0/1
+        except DataError:  # not numbers
             bad = sorted((v for v in pc.unique(col.drop_null()).to_pylist() if str(v) not in ("0", "1")), key=str)
-            raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
-                            f"found values {shown(bad)} in {source}; {_rule_hint(bad)}")
-        observed = ~np.isnan(x)
-        values = x[observed]
-        bad_mask = (values != 0) & (values != 1)
-        if bad_mask.any():
+        else:
+            observed = ~np.isnan(x)
+            wrong = observed & (x != 0) & (x != 1)
+            if not wrong.any():
+                return np.where(observed, x, 0.0).astype(np.float32), observed
             if pa.types.is_integer(col.type):  # exactly, not through a float
                 bad = sorted(set(pc.unique(col.drop_null()).to_pylist()) - {0, 1})
             else:
-                bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(values[bad_mask])]
-            raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
-                            f"found values {shown(bad)} in {source}; {_rule_hint(bad)}")
-        return np.where(observed, x, 0.0).astype(np.float32), observed
+                bad = [int(v) if float(v).is_integer() else float(v) for v in np.unique(x[wrong])]
+        raise DataError(f"{where}: task '{task.name}' column '{task.column}' must be 0/1 after its rule, "
+                        f"found values {shown(bad)} in {source}; {_rule_hint(bad)}")
     if rule.column is not None:
         right: Any = nan_to_null(plain(table.column(rule.column)))
         right_text = f"column '{rule.column}' ({right.type})"
@@ -105,15 +104,6 @@ def _close_value(value: Any, values: list[str]) -> str | None:
     return next((v for v in values if v is not None and v != value and v.strip().lower() == wanted), None)
 
 
-def _as_float_label(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """A label column as float64 (NaN = missing; "0"/"1" stored as text is still 0/1), or None if
-    it does not hold numbers (the caller names the values)."""
-    try:
-        return as_float(col, "label")
-    except DataError:
-        return None
-
-
 class LabelFitter:
     """Per task, over train chunks: labels observed, positives (in all and per raw scenario value),
     and the raw column's most frequent values as text (what a message needs to explain a rule that
@@ -160,16 +150,17 @@ class LabelFitter:
             out[task.name] = {n: {"observed": int(o[i]), "positive": int(q[i])} for i, n in enumerate(names)}
         return out
 
-    def finish(self) -> dict[str, dict[str, Any]]:
-        """Task name → ``observed``, ``positive`` and ``top_values`` (``[value, count]`` pairs)."""
-        out = {}
-        for j, task in enumerate(self.spec.tasks):
-            counts = [pa.table({"v": pc.cast(vc.field("values"), pa.string()), "n": pc.cast(vc.field("counts"), pa.int64())})
-                      for vc in self._values[j]]
-            top: list[list[Any]] = []
-            if counts:
-                merged = pa.concat_tables(counts).group_by("v").aggregate([("n", "sum")])
-                merged = merged.sort_by([("n_sum", "descending"), ("v", "ascending")]).slice(0, self.top)
-                top = [[v, n] for v, n in zip(merged.column("v").to_pylist(), merged.column("n_sum").to_pylist())]
-            out[task.name] = {"observed": int(self.observed[j]), "positive": int(self.positive[j]), "top_values": top}
-        return out
+    def finish(self, coder: Any) -> dict[str, dict[str, Any]]:
+        """The report's label keys, by task: ``label_observed``, ``label_positive_rate``,
+        ``scenario_label_counts`` (:meth:`by_scenario`) and ``label_values`` (the raw column's most
+        frequent ``[value, count]`` pairs)."""
+        names, top = [t.name for t in self.spec.tasks], {}
+        for j, name in enumerate(names):
+            merged = sum_by_value([pa.table({"v": pc.cast(vc.field("values"), pa.string()),
+                                             "n": pc.cast(vc.field("counts"), pa.int64())}) for vc in self._values[j]])
+            top[name] = [] if merged is None else [[r["v"], r["n"]] for r in merged.sort_by(
+                [("n", "descending"), ("v", "ascending")]).slice(0, self.top).to_pylist()]
+        return {"label_observed": {t: int(o) for t, o in zip(names, self.observed)},
+                "label_positive_rate": {t: int(p) / int(o) if o else None
+                                        for t, o, p in zip(names, self.observed, self.positive)},
+                "scenario_label_counts": self.by_scenario(coder), "label_values": top}

@@ -95,7 +95,8 @@ class NumericFitter:
 
     def update(self, x: np.ndarray) -> None:
         self.infinite += int(np.isinf(x).sum())
-        x = self.prepare(x)
+        x = NumericStats.prepare(x, self.transform)
+        x = x[np.isfinite(x)]
         if self.transform == "bucketize":
             self._add_sample(x)
             return
@@ -111,10 +112,6 @@ class NumericFitter:
         self.mean += delta * n_b / n
         self.m2 += m2_b + delta * delta * self.n * n_b / n
         self.n = n
-
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        x = NumericStats.prepare(x, self.transform)
-        return x[np.isfinite(x)]
 
     def _add_sample(self, x: np.ndarray) -> None:
         if self._keep < 1.0:

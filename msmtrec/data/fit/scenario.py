@@ -8,7 +8,7 @@ had is unknown (an error, or dropped for prediction).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,16 @@ from msmtrec.errors import DataError
 #: Scenario index codes of rows without a scenario.
 MISSING = -1
 UNKNOWN = -2
+
+
+def unmapped(where: str, column: str | None, values: list[str], source: str) -> DataError:
+    return DataError(f"{where}: scenario column '{column}' has value(s) {shown(values)} in {source} that are not in "
+                     f"scenario.mapping; add them or set scenario.other")
+
+
+def no_scenario(where: str, rows: int, source: str, column: str | None) -> DataError:
+    return DataError(f"{where}: {rows} row(s) of {source} have no value in scenario column '{column}'; set "
+                     f"scenario.drop_missing: true to drop them")
 
 
 @dataclass
@@ -66,8 +76,7 @@ class ScenarioCoder:
         return out.astype(np.int64), unknown
 
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "keys": list(self.keys), "key_index": list(self.key_index),
-                "other": self.other, "constant": self.constant}
+        return asdict(self)
 
 
 class ScenarioFitter:
@@ -120,11 +129,9 @@ class ScenarioFitter:
             coder = ScenarioCoder(names=names, keys=list(names), key_index=list(range(len(names))))
         codes, unknown = coder.codes(values, len(values))
         if unknown:
-            raise DataError(f"{where}: scenario column '{sc.column}' has value(s) {shown(unknown)} in {source} that "
-                            f"are not in scenario.mapping; add them or set scenario.other")
+            raise unmapped(where, sc.column, unknown, source)
         if self.missing and not sc.drop_missing:
-            raise DataError(f"{where}: {self.missing} row(s) of {source} have no value in scenario column "
-                            f"'{sc.column}'; set scenario.drop_missing: true to drop them")
+            raise no_scenario(where, self.missing, source, sc.column)
         self._rows_per = np.bincount(codes[codes >= 0], weights=counts[codes >= 0], minlength=len(coder.names))
         empty = [name for name, c in zip(coder.names, self._rows_per) if c == 0]
         if empty:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import Column, as_ids
+from msmtrec.data.columns import Column, as_ids, sum_by_value
 
 
 @dataclass
@@ -91,11 +91,11 @@ class VocabularyFitter:
         parts = [pa.table({"v": pa.array(values.astype(str), pa.string()), "n": pa.array(counts, pa.int64())})]
         parts += [pa.table({"v": vc.field("values"), "n": pc.cast(vc.field("counts"), pa.int64())})
                   for vc in self._texts]
-        merged = pa.concat_tables(parts).group_by("v").aggregate([("n", "sum")])
+        merged = sum_by_value(parts)  # sorted by value
+        assert merged is not None
         self.distinct = merged.num_rows
-        kept = merged.column("v").filter(pc.greater_equal(merged.column("n_sum"), self.min_count))
-        kept = kept.take(pc.array_sort_indices(kept))
-        return Vocabulary(self.column, "string", kept.to_pylist())
+        return Vocabulary(self.column, "string",
+                          merged.column("v").filter(pc.greater_equal(merged.column("n"), self.min_count)).to_pylist())
 
 
 def _merge_ints(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

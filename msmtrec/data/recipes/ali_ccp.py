@@ -25,12 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from msmtrec.data.io import DataFile, hash_split
-from msmtrec.data.recipes.base import (Recipe, SplitWriter, count_without_click, find_file, require_binary,
-                                      require_files)
+from msmtrec.data.io import hash_split
+from msmtrec.data.recipes.base import Recipe, SplitWriter, click_conversion_batches, find_file, require_files
 from msmtrec.errors import DataError
 
 SPARSE = ["101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216", "508",
@@ -48,8 +45,6 @@ def _names(split: str) -> list[str]:
 def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict[str, Any], list[Path]]:
     files = require_files("ali-ccp", raw, {"train": _names("train"), "test": _names("test")}, EXPECTED)
     val = find_file(raw, _names("val"))
-    types = {c: pa.int64() for c in SPARSE + [SCENARIO] + LABELS}
-    types.update({c: pa.float32() for c in DENSE})
     columns = LABELS + SPARSE + [SCENARIO] + DENSE
     writer.track(labels=LABELS, scenario=SCENARIO)
     val_fraction = float(options["val_fraction"])
@@ -59,11 +54,8 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     without_click = [0]
 
     def convert(path: Path, split: str | None) -> None:
-        for first, table in DataFile(path, column_types=types).batches(columns):
-            require_binary(table, LABELS, f"ali-ccp: {path.name}")
-            without_click[0] += count_without_click(table, "click", "purchase")
-            for label in LABELS:
-                table = table.set_column(table.schema.get_field_index(label), label, pc.cast(table.column(label), pa.int8()))
+        for first, table, n in click_conversion_batches(path, columns, DENSE, LABELS, f"ali-ccp: {path.name}"):
+            without_click[0] += n
             if split is not None:
                 writer.write(split, table)
             else:  # carve validation rows out of train
@@ -77,7 +69,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     writer.notes["purchase_without_click_rows"] = without_click[0]
     spec = {
         "name": "ali-ccp",
-        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
         "scenario": {"column": SCENARIO},
         "tasks": [{"name": "click", "column": "click", "role": "click"},
                   {"name": "purchase", "column": "purchase", "role": "conversion"}],

@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from msmtrec.data.io import DataFile, hash_split
-from msmtrec.data.recipes.base import Recipe, SplitWriter, count_without_click, find_file, require_binary
+from msmtrec.data.io import hash_split
+from msmtrec.data.recipes.base import Recipe, SplitWriter, click_conversion_batches, find_file
 from msmtrec.errors import ConfigError, DataError
 
 CATEGORICAL = [f"categorical_{i}" for i in range(1, 17)]
@@ -80,8 +79,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     val_fraction = float(options["val_fraction"])
     if not 0 < val_fraction < 1:
         raise ConfigError(f"aliexpress: option val_fraction must be in (0, 1), got {val_fraction}")
-    types = {c: pa.int64() for c in ["search_id"] + CATEGORICAL + LABELS}
-    types.update({c: pa.float32() for c in NUMERICAL})
     columns = ["search_id"] + CATEGORICAL + NUMERICAL + LABELS
     writer.track(labels=LABELS, scenario=None if single else "country")
     without_click = 0
@@ -89,12 +86,9 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     for country, (train, test) in countries.items():
         for path, is_train in ((train, True), (test, False)):
             inputs.append(path)
-            for first, table in DataFile(path, column_types=types).batches(columns):
-                require_binary(table, LABELS, f"aliexpress: {path.parent.name}/{path.name}")
-                without_click += count_without_click(table, "click", "conversion")
-                for label in LABELS:
-                    table = table.set_column(table.schema.get_field_index(label), label,
-                                             pc.cast(table.column(label), pa.int8()))
+            source = f"aliexpress: {path.parent.name}/{path.name}"
+            for first, table, n in click_conversion_batches(path, columns, NUMERICAL, LABELS, source):
+                without_click += n
                 if not single:
                     table = table.append_column("country", pa.array([country] * table.num_rows, pa.string()))
                 if is_train:
@@ -105,7 +99,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     writer.notes["conversion_without_click_rows"] = without_click
     spec = {
         "name": "aliexpress" if single else "aliexpress-" + "-".join(c.lower() for c in countries),
-        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
         "scenario": {"constant": single} if single else {"column": "country", "mapping": {c: c for c in countries}},
         "tasks": [{"name": "click", "column": "click", "role": "click"},
                   {"name": "conversion", "column": "conversion", "role": "conversion"}],

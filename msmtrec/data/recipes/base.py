@@ -18,14 +18,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from msmtrec.data.io import SPLITS
+from msmtrec.data.io import SPLITS, DataFile
 from msmtrec.errors import ConfigError, DataError
 from msmtrec.files import atomic_write, sha256_file, write_json
 from msmtrec.yaml_io import dump_yaml
@@ -43,7 +43,8 @@ class Recipe:
         title: one line describing the dataset and its framing.
         expected: the raw files, as a human would list them (used in "missing files" errors).
         build: ``fn(raw_dir, writer, options) -> (spec dict, inputs)`` writing rows with
-            ``writer`` and returning the spec and the raw files it read.
+            ``writer`` and returning the spec (without ``files``: the writer's files) and the raw
+            files it read.
         options: option name → ``(default, help)``.
         source: where a user downloads the raw files.
     """
@@ -130,19 +131,24 @@ class Lookup:
 # --------------------------------------------------------------------------------------------
 
 
-def count_without_click(table: pa.Table, click: str, conversion: str) -> int:
-    """Rows with ``conversion = 1`` and ``click = 0`` (0 in data where conversion ⊂ click)."""
-    both = pc.and_(pc.equal(table.column(conversion), 1), pc.equal(table.column(click), 0))
-    return int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
-
-
-def require_binary(table: pa.Table, columns: Sequence[str], source: str) -> None:
-    """Fail (one line, naming the file and column) when a label column holds anything but 0/1."""
-    for c in columns:
-        col = table.column(c)
-        bad = pc.sum(pc.cast(pc.invert(pc.is_in(col, pa.array([0, 1], col.type))), pa.int64())).as_py()
-        if bad:
-            raise DataError(f"{source} column '{c}' has {bad} value(s) other than 0/1")
+def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequence[str], labels: Sequence[str],
+                             source: str) -> Iterator[tuple[int, pa.Table, int]]:
+    """``(first row, table, rows with conversion = 1 but click = 0)`` per batch of a CSV of int64
+    ids and float32 ``floats``, whose ``labels`` (click, conversion) must be 0/1 (else a one-line
+    :class:`DataError` naming ``source`` and the column) and are cast to int8."""
+    types = {c: pa.float32() if c in floats else pa.int64() for c in columns}
+    click, conversion = labels
+    for first, table in DataFile(path, column_types=types).batches(columns):
+        for c in labels:
+            col = table.column(c)
+            bad = pc.sum(pc.cast(pc.invert(pc.is_in(col, pa.array([0, 1], col.type))), pa.int64())).as_py()
+            if bad:
+                raise DataError(f"{source} column '{c}' has {bad} value(s) other than 0/1")
+        both = pc.and_(pc.equal(table.column(conversion), 1), pc.equal(table.column(click), 0))
+        without_click = int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
+        for c in labels:
+            table = table.set_column(table.schema.get_field_index(c), c, pc.cast(table.column(c), pa.int8()))
+        yield first, table, without_click
 
 
 def check_fractions(fractions: Sequence[float], parts: int, option: str) -> tuple[float, ...]:
@@ -275,6 +281,7 @@ def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, ov
     }
     header = (f"# {recipe.title}\n# Written by `msmtrec prepare {recipe.name}`; the split is fixed by the "
               f"files below. See manifest.json for the inputs' sha256.\n")
+    spec = {"name": spec["name"], "files": {s: f"{s}.parquet" for s in SPLITS}, **spec}
     atomic_write(out / "spec.yaml", header + dump_yaml(spec))
     write_json(out / "manifest.json", manifest)
     return out / "spec.yaml"

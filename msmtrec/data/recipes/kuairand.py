@@ -157,7 +157,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     log1p = [c for c in USER_NUMERIC if c in user_cols] + ["duration_ms"]
     spec = {
         "name": f"kuairand-{v}",
-        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
         "scenario": {"column": "tab", "mapping": {t: f"tab{t}" for t in tabs}},
         "tasks": [{"name": t, "column": t} for t in labels],
         "categorical": ["user_id", "video_id"] + [c for c in USER_CATEGORICAL if c in user_cols]

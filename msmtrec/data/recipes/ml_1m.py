@@ -87,7 +87,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     writer.write_assigned(table, RandomSplit(table.num_rows, fractions, int(options["seed"])).parts(0, table.num_rows))
     spec = {
         "name": "ml-1m",
-        "files": {"train": "train.parquet", "val": "val.parquet", "test": "test.parquet"},
         "scenario": {"column": "age", "mapping": {k: v for k, v in AGE_GROUPS.items()}},
         "tasks": [{"name": "click", "column": "click"}, {"name": "like", "column": "like"}],
         "categorical": ["user_id", "movie_id", "gender", "age", "occupation", "zip", "genre"],

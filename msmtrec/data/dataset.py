@@ -335,7 +335,9 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"streaming: {name} must be an integer >= {low}, got {value!r}")
     spec, sources, columns = _plan(spec, row_limit, None, read_rows)
-    encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample, seed=seed)
+    # The thinning of a bucketized column's sample is seeded alike in both paths (not by ``seed``,
+    # the shuffle's): the encoders are a function of the data and the spec.
+    encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample)
     histories = _histories(encoders, sources)
     held = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
     data = {s: e.finish() for s, e in held.items()}

@@ -224,6 +224,10 @@ def test_ali_ccp_without_val_file_carves_validation_from_train(tmp_path):
     prepare("ali-ccp", raw, tmp_path / "out", options={"val_fraction": 0.2})
     rows = json.loads((tmp_path / "out" / "manifest.json").read_text())["rows"]
     assert rows["train"] + rows["val"] == 100 and 5 <= rows["val"] <= 40 and rows["test"] == 50
+    for recipe, where, bad in (("ali-ccp", raw, "abc"), ("aliexpress", RAW / "aliexpress", 1.5)):
+        with pytest.raises(ConfigError, match=f"{recipe} option val_fraction must be a number in \\(0, 1\\), got {bad!r}"):
+            prepare(recipe, where, tmp_path / "refused", options={"val_fraction": bad})
+        assert not (tmp_path / "refused").exists()
 
 
 # ---- AliExpress ----------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from msmtrec.data.io import hash_split
-from msmtrec.data.recipes.base import Recipe, SplitWriter, click_conversion_batches, find_file, require_files
-from msmtrec.errors import DataError
+from msmtrec.data.recipes.base import (Recipe, SplitWriter, check_share, click_conversion_batches, find_file,
+                                      require_files)
 
 SPARSE = ["101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216", "508",
           "509", "702", "853", "109_14", "110_14", "127_14", "150_14"]
@@ -47,9 +47,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     val = find_file(raw, _names("val"))
     columns = LABELS + SPARSE + [SCENARIO] + DENSE
     writer.track(labels=LABELS, scenario=SCENARIO)
-    val_fraction = float(options["val_fraction"])
-    if val is None and not 0 < val_fraction < 1:
-        raise DataError(f"ali-ccp: option val_fraction must be in (0, 1), got {val_fraction}")
+    val_fraction = check_share(options["val_fraction"], "ali-ccp option val_fraction") if val is None else 0.0
 
     without_click = [0]
 

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from msmtrec.data.io import hash_split
-from msmtrec.data.recipes.base import Recipe, SplitWriter, click_conversion_batches, find_file
+from msmtrec.data.recipes.base import Recipe, SplitWriter, check_share, click_conversion_batches, find_file
 from msmtrec.errors import ConfigError, DataError
 
 CATEGORICAL = [f"categorical_{i}" for i in range(1, 17)]
@@ -76,9 +76,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
             raise ConfigError(f"aliexpress: option countries names {', '.join(unknown)}, not found in {raw} "
                               f"(found: {', '.join(countries)})")
         countries = {c: countries[c] for c in chosen}
-    val_fraction = float(options["val_fraction"])
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"aliexpress: option val_fraction must be in (0, 1), got {val_fraction}")
+    val_fraction = check_share(options["val_fraction"], "aliexpress option val_fraction")
     columns = ["search_id"] + CATEGORICAL + NUMERICAL + LABELS
     writer.track(labels=LABELS, scenario=None if single else "country")
     without_click = 0

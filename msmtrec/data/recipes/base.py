@@ -151,6 +151,17 @@ def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequenc
         yield first, table, without_click
 
 
+def check_share(value: Any, option: str) -> float:
+    """A recipe option that is a share of rows: a number strictly between 0 and 1."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if not 0 < share < 1:
+        raise ConfigError(f"{option} must be a number in (0, 1), got {value!r}")
+    return share
+
+
 def check_fractions(fractions: Sequence[float], parts: int, option: str) -> tuple[float, ...]:
     try:
         values = tuple(float(f) for f in fractions)
@@ -251,9 +262,10 @@ def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, ov
     existing = [name for name in OUTPUT_FILES if (out / name).exists()]
     if existing and not overwrite:
         raise ConfigError(f"{out} already holds {', '.join(existing)}; choose another --out folder or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     if out.resolve() == raw.resolve():
         raise ConfigError(f"--out must differ from --raw ({raw})")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     writer = SplitWriter(out)
     try:
@@ -261,6 +273,8 @@ def prepare_with(recipe: Recipe, raw_dir: str | Path, out_dir: str | Path, *, ov
         outputs = writer.commit()
     except BaseException:
         writer.abort()
+        if created and not any(out.iterdir()):  # a refused recipe leaves no folder behind
+            out.rmdir()
         raise
     echo(f"{recipe.name}: wrote " + ", ".join(f"{s} {writer.rows[s]:,}" for s in SPLITS) + " rows")
     echo(f"{recipe.name}: checksumming {len(inputs)} input file(s)")

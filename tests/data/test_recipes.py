@@ -92,9 +92,14 @@ def test_ml_1m_genres_list_and_history_option(tmp_path):
             got = data.lists[i, 6:].view(3, 2)[:data.list_lengths[i, 1], 0].tolist()
             assert got == [movie_ids.get(e[3], 0) for e in seen]
     assert prepare("ml-1m", RAW / "ml-1m", tmp_path / "plain").read_text().count("sequences") == 0  # off by default
-    for bad in (-1, "abc", 2.5):
-        with pytest.raises(ConfigError, match="history must be a number of ratings >= 0"):
+    for bad, message in ((-1, "history must be a number of ratings >= 0"), ("abc", "option history must be an integer"),
+                         (2.5, "option history must be an integer"), (True, "option history must be an integer")):
+        with pytest.raises(ConfigError, match=message):
             prepare("ml-1m", RAW / "ml-1m", tmp_path / "bad", options={"history": bad})
+    assert prepare("ml-1m", RAW / "ml-1m", tmp_path / "typed", options={"history": "2", "seed": 5.0}).is_file()
+    with pytest.raises(ConfigError, match="recipe ml-1m: option seed must be an integer, got 'x'"):
+        prepare("ml-1m", RAW / "ml-1m", tmp_path / "bad", options={"seed": "x"})
+    assert not (tmp_path / "bad").exists()
 
 
 def test_ml_1m_manifest_and_determinism(tmp_path):
@@ -224,8 +229,11 @@ def test_ali_ccp_without_val_file_carves_validation_from_train(tmp_path):
     prepare("ali-ccp", raw, tmp_path / "out", options={"val_fraction": 0.2})
     rows = json.loads((tmp_path / "out" / "manifest.json").read_text())["rows"]
     assert rows["train"] + rows["val"] == 100 and 5 <= rows["val"] <= 40 and rows["test"] == 50
-    for recipe, where, bad in (("ali-ccp", raw, "abc"), ("aliexpress", RAW / "aliexpress", 1.5)):
-        with pytest.raises(ConfigError, match=f"{recipe} option val_fraction must be a number in \\(0, 1\\), got {bad!r}"):
+    for recipe, where, bad, message in (
+            ("ali-ccp", raw, "abc", "recipe ali-ccp: option val_fraction must be a number, got 'abc'"),
+            ("ali-ccp", raw, 0, r"ali-ccp option val_fraction must be in \(0, 1\), got 0.0"),
+            ("aliexpress", RAW / "aliexpress", 1.5, r"aliexpress option val_fraction must be in \(0, 1\), got 1.5")):
+        with pytest.raises(ConfigError, match=message):
             prepare(recipe, where, tmp_path / "refused", options={"val_fraction": bad})
         assert not (tmp_path / "refused").exists()
 

@@ -61,7 +61,21 @@ class Recipe:
         if unknown:
             known = ", ".join(sorted(self.options)) or "(none)"
             raise ConfigError(f"recipe {self.name}: unknown option(s) {', '.join(unknown)}; its options are: {known}")
-        return {k: given.get(k, default) for k, (default, _) in self.options.items()}
+        return {k: self._typed(k, given[k], default) if k in given else default
+                for k, (default, _) in self.options.items()}
+
+    def _typed(self, key: str, value: Any, default: Any) -> Any:
+        """``value`` as a number when the option's default is one (an integer stays integral)."""
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            return value
+        kind = "an integer" if isinstance(default, int) else "a number"
+        try:
+            typed = type(default)(value) if not isinstance(value, bool) else None
+            if typed is None or (isinstance(default, int) and typed != float(value)):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"recipe {self.name}: option {key} must be {kind}, got {value!r}") from None
+        return typed
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,15 +165,11 @@ def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequenc
         yield first, table, without_click
 
 
-def check_share(value: Any, option: str) -> float:
-    """A recipe option that is a share of rows: a number strictly between 0 and 1."""
-    try:
-        share = float(value)
-    except (TypeError, ValueError):
-        share = float("nan")
-    if not 0 < share < 1:
-        raise ConfigError(f"{option} must be a number in (0, 1), got {value!r}")
-    return share
+def check_share(value: float, option: str) -> float:
+    """A recipe option that is a share of rows (a number, as resolve_options typed it): in (0, 1)."""
+    if not 0 < value < 1:
+        raise ConfigError(f"{option} must be in (0, 1), got {value!r}")
+    return value
 
 
 def check_fractions(fractions: Sequence[float], parts: int, option: str) -> tuple[float, ...]:

@@ -56,7 +56,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
                                          "movies": ["movies.dat"]}, EXPECTED)
     fractions = check_fractions(options["fractions"], 3, "ml-1m option fractions")
     history = options["history"]
-    if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+    if history < 0:  # an integer: resolve_options typed it as its default
         raise ConfigError(f"ml-1m option history must be a number of ratings >= 0, got {history!r}")
     ratings = read_dat(files["ratings"], ["user_id", "movie_id", "rating", "timestamp"],
                        {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.int8(), "timestamp": pa.int64()})

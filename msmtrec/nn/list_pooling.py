@@ -55,8 +55,9 @@ def _attend(keys: torch.Tensor, a_q: torch.Tensor, row: torch.Tensor, w: torch.T
 class _AttendWithGradient(torch.autograd.Function):
     """:func:`_attend` with its backward written out: six batched matmuls and two passes over
     ``[B, H, L]`` (autograd's backward of the same ops makes twice the passes, most of them
-    broadcasts along a 16-wide inner dimension): the unit's forward and backward together take
-    about 0.7× the time (2048 rows × 50 entries, ``D = H = 16``, 2 threads; docs/BENCHMARKS.md)."""
+    broadcasts): forward and backward together take 0.53–0.62× autograd's time, and 0.68× the
+    previous ``[B, L, H]`` unit's (2048 rows × 50 entries, ``D = H = 16``, 2 threads;
+    ``benchmarks/history.py``, docs/BENCHMARKS.md)."""
 
     @staticmethod
     def forward(ctx, keys, a_q, row, w, c, mask):  # noqa: ANN001, ANN205 (autograd's signature)

@@ -77,7 +77,7 @@ def unit_times(rows: int, max_len: int, dim: int = 16, rounds: int = 15) -> dict
     """Best ms of the target-attention unit's forward and backward on full histories (its
     gathered keys included): through its hand-written backward, and through autograd of the same
     forward operators (the reference), steps interleaved."""
-    from msmtrec.nn.list_pooling import TargetAttention, _attend, _AttendWithGradient, length_mask, lookup
+    from msmtrec.nn.list_pooling import TargetAttention, _attend, _AttendWithGradient, lookup
 
     torch.manual_seed(0)
     unit, table = TargetAttention(dim), torch.randn(1000, dim, requires_grad=True)
@@ -85,10 +85,7 @@ def unit_times(rows: int, max_len: int, dim: int = 16, rounds: int = 15) -> dict
     query, grad = torch.randn(rows, dim, requires_grad=True), torch.randn(rows, dim)
 
     def step(attend) -> None:
-        a_q = unit.key.weight + unit.product.weight * query[:, None, :]
-        out = attend(lookup(table, ids), a_q, unit.query(query) + unit.key.bias, unit.out.weight.view(-1),
-                     unit.out.bias.view(()), length_mask(lengths, max_len).float())
-        (out * grad).sum().backward()
+        (attend(*unit.unit_inputs(query, lookup(table, ids), lengths)) * grad).sum().backward()
 
     ways = {"hand-written backward": _AttendWithGradient.apply, "autograd": lambda *a: _attend(*a)[2]}
     best = dict.fromkeys(ways, float("inf"))

@@ -172,8 +172,6 @@ def test_target_attentions_backward_equals_autograds_of_its_forward():
 
 
 def _plain(unit, query, keys, lengths):
-    from msmtrec.nn.list_pooling import _attend, length_mask
+    from msmtrec.nn.list_pooling import _attend
 
-    a_q = unit.key.weight + unit.product.weight * query[:, None, :]
-    return _attend(keys, a_q, unit.query(query) + unit.key.bias, unit.out.weight.view(-1), unit.out.bias.view(()),
-                   length_mask(lengths, keys.shape[1]).float())[2]
+    return _attend(*unit.unit_inputs(query, keys, lengths))[2]

@@ -57,7 +57,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
             if split is not None:
                 writer.write(split, table)
             else:  # carve validation rows out of train
-                part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], int(options["seed"]))
+                part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], options["seed"])
                 writer.write_assigned(table, np.where(part == 1, 1, 0).astype(np.int8))
 
     convert(files["train"], "train" if val is not None else None)

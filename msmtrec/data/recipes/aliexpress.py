@@ -90,7 +90,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
                 if not single:
                     table = table.append_column("country", pa.array([country] * table.num_rows, pa.string()))
                 if is_train:
-                    part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], int(options["seed"]))
+                    part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], options["seed"])
                     writer.write_assigned(table, part.astype(np.int8))  # 0 train, 1 val
                 else:
                     writer.write("test", table)

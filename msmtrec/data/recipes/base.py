@@ -70,8 +70,8 @@ class Recipe:
             return value
         kind = "an integer" if isinstance(default, int) else "a number"
         try:
-            typed = type(default)(value) if not isinstance(value, bool) else None
-            if typed is None or (isinstance(default, int) and typed != float(value)):
+            typed = type(default)(value)
+            if isinstance(value, bool) or (isinstance(default, int) and typed != float(value)):
                 raise ValueError
         except (TypeError, ValueError):
             raise ConfigError(f"recipe {self.name}: option {key} must be {kind}, got {value!r}") from None

@@ -121,7 +121,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     base_cols = ["user_id", "video_id", "date", "tab", "duration_ms", "play_time_ms"]
     dropped_tab = 0
     row = 0
-    seed = int(options["seed"])
+    seed = options["seed"]
     for log in logs:
         header = DataFile(log).columns
         missing = [c for c in base_cols + ["is_click"] + extra if c not in header]
@@ -166,7 +166,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
         "user": "user_id",
         "prior_features": ["user_id"],
         "scenario_as_feature": True,
-        "min_count": int(options["min_count"]),
+        "min_count": options["min_count"],
     }
     return spec, logs + [side["users"], side["videos"]]
 

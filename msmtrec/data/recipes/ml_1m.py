@@ -84,7 +84,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
         "click": pc.cast(pc.greater(rating, 3), pa.int8()), "like": pc.cast(pc.greater(rating, 4), pa.int8()),
     })
     writer.track(labels=["click", "like"], scenario="age")
-    writer.write_assigned(table, RandomSplit(table.num_rows, fractions, int(options["seed"])).parts(0, table.num_rows))
+    writer.write_assigned(table, RandomSplit(table.num_rows, fractions, options["seed"]).parts(0, table.num_rows))
     spec = {
         "name": "ml-1m",
         "scenario": {"column": "age", "mapping": {k: v for k, v in AGE_GROUPS.items()}},

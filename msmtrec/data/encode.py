@@ -139,7 +139,8 @@ class Encoders:
                 "scenario": lambda _: len(self.scenario.names) + 1}
         spec = self.spec
         return DataSchema(
-            categorical=tuple((name, size[kind](name)) for name, kind in self._fields), numeric=tuple(self._dense), scenarios=tuple(self.scenario.names),
+            categorical=tuple((name, size[kind](name)) for name, kind in self._fields), numeric=tuple(self._dense),
+            scenarios=tuple(self.scenario.names),
             tasks=spec.task_names, task_roles={t.name: t.role for t in spec.tasks if t.role is not None},
             conversion_without_click=spec.conversion_without_click, prior_fields=tuple(spec.prior_features),
             has_user=spec.user is not None, lists=self._list_features())

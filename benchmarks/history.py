@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from msmtrec.data import InMemoryDataset, load_dataset  # noqa: E402
 from msmtrec.data.encoded import EncodedData, ListFeature  # noqa: E402
+from msmtrec.train.host_memory import keep_freed_memory  # noqa: E402
 from throughput import random_data, train_throughput  # noqa: E402
 
 
@@ -106,13 +107,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3, help="epochs timed per variant, interleaved")
     ap.add_argument("--build-rows", type=int, default=800_000, help="rows of the log for the build cost (0: skip)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as they are (default: keep freed blocks, as msmtrec train does)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    kept = not args.system_malloc and keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     data, schema = random_data(args.rows)
     print(f"# history cost: {args.rows:,} rows, batch {args.batch_size}, history {args.history}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, "
+          f"malloc {'keeps freed blocks' if kept else 'as the system sets it'}, "
           f"load {load()}")
     hist = with_history(data, args.history, schema.cardinalities[1])
     datasets = {"none": InMemoryDataset(data, data.take(slice(0, 4096)), data.take(slice(0, 4096)), schema,
@@ -150,6 +155,7 @@ def main() -> None:
               f"{cost['held_bytes_per_row']:.0f} B/row, padded in memory {cost['padded_bytes_per_row']:.0f} B/row")
     print(f"# load at end {load()}")
     results["load_end"] = os.getloadavg()
+    results["malloc_keeps_freed"] = kept
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -49,6 +49,7 @@ from msmtrec.data import Dataset, InMemoryDataset, open_streaming  # noqa: E402
 from msmtrec.data.encoded import DataSchema, EncodedData, iterate_batches  # noqa: E402
 from msmtrec.models import MODELS, build_model  # noqa: E402
 from msmtrec.train.evaluate import evaluate_model  # noqa: E402
+from msmtrec.train.host_memory import keep_freed_memory  # noqa: E402
 from msmtrec.train.precision import DTYPES, Precision  # noqa: E402
 from msmtrec.train.trainer import Trainer  # noqa: E402
 
@@ -251,8 +252,11 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", help="comma-separated training precisions, e.g. fp32,bf16")
     ap.add_argument("--compile", action="store_true", help="train through torch.compile (Trainer's compile option)")
     ap.add_argument("--repeats", type=int, default=1, help="timed epochs per model and precision (interleaved)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as they are (default: keep freed blocks, as msmtrec train does)")
     ap.add_argument("--warm-batches", type=int, default=8, help="batches of the priming epoch")
     args = ap.parse_args()
+    kept = not args.system_malloc and keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -268,10 +272,11 @@ def main() -> None:
     print(f"# throughput: {args.rows:,} rows, batch {args.batch_size}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}; precision {', '.join(precisions)}"
           f"{', compiled' if args.compile else ''}; {args.repeats} timed epoch(s) each; "
+          f"malloc {'keeps freed blocks' if kept else 'as the system sets it'}; "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu,
                      "precisions": precisions, "compile": args.compile, "repeats": args.repeats,
-                     "load_start": os.getloadavg()[0], "time_start": time.time()}
+                     "load_start": os.getloadavg()[0], "time_start": time.time(), "malloc_keeps_freed": kept}
     peak = matmul_peak(precisions)
     print("matmul peak (2048×1024×512, best of 5): " + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peak.items()))
     results["matmul_peak_gflops"] = peak

@@ -25,6 +25,7 @@ from msmtrec.train.checkpoint import (SPEC_FILE, STATE_FILE, check_run_location,
                                      save_checkpoint, save_train_state)
 from msmtrec.train.distributed import process_group, rank_seed
 from msmtrec.train.evaluate import evaluate_model
+from msmtrec.train.host_memory import keep_freed_memory
 from msmtrec.train.run_dir import RunStatus, read_status, resumable_state, write_status
 from msmtrec.train.trainer import FitResult, Trainer
 from msmtrec.yaml_io import dump_yaml
@@ -60,6 +61,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_torch(config: TrainConfig) -> None:
+    """The process settings of a run: threads, determinism, and freed blocks kept for the next
+    step (:func:`msmtrec.train.host_memory.keep_freed_memory`)."""
+    keep_freed_memory()
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.deterministic:

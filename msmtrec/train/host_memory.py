@@ -28,8 +28,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 def keep_freed_memory() -> bool:
     """Keep blocks the process frees (up to :data:`MMAP_THRESHOLD` each, :data:`TRIM_THRESHOLD` in
-    all at the heap's top) for reuse instead of returning them to the system. Process-wide, and
-    the process's resident memory no longer shrinks after a peak below those sizes.
+    all at the heap's top) for reuse instead of returning them to the system. Process-wide; the
+    freed blocks count in the process's resident memory until it reuses them.
 
     Returns whether it applied: True under glibc (Linux), False with any other C library, where it
     does nothing.

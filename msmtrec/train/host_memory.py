@@ -12,7 +12,6 @@ step, as PyTorch's CUDA caching allocator does on the GPU.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
@@ -36,7 +35,6 @@ def keep_freed_memory() -> bool:
     """
     if platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own malloc (find_library would spawn ldconfig)
     # Setting either threshold also turns off glibc's own adjusting of both; set both.
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                        TRIM_THRESHOLD))
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -34,8 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from msmtrec.data import InMemoryDataset, load_dataset  # noqa: E402
 from msmtrec.data.encoded import EncodedData, ListFeature  # noqa: E402
-from msmtrec.train.host_memory import keep_freed_memory  # noqa: E402
-from throughput import random_data, train_throughput  # noqa: E402
+from throughput import malloc_setting, random_data, train_throughput  # noqa: E402
 
 
 def load() -> str:
@@ -111,13 +110,13 @@ def main() -> None:
                     help="leave glibc's malloc thresholds as they are (default: keep freed blocks, as msmtrec train does)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
-    kept = not args.system_malloc and keep_freed_memory()
+    kept, malloc = malloc_setting(args.system_malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     data, schema = random_data(args.rows)
     print(f"# history cost: {args.rows:,} rows, batch {args.batch_size}, history {args.history}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, "
-          f"malloc {'keeps freed blocks' if kept else 'as the system sets it'}, "
+          f"{malloc}, "
           f"load {load()}")
     hist = with_history(data, args.history, schema.cardinalities[1])
     datasets = {"none": InMemoryDataset(data, data.take(slice(0, 4096)), data.take(slice(0, 4096)), schema,

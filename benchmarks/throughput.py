@@ -117,6 +117,13 @@ class PerRowFeed(InMemoryDataset):
         return per_row_batches(self.train, batch_size or self.batch_size, epoch)
 
 
+def malloc_setting(system_malloc: bool) -> tuple[bool, str]:
+    """Keep freed blocks as ``msmtrec train`` does (:func:`keep_freed_memory`) unless
+    ``system_malloc``; returns whether that applied and how to say it in a figure's header."""
+    kept = not system_malloc and keep_freed_memory()
+    return kept, "malloc keeps freed blocks" if kept else "malloc as the system sets it"
+
+
 def primed_trainer(model: nn.Module, data: Dataset, warm: Dataset, batch_size: int, precision: str = "fp32",
                    compile: bool = False) -> Trainer:
     """A Trainer of ``model`` on ``data``, after one epoch on ``warm`` (first calls, the bf16 kernels
@@ -256,7 +263,7 @@ def main() -> None:
                     help="leave glibc's malloc thresholds as they are (default: keep freed blocks, as msmtrec train does)")
     ap.add_argument("--warm-batches", type=int, default=8, help="batches of the priming epoch")
     args = ap.parse_args()
-    kept = not args.system_malloc and keep_freed_memory()
+    kept, malloc = malloc_setting(args.system_malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = sorted(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -272,7 +279,7 @@ def main() -> None:
     print(f"# throughput: {args.rows:,} rows, batch {args.batch_size}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}; precision {', '.join(precisions)}"
           f"{', compiled' if args.compile else ''}; {args.repeats} timed epoch(s) each; "
-          f"malloc {'keeps freed blocks' if kept else 'as the system sets it'}; "
+          f"{malloc}; "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu,
                      "precisions": precisions, "compile": args.compile, "repeats": args.repeats,

@@ -4,7 +4,7 @@ A CPU training step allocates and frees the same large tensors every step (a 204
 activations and gradients: megabytes each). glibc's malloc hands blocks above its mmap threshold
 straight back to the system and trims the heap's free top beyond its trim threshold; the next step
 then gets fresh pages, which the kernel zeroes one 4 KiB page fault at a time. HiNet in bf16 took
-about 5,500 such faults per step of batch 2048 (9 % of its step time, docs/BENCHMARKS.md).
+about 5,500 such faults per step of batch 2048 (about a tenth of its CPU time, docs/BENCHMARKS.md).
 :func:`keep_freed_memory` raises both thresholds, so freed blocks stay in the heap for the next
 step, as PyTorch's CUDA caching allocator does on the GPU.
 """

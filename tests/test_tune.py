@@ -138,16 +138,17 @@ def tune_command(space: Path, out: Path, *extra: str) -> list[str]:
 def test_a_killed_tune_continues_its_study(tmp_path, space):
     """SIGKILL in the middle of trial 1; the same command again fails that trial (its process is
     gone), runs its settings again and reaches the study's 3 finished trials."""
-    command = tune_command(space, tmp_path, "--trials", "3", "--epochs", "4", "--patience", "4", "--sampler-seed", "2")
+    # 10 epochs: the kill lands while trial 1 still runs, however fast an epoch trains on this machine
+    command = tune_command(space, tmp_path, "--trials", "3", "--epochs", "10", "--patience", "10", "--sampler-seed", "2")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     try:
-        while proc.poll() is None:  # until trial 1 has reported an epoch (its progress, not a time)
+        while proc.poll() is None:  # until trial 1, still running, has reported an epoch (progress, not a time)
             try:
                 trials = optuna.load_study(study_name="shared_bottom-womens-ecommerce", storage=storage).trials
             except Exception:  # not created yet (or its schema being created by the tune right now)
                 trials = []
-            if len(trials) > 1 and trials[1].intermediate_values:
+            if len(trials) > 1 and trials[1].state.name == "RUNNING" and trials[1].intermediate_values:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read().decode()

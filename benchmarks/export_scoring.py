@@ -149,7 +149,7 @@ def predict_end_to_end(args: argparse.Namespace, name: str) -> dict:
     import pyarrow.parquet as pq
 
     from msmtrec.export import Scorer
-    from msmtrec.predict import _write_table, predict_file
+    from msmtrec.predict import _ParquetOut, predict_file
 
     source, target = args.work / "score.parquet", args.work / "scored.parquet"
     models = {"eager": args.work / "runs" / name, "torchscript": args.work / "exports" / f"{name}-torchscript",
@@ -172,7 +172,9 @@ def predict_end_to_end(args: argparse.Namespace, name: str) -> dict:
         steps["score"] = time.perf_counter() - t
         scored, _ = scorer.predict_table(table)
         t = time.perf_counter()
-        _write_table(scored, target, scorer.encoders.spec)
+        writer = _ParquetOut(target, scored.schema, scorer.encoders.spec)
+        writer.write(scored)
+        writer.close()
         steps["write"] = time.perf_counter() - t
         out[k] = {"rows": n, "seconds": total, "rows_per_s": n / total, "steps_s": steps,
                   "file_mb": source.stat().st_size / 1e6}

@@ -128,6 +128,8 @@ class Trainer:
             config.weighting or model.default_weighting,
             model.loss_names, model, config.task_weights, config.weighting_params)
         self.weighting.average = ranks.mean
+        if self.precision.scaler is not None:
+            self.weighting.loss_scale = self.precision.scaler.get_scale
         self.stages: list[Stage] = []
         self.stage: Stage | None = None
         self.stage_index = 0
@@ -279,10 +281,7 @@ class Trainer:
                     continue
                 out = self.forward(batch, self.net)
                 losses = model.task_losses(out, batch)
-                loss = weighting.combine(losses)
-                aux = model.aux_loss(out)
-                if aux is not None:
-                    loss = loss + aux
+                loss = weighting.total(losses, model.aux_loss(out))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"[{stage.name}] epoch {epoch + 1} step {step}: the loss became {loss.item()}; "
                                            f"try a lower learning rate (lr={opt.param_groups[0]['lr']:g})")

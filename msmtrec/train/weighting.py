@@ -37,6 +37,9 @@ class TaskWeighting:
     name: ClassVar[str] = "?"
     #: averages a tensor over the data-parallel ranks (set by the trainer; identity in one process)
     average: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda t: t)
+    #: the factor the step's total was scaled by for its backward pass (a gradient scaler's; set by
+    #: the trainer under fp16; 1 otherwise)
+    loss_scale: Callable[[], float] = staticmethod(lambda: 1.0)
 
     def __init__(self, loss_names: list[str], model: torch.nn.Module, initial: dict[str, float] | None = None) -> None:
         self.loss_names = list(loss_names)
@@ -49,6 +52,12 @@ class TaskWeighting:
 
     def combine(self, losses: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def total(self, losses: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        """What the step backpropagates: :meth:`combine` of the losses, plus the model's unweighted
+        ``aux`` term (a regulariser) when it has one."""
+        combined = self.combine(losses)
+        return combined if aux is None else combined + aux
 
     def after_step(self) -> None:
         """Called after the model's optimiser step (learnable strategies update here)."""
@@ -92,9 +101,15 @@ class GradNormWeighting(TaskWeighting):
     which are then clamped positive and renormalised to ``Σ_i w_i = number of losses``. The model
     is trained on ``Σ_i w_i L_i`` with the weights held constant.
 
-    Because ``∂G_i/∂w_i = ‖∇_W L_i‖₂`` exactly, the per-loss gradient norms are taken with
-    ``retain_graph`` but without ``create_graph`` (no second-order graph), and the weights' gradient
-    is formed explicitly — nothing is ever accumulated into the model's ``.grad``.
+    Because ``∂G_i/∂w_i = ‖∇_W L_i‖₂`` exactly, only the per-loss gradient norms are needed: no
+    second-order graph, and nothing is ever accumulated into the model's ``.grad``. Of ``n`` losses,
+    ``n − 1`` get a backward pass of their own down to ``W`` (``retain_graph``); the step's own
+    backward of the total then gives the last one, since the gradient reaching ``W`` is
+    ``Σ_i w_i ∇_W L_i`` (plus an aux term's, measured on its own): ``∇_W L_k = (∇_W total −
+    Σ_{i≠k} w_i ∇_W L_i) / w_k``. That saves one pass through the heads per step (AEM²TL, two
+    losses: bf16 training 1.1× faster, docs/BENCHMARKS.md). ``k`` is the loss with the largest
+    ``G_i`` of the previous update, so the subtraction cancels least. The step is therefore
+    :meth:`total` (or :meth:`combine`), the backward of what it returned, then :meth:`after_step`.
 
     Args:
         alpha: ``α``, the strength of the restoring force (1.5 default; the papers' range 0.1–2).
@@ -134,66 +149,128 @@ class GradNormWeighting(TaskWeighting):
         self.w = torch.nn.Parameter(w0.to(_model_device(model)))
         self.optimizer = torch.optim.Adam([self.w], lr=lr)
         self.initial_losses: torch.Tensor | None = None
+        self.last_norms = torch.ones(n)  # G_i of the last update (picks the loss taken from the total)
         self.steps = 0
-        self._pending = False
+        self._step: _Measurement | None = None
 
     def combine(self, losses: torch.Tensor) -> torch.Tensor:
+        self._drop_measurement()
         if losses.requires_grad and torch.is_grad_enabled() and self.steps % self.update_every == 0:
-            self._weight_gradient(losses)
+            self._step = _Measurement(self, losses)
         if losses.requires_grad:
             self.steps += 1
         return (self.w.detach().to(losses.device) * losses).sum()
 
-    def _weight_gradient(self, losses: torch.Tensor) -> None:
-        norms = []
-        for loss in losses.unbind(0):
-            g = None
-            if loss.requires_grad:
-                (g,) = torch.autograd.grad(loss, self.shared, retain_graph=True, allow_unused=True)
-                if g is not None and self.shared_rows is not None:
-                    g = g[self.shared_rows]
-            norms.append(g.norm() if g is not None else torch.zeros((), device=losses.device))
-        norms = torch.stack(norms).detach().to(self.w.device)
+    def total(self, losses: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        combined = self.combine(losses)
+        if aux is None:
+            return combined
+        if self._step is not None and aux.requires_grad:  # its gradient on W joins the total's
+            self._step.add_known(aux)
+        return combined + aux
+
+    def _on_rows(self, g: torch.Tensor) -> torch.Tensor:
+        return g if self.shared_rows is None else g[self.shared_rows]
+
+    def _drop_measurement(self) -> None:
+        if self._step is not None:
+            self._step.hook.remove()
+            self._step = None
+
+    def after_step(self) -> None:
+        step = self._step
+        if step is None:
+            return
+        self._drop_measurement()
+        norms = step.norms().to(self.w.device)
         # Over several ranks: the mean of the ranks' gradient norms and losses, so all take one step.
-        norms, current = self.average(torch.cat([norms, losses.detach().to(self.w.device)])).chunk(2)
+        norms, current = self.average(torch.cat([norms, step.losses.to(self.w.device)])).chunk(2)
+        if not torch.isfinite(norms).all():  # an fp16 step whose gradients overflowed (the scaler skips it too)
+            return
         if self.initial_losses is None:
             self.initial_losses = current.clone()
         else:  # a loss with no observed label in the first batch(es) gets its L(0) later
             self.initial_losses = torch.where(self.initial_losses > 0, self.initial_losses, current)
+        g_w = self.w * norms  # G_i; differentiable in w only
+        self.last_norms = g_w.detach().cpu()
         if not (self.initial_losses > 0).all():
             return
         ratio = current / self.initial_losses
         r = ratio / ratio.mean()
-        g_w = self.w * norms  # G_i; differentiable in w only
         target = (g_w.mean() * r ** self.alpha).detach()
         l_grad = (g_w - target).abs().sum()
         (self.w.grad,) = torch.autograd.grad(l_grad, self.w)
-        self._pending = True
-
-    def after_step(self) -> None:
-        if not self._pending:
-            return
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             self.w.clamp_(min=self.min_weight)
             self.w.mul_(len(self.loss_names) / self.w.sum())
-        self._pending = False
 
     def weights(self) -> dict[str, float]:
         return {n: float(w) for n, w in zip(self.loss_names, self.w.detach().cpu())}
 
     def state_dict(self) -> dict[str, Any]:
         return {"w": self.w.detach().cpu().clone(), "initial_losses": self.initial_losses, "steps": self.steps,
-                "optimizer": self.optimizer.state_dict()}
+                "last_norms": self.last_norms.clone(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.w.copy_(state["w"])
         self.initial_losses = None if state.get("initial_losses") is None else state["initial_losses"].to(self.w.device)
         self.steps = int(state.get("steps", 0))
+        if "last_norms" in state:
+            self.last_norms = state["last_norms"].clone()
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
+
+
+class _Measurement:
+    """One GradNorm update's gradient norms on ``W``: every loss's but loss ``k``'s by its own
+    backward pass, at :meth:`GradNormWeighting.combine`; loss ``k``'s from the gradient the
+    step's backward brings to ``W`` (a hook), less the part the others and any aux term account
+    for (``known``)."""
+
+    def __init__(self, gn: GradNormWeighting, losses: torch.Tensor) -> None:
+        self.gn, self.losses = gn, losses.detach()
+        live = [i for i, loss in enumerate(losses.unbind(0)) if loss.requires_grad]
+        self.w = gn.w.detach().to(losses.device)
+        self.k = max(live, key=lambda i: float(gn.last_norms[i]))
+        self._norms: list[torch.Tensor | None] = [torch.zeros((), device=losses.device) for _ in gn.loss_names]
+        self._norms[self.k] = None
+        self.known: torch.Tensor | None = None
+        for i in live:
+            if i != self.k:
+                g = self._gradient(losses[i])
+                if g is not None:
+                    self._norms[i] = g.norm()
+                    self._add(self.w[i] * g)
+        self.hook = gn.shared.register_hook(self._from_total)
+
+    def _gradient(self, value: torch.Tensor) -> torch.Tensor | None:
+        (g,) = torch.autograd.grad(value, self.gn.shared, retain_graph=True, allow_unused=True)
+        return None if g is None else self.gn._on_rows(g)
+
+    def _add(self, g: torch.Tensor) -> None:
+        self.known = g if self.known is None else self.known + g
+
+    def add_known(self, aux: torch.Tensor) -> None:
+        g = self._gradient(aux)
+        if g is not None:
+            self._add(g)
+
+    def _from_total(self, grad: torch.Tensor) -> None:
+        g = self.gn._on_rows(grad) / self.gn.loss_scale()
+        if self.known is not None:
+            g = g - self.known
+        self._norms[self.k] = g.norm() / self.w[self.k]
+
+    def norms(self) -> torch.Tensor:
+        """``‖∇_W L_i‖`` for every loss (0 for a loss that does not reach ``W``)."""
+        if self._norms[self.k] is None:
+            if self.known is not None:  # W had a gradient to give, and the total's never came
+                raise RuntimeError("GradNorm: after_step() came before the backward pass of the step's total")
+            self._norms[self.k] = torch.zeros((), device=self.w.device)
+        return torch.stack(self._norms).detach()
 
 
 @register_weighting("uncertainty")

@@ -19,10 +19,10 @@ class TwoTaskRegression(nn.Module):
     """A shared layer and two linear heads. Task "easy" is a clean linear target; task "hard" is
     pure noise, so its loss cannot come down: it is the slower-learning task."""
 
-    def __init__(self):
+    def __init__(self, tasks=2):
         super().__init__()
         self.shared = nn.Linear(8, 16)
-        self.heads = nn.Linear(16, 2)
+        self.heads = nn.Linear(16, tasks)
 
     def shared_layer(self):
         return self.shared.weight
@@ -80,11 +80,11 @@ def test_gradnorm_restoring_force_follows_the_loss_ratios():
     model.shared_layer = lambda: w_shared
     gn = GradNormWeighting(["a", "b"], model, None, alpha=1.0, lr=0.01)
     f = (w_shared ** 2).sum()
-    gn.combine(torch.stack([f, f]))  # step 0 records L(0)
+    gn.combine(torch.stack([f, f])).backward()  # step 0 records L(0)
     gn.after_step()
     for _ in range(100):
         f = (w_shared ** 2).sum()  # = 3 at w = 1
-        gn.combine(torch.stack([f - 2.7, f]))
+        gn.combine(torch.stack([f - 2.7, f])).backward()  # w_shared.grad piles up: GradNorm reads each backward's own
         gn.after_step()
     w = gn.weights()
     assert w["b"] > 1.3 > 0.7 > w["a"]
@@ -96,22 +96,59 @@ def test_gradnorm_does_not_pollute_model_gradients():
     gn = build_weighting("gradnorm", ["easy", "hard"], model, {"easy": 3.0, "hard": 1.0}, {})
     assert gn.weights() == pytest.approx({"easy": 1.5, "hard": 0.5})  # renormalised to sum to 2
     x, y = _regression_data(64)
-    gn.combine(model.losses(x, y))  # step 0 only records L(0)
+    gn.combine(model.losses(x, y)).backward()  # step 0 only records L(0)
     gn.after_step()
+    model.zero_grad()
     x2 = x * 0.5
     w_now = gn.w.detach().clone()
     losses = model.losses(x2, y)
     total = gn.combine(losses)
     assert all(p.grad is None for p in model.parameters())  # combine leaves the model's .grad alone
-    assert gn.w.grad is not None
-    w_grad = gn.w.grad.clone()
     total.backward()
-    torch.testing.assert_close(gn.w.grad, w_grad)  # the task loss does not train the weights
+    assert gn.w.grad is None  # the task loss does not train the weights
     got = [p.grad.clone() for p in model.parameters()]
+    gn.after_step()
+    assert not torch.equal(gn.w.detach(), w_now)  # the norms train them, after the step
     model.zero_grad()
     (w_now * model.losses(x2, y)).sum().backward()
     for a, p in zip(got, model.parameters()):
         torch.testing.assert_close(a, p.grad)
+
+
+@pytest.mark.parametrize("aux, scale", [(False, 1.0), (True, 1.0), (False, 8.0)])
+def test_gradnorm_takes_one_norm_from_the_steps_own_backward(aux, scale):
+    """Of n losses, n − 1 norms come from backward passes of their own and loss k's from the
+    gradient the step's backward brings to W, less the others' (and an aux term's, and unscaled):
+    each equals the norm of a separate backward pass, whichever loss k is."""
+    torch.manual_seed(0)
+    model = TwoTaskRegression(tasks=3)
+    gn = build_weighting("gradnorm", ["a", "b", "c"], model, None, {"lr": 0.05})
+    gn.loss_scale = lambda: scale
+    x, y = _regression_data(64)
+    y = torch.cat([y, 0.3 * y[:, :1] + 0.1], 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for k in (0, 1, 2, 2, 1, 0):
+        gn.last_norms = torch.eye(3)[k] + 0.5  # the loss with the largest G_i is taken from the total
+        losses = model.losses(x, y)
+        expected = torch.stack([torch.autograd.grad(loss, model.shared.weight, retain_graph=True)[0].norm()
+                                for loss in losses])
+        w = gn.w.detach().clone()
+        penalty = 0.1 * (model.shared.weight ** 2).sum() if aux else None
+        total = gn.total(losses, penalty)
+        opt.zero_grad()
+        (total * scale).backward()
+        opt.step()
+        gn.after_step()
+        torch.testing.assert_close(gn.last_norms, w * expected, rtol=1e-5, atol=1e-8)
+
+
+def test_gradnorm_after_step_needs_the_backward_of_the_total():
+    model = TwoTaskRegression()
+    gn = build_weighting("gradnorm", ["easy", "hard"], model, None, {})
+    x, y = _regression_data(16)
+    gn.combine(model.losses(x, y))
+    with pytest.raises(RuntimeError, match="before the backward"):
+        gn.after_step()
 
 
 def test_gradnorm_waits_for_a_nonzero_initial_loss():
@@ -120,10 +157,12 @@ def test_gradnorm_waits_for_a_nonzero_initial_loss():
     model.shared_layer = lambda: w_shared
     gn = GradNormWeighting(["a", "b"], model, None)
     f = (w_shared ** 2).sum()
-    gn.combine(torch.stack([f, f * 0]))  # no label for b in this batch
+    gn.combine(torch.stack([f, f * 0])).backward()  # no label for b in this batch
     gn.after_step()
     assert gn.initial_losses.tolist() == [2.0, 0.0] and gn.weights() == {"a": 1.0, "b": 1.0}
-    gn.combine(torch.stack([f, f * 2]))
+    f = (w_shared ** 2).sum()
+    gn.combine(torch.stack([f, f * 2])).backward()
+    gn.after_step()
     assert gn.initial_losses.tolist() == [2.0, 4.0]
 
 

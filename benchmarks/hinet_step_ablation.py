@@ -1,5 +1,5 @@
 """HiNet training-step cost with its scenario experts as the plain ``SEIBank`` + ``nn.Dropout``,
-``SEIBank`` + ``BitDropout``, and ``FusedSEIBank`` (HiNet's default): same weights, same batch,
+``SEIBank`` with its own dropout (``BitDropout``, every block's), and ``FusedSEIBank`` (HiNet's default): same weights, same batch,
 variants alternated, process CPU time per step (robust to other jobs on the machine).
 
     python benchmarks/hinet_step_ablation.py [--threads 1] [--batch-size 2048] [--profile]
@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from msmtrec.data.encoded import DataSchema, EncodedData  # noqa: E402
 from msmtrec.models import build_model  # noqa: E402
 from msmtrec.nn import SEIBank  # noqa: E402
-from msmtrec.nn.dropout import use_bit_dropout  # noqa: E402
 
 
 def batch_and_schema(b: int) -> tuple[EncodedData, DataSchema]:
@@ -44,8 +43,8 @@ def variant(kind: str, schema: DataSchema):
         plain = SEIBank(fused.num_seis, model.embedding.output_dim, fused.k, [w.shape[-1] for w in fused.experts.weights],
                         dropout=fused.p)
         plain.load_state_dict(fused.state_dict())
-        if kind == "SEIBank + BitDropout":
-            use_bit_dropout(plain)
+        if kind == "SEIBank + nn.Dropout":
+            plain.experts.dropout = torch.nn.Dropout(fused.p)
         model.scenario_experts = plain
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-
 from msmtrec.models.base import MSMTModel
 
 
@@ -20,7 +19,13 @@ class CompiledForward:
 
     def __init__(self, model: MSMTModel, echo: Callable[[str], None]) -> None:
         import torch._dynamo  # deferred: only runs that ask for compilation pay for the import
+        import torch._functorch.config
 
+        # A compiled backward may reuse ("donate") the buffers it saved, which forbids a second
+        # backward pass through the graph, and GradNorm takes its per-loss gradients with
+        # retain_graph before the step's own backward. The setting is read when a graph is
+        # compiled and when its backward runs, so it is the process's from here on.
+        torch._functorch.config.donated_buffer = False
         self.model, self.echo = model, echo
         self.compiled: Callable[[Any], Any] | None = torch.compile(model)
         self._errors = (torch._dynamo.exc.TorchDynamoException,)

@@ -238,6 +238,7 @@ class _Measurement:
         self._norms: list[torch.Tensor | None] = [torch.zeros((), device=losses.device) for _ in gn.loss_names]
         self._norms[self.k] = None
         self.known: torch.Tensor | None = None
+        self._own_pass = False
         for i in live:
             if i != self.k:
                 g = self._gradient(losses[i])
@@ -247,7 +248,11 @@ class _Measurement:
         self.hook = gn.shared.register_hook(self._from_total)
 
     def _gradient(self, value: torch.Tensor) -> torch.Tensor | None:
-        (g,) = torch.autograd.grad(value, self.gn.shared, retain_graph=True, allow_unused=True)
+        self._own_pass = True  # the hook is for the step's backward, not for these passes
+        try:
+            (g,) = torch.autograd.grad(value, self.gn.shared, retain_graph=True, allow_unused=True)
+        finally:
+            self._own_pass = False
         return None if g is None else self.gn._on_rows(g)
 
     def _add(self, g: torch.Tensor) -> None:
@@ -259,6 +264,8 @@ class _Measurement:
             self._add(g)
 
     def _from_total(self, grad: torch.Tensor) -> None:
+        if self._own_pass:
+            return
         g = self.gn._on_rows(grad) / self.gn.loss_scale()
         if self.known is not None:
             g = g - self.known

@@ -142,11 +142,14 @@ def test_gradnorm_takes_one_norm_from_the_steps_own_backward(aux, scale):
         torch.testing.assert_close(gn.last_norms, w * expected, rtol=1e-5, atol=1e-8)
 
 
-def test_gradnorm_after_step_needs_the_backward_of_the_total():
+@pytest.mark.parametrize("aux", [False, True])
+def test_gradnorm_after_step_needs_the_backward_of_the_total(aux):
+    """Only the step's backward gives loss k's norm: not the passes GradNorm makes itself (an aux
+    term's included)."""
     model = TwoTaskRegression()
     gn = build_weighting("gradnorm", ["easy", "hard"], model, None, {})
     x, y = _regression_data(16)
-    gn.combine(model.losses(x, y))
+    gn.total(model.losses(x, y), (model.shared.weight ** 2).sum() if aux else None)
     with pytest.raises(RuntimeError, match="before the backward"):
         gn.after_step()
 

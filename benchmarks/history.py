@@ -2,10 +2,11 @@
 (and by mean) against the same model without one, trained through the library's Trainer on the
 throughput benchmark's data (7 fields × vocabulary 1000, 3 scenarios × 2 tasks, batch 2048), plus
 what building the histories from a log costs (time, and memory held for the streamed path), and
-the attention unit alone: its hand-written backward against autograd's of the same operators.
+the attention unit alone (fp32): its hand-written backward against autograd's of the same operators.
 
     python benchmarks/history.py                               # 800k rows, history 50
     python benchmarks/history.py --rows 200000 --threads 1 --build-rows 0
+    python benchmarks/history.py --precision bf16 --build-rows 0  # every variant under bf16 autocast
 
 Every row's history is full (50 entries: the most work per row); its ids are items of field f1,
 so the history shares that field's embedding rows as a built history does. Figures are samples/s
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--history", type=int, default=50, help="entries per row")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="training precision of every variant")
     ap.add_argument("--rounds", type=int, default=3, help="epochs timed per variant, interleaved")
     ap.add_argument("--build-rows", type=int, default=800_000, help="rows of the log for the build cost (0: skip)")
     ap.add_argument("--system-malloc", action="store_true",
@@ -115,7 +117,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     data, schema = random_data(args.rows)
     print(f"# history cost: {args.rows:,} rows, batch {args.batch_size}, history {args.history}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, "
+          f"torch {torch.__version__}, {args.precision}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, "
           f"{malloc}, "
           f"load {load()}")
     hist = with_history(data, args.history, schema.cardinalities[1])
@@ -128,13 +130,13 @@ def main() -> None:
     rates: dict[str, list[float]] = {k: [] for k in datasets}
     for r in range(args.rounds):  # interleaved, so a change of load hits every variant alike
         for name, ds in datasets.items():
-            rates[name].append(train_throughput("shared_bottom", ds, args.batch_size))
+            rates[name].append(train_throughput("shared_bottom", ds, args.batch_size, args.precision))
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()) + " samples/s (cost "
               + ", ".join(f"{k} {rates['none'][-1] / rates[k][-1]:.2f}x" for k in ("attention", "mean"))
               + f"); load {load()}")
     best = {k: max(v) for k, v in rates.items()}
     median = {k: statistics.median(v) for k, v in rates.items()}
-    results: dict = {"rows": args.rows, "batch_size": args.batch_size, "history": args.history,
+    results: dict = {"rows": args.rows, "batch_size": args.batch_size, "history": args.history, "precision": args.precision,
                      "threads": torch.get_num_threads(), "rounds": rates, "train": best, "median": median,
                      "cost": {k: best["none"] / best[k] for k in ("attention", "mean")},
                      "median_cost": {k: median["none"] / median[k] for k in ("attention", "mean")}}

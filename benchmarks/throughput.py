@@ -150,12 +150,12 @@ def interleaved_rates(trainers: dict[str, Trainer], rounds: int) -> dict[str, li
     return rates
 
 
-def train_throughput(name: str, data: Dataset, batch_size: int) -> float:
-    """Samples/s of one fp32 epoch of model ``name`` through the library's Trainer."""
+def train_throughput(name: str, data: Dataset, batch_size: int, precision: str = "fp32") -> float:
+    """Samples/s of one epoch of model ``name`` through the library's Trainer."""
     torch.manual_seed(0)
     warm = data.val.take(slice(0, batch_size * 2))
     return epoch_rate(primed_trainer(build_model(name, data.schema, {}), data,
-                                     InMemoryDataset(warm, warm, warm, data.schema), batch_size))
+                                     InMemoryDataset(warm, warm, warm, data.schema), batch_size, precision))
 
 
 def matmul_peak(precisions: list[str], repeats: int = 5, m: int = 2048, k: int = 1024, n: int = 512) -> dict[str, float]:

@@ -14,6 +14,7 @@ weighting and metrics are computed in fp32.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torch.utils._pytree import tree_map
 
 from msmtrec.config import PRECISIONS
 from msmtrec.errors import ConfigError
+from msmtrec.nn.casts import shared_casts
 
 #: The autocast dtype of each precision (None: no autocast).
 DTYPES: dict[str, torch.dtype | None] = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16)))
@@ -57,7 +59,12 @@ class Precision:
         """The context the model's forward pass runs in (a no-op for fp32)."""
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        return self._mixed()
+
+    @contextlib.contextmanager
+    def _mixed(self) -> Iterator[None]:
+        with torch.autocast(self.device_type, dtype=self.dtype), shared_casts():  # a bank cast once, however sliced
+            yield
 
     @staticmethod
     def fp32(output: Any) -> Any:

@@ -162,12 +162,10 @@ class GradNormWeighting(TaskWeighting):
         return (self.w.detach().to(losses.device) * losses).sum()
 
     def total(self, losses: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
-        combined = self.combine(losses)
-        if aux is None:
-            return combined
-        if self._step is not None and aux.requires_grad:  # its gradient on W joins the total's
+        out = super().total(losses, aux)
+        if aux is not None and aux.requires_grad and self._step is not None:  # its gradient on W joins the total's
             self._step.add_known(aux)
-        return combined + aux
+        return out
 
     def _on_rows(self, g: torch.Tensor) -> torch.Tensor:
         return g if self.shared_rows is None else g[self.shared_rows]

@@ -57,28 +57,36 @@ def _attend(keys: torch.Tensor, a_q: torch.Tensor, row: torch.Tensor, w: torch.T
 
 
 class _AttendWithGradient(torch.autograd.Function):
-    """:func:`_attend` with its backward written out: six batched matmuls and two passes over
+    """:func:`_attend` with its backward written out: five batched matmuls and two passes over
     ``[B, H, L]`` (autograd's backward of the same ops makes twice the passes, most of them
-    broadcasts): forward and backward together take 0.53–0.62× autograd's time, and 0.68× the
-    previous ``[B, L, H]`` unit's (2048 rows × 50 entries, ``D = H = 16``, 2 threads;
-    ``benchmarks/history.py``, docs/BENCHMARKS.md)."""
+    broadcasts).
+
+    The backward works with ``m = 1[r > 0] ⊙ grad_scores`` (``[B, H, L]``); the hidden layer's
+    gradient is ``w_h · m``, and ``w`` is applied to the ``[B, H, D]`` factors instead. ``w``'s own
+    gradient ``Σ_{b,l} relu(r)·grad_scores = Σ_{b,l} r·m`` is read from ``[B, H, D]`` and ``[B, H]``
+    terms, since ``r = A_q k + row`` wherever ``m ≠ 0``: ``Σ_b (A_q ⊙ (m K)).sum(d) + row ⊙ m.sum(l)``,
+    which saves a pass over ``[B, H, L]``. Forward and backward together take about 0.55× autograd's
+    time (2048 rows × 50 entries, ``D = H = 16``, 2 threads; ``benchmarks/history.py``,
+    docs/BENCHMARKS.md)."""
 
     @staticmethod
     def forward(ctx, keys, a_q, row, w, c, mask):  # noqa: ANN001, ANN205 (autograd's signature)
         r, weights, out = _attend(keys, a_q, row, w, c, mask)
-        ctx.save_for_backward(keys, a_q, r, w, mask, weights)
+        ctx.save_for_backward(keys, a_q, row, r, w, mask, weights)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
-        keys, a_q, r, w, mask, weights = ctx.saved_tensors
+        keys, a_q, row, r, w, mask, weights = ctx.saved_tensors
         b, length, d = keys.shape
+        h = r.shape[1]
         grad_scores = torch.bmm(grad.view(b, 1, d), keys.transpose(1, 2)).view(b, length).mul_(mask)  # [B, L]
-        grad_w = torch.bmm(r, grad_scores.unsqueeze(2)).sum(0).view(-1)
-        grad_hidden = torch.mul(w.view(1, -1, 1), grad_scores.unsqueeze(1))  # [B, H, L]
-        torch.ops.aten.threshold_backward.grad_input(grad_hidden, r, 0, grad_input=grad_hidden)  # ReLU's gradient
-        grad_keys = torch.bmm(grad_hidden.transpose(1, 2), a_q).baddbmm_(weights.unsqueeze(2), grad.unsqueeze(1))
-        return (grad_keys, torch.bmm(grad_hidden, keys), grad_hidden.sum(2), grad_w, grad_scores.sum(), None)
+        m = grad_scores.unsqueeze(1).repeat(1, h, 1)  # [B, H, L]
+        torch.ops.aten.threshold_backward.grad_input(m, r, 0, grad_input=m)  # ReLU's gradient
+        m_keys, m_sum = torch.bmm(m, keys), m.sum(2)  # [B, H, D], [B, H]
+        grad_w = torch.linalg.vecdot(a_q, m_keys).addcmul_(row, m_sum).sum(0)
+        grad_keys = torch.bmm(m.transpose(1, 2), a_q * w.view(1, h, 1)).baddbmm_(weights.unsqueeze(2), grad.unsqueeze(1))
+        return (grad_keys, m_keys.mul_(w.view(1, h, 1)), m_sum.mul_(w.view(1, h)), grad_w, grad_scores.sum(), None)
 
 
 class TargetAttention(nn.Module):

@@ -2,20 +2,13 @@
 behind one interface (:class:`Dataset`): ``schema``, ``encoders``, ``val``, ``test`` and
 ``train_batches(epoch, rank=, world_size=)``.
 
-One pipeline serves both (DESIGN.md, "How data flows"):
-
-1. **Plan** — each split's rows come from a file, either whole or one part of a row split of it
-   (:class:`~msmtrec.data.io.RandomSplit` or a time split; :mod:`msmtrec.data.sources`), so both
-   kinds of dataset hold exactly the same rows in each split.
-2. **Fit** — one pass over the train rows, chunk by chunk, through
-   :class:`~msmtrec.data.fitter.EncodersFitter` (skipped when encoders are given).
-3. **Histories** — when the spec builds a history from the log, one pass over the user, item,
-   time and side columns of every split builds them all (:mod:`msmtrec.data.history`); both
-   kinds of dataset look their rows' histories up there.
-4. **Encode** — :func:`load_dataset` encodes every split chunk by chunk into preallocated tensors
-   (one more pass; a file holding several splits is read once). :func:`open_streaming` encodes
-   val and test that way and reads the train split again every epoch, in a seeded order of its
-   row groups, through a shuffle buffer (:mod:`msmtrec.data.stream`).
+One pipeline serves both, so that both hold exactly the same rows in each split: **plan** where
+each split's rows come from (a file, whole or one part of its row split: :mod:`msmtrec.data.sources`);
+**fit** the encoders in one pass over train (skipped when encoders are given); **build the
+histories** the spec builds from the log, in one pass over every split (:mod:`msmtrec.data.history`);
+**encode**, chunk by chunk into preallocated tensors — :func:`load_dataset` every split (a file
+holding several splits is read once), :func:`open_streaming` val and test, reading train again every
+epoch in a seeded order of its row groups through a shuffle buffer (:mod:`msmtrec.data.stream`).
 
 In memory is the fastest path, with an exact shuffle; it holds about ``8·F + 4·D + 8 + 5·T``
 bytes per row (F categorical fields, D numerics, T tasks), plus ``8·(W + K)`` with K list
@@ -88,9 +81,10 @@ def _histories(encoders: Encoders, sources: dict[str, SplitSource]) -> Histories
     return builder.finish()
 
 
-def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str],
-            histories: Histories | None) -> dict[str, SplitEncoder]:
-    """Encode the given splits in memory; the splits of one file are encoded in one pass over it."""
+def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str], histories: Histories | None
+            ) -> tuple[dict[str, EncodedData], dict[str, dict[str, Any]]]:
+    """The given splits encoded in memory, and each one's part of the report; the splits of one
+    file are encoded in one pass over it."""
     out = {s.split: SplitEncoder(encoders, s.label, s.rows or 0,
                                  history=None if histories is None else histories.split(s.index)) for s in sources}
     for s, rows in read_splits(sources, columns):
@@ -103,7 +97,8 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str],
             why = ", ".join(f"{n:,} with {k.replace('_', ' ')}" for k, n in enc.dropped.items())
             raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: every row of {s.label} was dropped "
                             f"({why})")
-    return out
+    data = {s: e.finish() for s, e in out.items()}
+    return data, {s: _summary(data[s], e, encoders.schema) for s, e in out.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,10 +301,8 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
     if encoders is None:
         encoders, fitted = _fit(spec, sources["train"], columns)
     histories = _histories(encoders, sources)
-    split_encoders = _encode(encoders, list(sources.values()), columns, histories)
-    data = {s: e.finish() for s, e in split_encoders.items()}
-    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
-                     fitted, histories)
+    data, summaries = _encode(encoders, list(sources.values()), columns, histories)
+    report = _report(spec, summaries, row_limit, fitted, histories)
     return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
@@ -339,11 +332,9 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     # the shuffle's): the encoders are a function of the data and the spec.
     encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample)
     histories = _histories(encoders, sources)
-    held = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
-    data = {s: e.finish() for s, e in held.items()}
-    summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
-    report = _report(spec, summaries, row_limit, fitted, histories, streaming=True, shuffle_buffer=shuffle_buffer,
-                     read_rows=read_rows)
+    data, summaries = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
+    report = _report(spec, {"train": fitted, **summaries}, row_limit, fitted, histories, streaming=True,
+                     shuffle_buffer=shuffle_buffer, read_rows=read_rows)
     return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, histories=histories, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)

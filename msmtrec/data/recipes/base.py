@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from msmtrec.data.io import SPLITS, DataFile
+from msmtrec.data.io import SPLITS, DataFile, hash_split
 from msmtrec.errors import ConfigError, DataError
 from msmtrec.files import atomic_write, sha256_file, write_json
 from msmtrec.yaml_io import dump_yaml
@@ -158,11 +158,9 @@ def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequenc
             bad = pc.sum(pc.cast(pc.invert(pc.is_in(col, pa.array([0, 1], col.type))), pa.int64())).as_py()
             if bad:
                 raise DataError(f"{source} column '{c}' has {bad} value(s) other than 0/1")
+            table = table.set_column(table.schema.get_field_index(c), c, pc.cast(col, pa.int8()))
         both = pc.and_(pc.equal(table.column(conversion), 1), pc.equal(table.column(click), 0))
-        without_click = int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
-        for c in labels:
-            table = table.set_column(table.schema.get_field_index(c), c, pc.cast(table.column(c), pa.int8()))
-        yield first, table, without_click
+        yield first, table, int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
 
 
 def check_share(value: float, option: str) -> float:
@@ -239,6 +237,11 @@ class SplitWriter:
                 self.write(split, table)
             elif len(rows):
                 self.write(split, table.take(pa.array(rows)))
+
+    def write_carved(self, table: pa.Table, first: int, val_fraction: float, seed: int) -> None:
+        """Write rows of a train file, the first at file row ``first``: a seeded ``val_fraction`` of
+        them (:func:`~msmtrec.data.io.hash_split`) to val, the others to train."""
+        self.write_assigned(table, hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], seed))
 
     def commit(self) -> list[Path]:
         empty = [s for s in SPLITS if self.rows[s] == 0]

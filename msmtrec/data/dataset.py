@@ -101,11 +101,6 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str], 
     return data, {s: _summary(data[s], e, encoders.schema) for s, e in out.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# The datasets
-# --------------------------------------------------------------------------------------------
-
-
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of one epoch's shuffle: a function of ``(seed, epoch)`` alone, so an epoch
     can be replayed (or resumed) without replaying the ones before it."""

@@ -78,11 +78,6 @@ class Recipe:
         return typed
 
 
-# --------------------------------------------------------------------------------------------
-# Finding inputs
-# --------------------------------------------------------------------------------------------
-
-
 def find_file(raw: Path, names: Sequence[str]) -> Path | None:
     """The first of ``names`` found in ``raw`` or any folder below it (archives often unpack into
     a subfolder such as ``ml-1m/`` or ``KuaiRand-Pure/data/``)."""
@@ -99,22 +94,11 @@ def find_file(raw: Path, names: Sequence[str]) -> Path | None:
 
 def require_files(recipe: str, raw: Path, wanted: dict[str, Sequence[str]], expected: str) -> dict[str, Path]:
     """Locate every entry of ``wanted`` (key → accepted file names) or fail naming what is missing."""
-    found: dict[str, Path] = {}
-    missing: list[str] = []
-    for key, names in wanted.items():
-        p = find_file(raw, names)
-        if p is None:
-            missing.append(" or ".join(names))
-        else:
-            found[key] = p
+    found = {key: find_file(raw, names) for key, names in wanted.items()}
+    missing = [" or ".join(wanted[key]) for key, path in found.items() if path is None]
     if missing:
         raise DataError(f"{recipe}: {raw} is missing {', '.join(missing)} (expected {expected})")
-    return found
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
+    return {key: path for key, path in found.items() if path is not None}
 
 
 class Lookup:
@@ -138,11 +122,6 @@ class Lookup:
         hit = (self.keys[pos] == k) if len(self.keys) else np.zeros(len(k), dtype=bool)
         idx = pa.array(pos, mask=~hit, type=pa.int64())
         return {c: self.table.column(c).take(idx) for c in columns}
-
-
-# --------------------------------------------------------------------------------------------
-# Labels and options
-# --------------------------------------------------------------------------------------------
 
 
 def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequence[str], labels: Sequence[str],
@@ -178,11 +157,6 @@ def check_fractions(fractions: Sequence[float], parts: int, option: str) -> tupl
     if len(values) != parts or any(v <= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
         raise ConfigError(f"{option} must be {parts} positive numbers summing to 1, got {list(values)}")
     return values
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
 
 
 class SplitWriter:

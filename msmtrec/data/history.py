@@ -112,11 +112,10 @@ def _build(parts: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray]], max
     rows and the rows with an empty history."""
     if not parts:
         raise DataError("a history needs rows to be built from")
-    split = np.concatenate([np.full(len(r), k, dtype=np.int8) for k, r, _, _, _ in parts])
-    rows = np.concatenate([r for _, r, _, _, _ in parts])
-    user = _user_codes([u for _, _, u, _, _ in parts])
-    time = np.concatenate([t for _, _, _, t, _ in parts])
-    entries = np.concatenate([e for _, _, _, _, e in parts])
+    splits, row_parts, users, times, entry_parts = zip(*parts)
+    split = np.concatenate([np.full(len(r), k, dtype=np.int8) for k, r in zip(splits, row_parts)])
+    rows, time, entries = (np.concatenate(p) for p in (row_parts, times, entry_parts))
+    user = _user_codes(list(users))
     order = np.lexsort((rows, split, time, user))  # equal times: by split, then file row
     u, t = user[order], time[order]
     change = np.ones(len(order), dtype=bool)

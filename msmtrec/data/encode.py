@@ -1,11 +1,8 @@
-"""Encoders: everything fitted on the TRAIN split that turns raw rows into :class:`EncodedData`.
-
-Fitting goes chunk by chunk through :class:`~msmtrec.data.fitter.EncodersFitter` (one fitted
-piece per module under :mod:`msmtrec.data.fit`: vocabulary, numeric statistics, scenario coder,
-labels, lists); fitting a table in memory is one chunk, streaming is many, and both give the same
-encoders. Encoding is chunk by chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
-``pyarrow.compute`` and numpy, ids are ``int64`` from file to tensor, and the fitted state is
-saved as human-readable JSON (``encoders.json``) that reloads to bit-identical tensors.
+"""Encoders: everything fitted on the TRAIN split (by :class:`~msmtrec.data.fitter.EncodersFitter`)
+that turns raw rows into :class:`EncodedData`, chunk by chunk (:class:`SplitEncoder`) into
+preallocated tensors. Everything is vectorised with ``pyarrow.compute`` and numpy, ids are
+``int64`` from file to tensor, and the fitted state is saved as human-readable JSON
+(``encoders.json``) that reloads to bit-identical tensors.
 
 Data checks that need the rows raise :class:`~msmtrec.errors.DataError` with the spec file, the
 column and the split (``source``) in one line.

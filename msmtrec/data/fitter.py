@@ -1,8 +1,5 @@
-"""The one fitter: :class:`EncodersFitter` fits every piece of the :class:`Encoders` chunk by chunk
-on the train rows (``update(chunk)``, then ``finish()``) — vocabularies, numeric statistics, the
-scenario coder, label summaries and list vocabularies, one module each under
-:mod:`msmtrec.data.fit` — so that one chunk (in memory) and many (streamed) give the same
-encoders."""
+"""The one fitter: :class:`EncodersFitter` runs every piece of :mod:`msmtrec.data.fit` over the
+train chunks, so that one chunk (in memory) and many (streamed) give the same encoders."""
 
 from __future__ import annotations
 

@@ -135,19 +135,15 @@ class Encoders:
         size = {"vocab": lambda c: self.vocabularies[c].cardinality, "bucket": lambda c: self.numeric[c].cardinality,
                 "scenario": lambda _: len(self.scenario.names) + 1}
         spec = self.spec
+        lists = [ListFeature(n, e.max_len, e.pooling, cardinality=self.lists[n].cardinality)
+                 for n, e in spec.multi_categorical.items()]
+        lists += [ListFeature(n, s.max_len, s.pooling, fields=s.fields) for n, s in spec.sequences.items()]
         return DataSchema(
             categorical=tuple((name, size[kind](name)) for name, kind in self._fields), numeric=tuple(self._dense),
             scenarios=tuple(self.scenario.names),
             tasks=spec.task_names, task_roles={t.name: t.role for t in spec.tasks if t.role is not None},
             conversion_without_click=spec.conversion_without_click, prior_fields=tuple(spec.prior_features),
-            has_user=spec.user is not None, lists=self._list_features())
-
-    def _list_features(self) -> tuple[ListFeature, ...]:
-        """The multi_categorical features, then the sequences, in spec order."""
-        spec = self.spec
-        out = [ListFeature(n, e.max_len, e.pooling, cardinality=self.lists[n].cardinality)
-               for n, e in spec.multi_categorical.items()]
-        return tuple(out + [ListFeature(n, s.max_len, s.pooling, fields=s.fields) for n, s in spec.sequences.items()])
+            has_user=spec.user is not None, lists=tuple(lists))
 
     @classmethod
     def fit(cls, spec: DatasetSpec, train: pa.Table | Iterable[pa.Table], *, source: str = "train") -> "Encoders":

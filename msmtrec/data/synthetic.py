@@ -203,12 +203,6 @@ class SyntheticGenerator:
             p[:, 1:] *= p[:, :1]
         return p
 
-    def _labels(self, rng: np.random.Generator, p_cond: np.ndarray) -> np.ndarray:
-        y = rng.random(p_cond.shape) < p_cond
-        if self.config.structure == "nested":
-            y[:, 1:] &= y[:, :1]
-        return y
-
     def _calibrate(self) -> None:
         """Solve the biases so the pooled rates match ``rates`` on a fixed pilot sample."""
         rng = _rng(self.config.seed, _PILOT)
@@ -242,7 +236,10 @@ class SyntheticGenerator:
         rows = np.arange(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS, dtype=np.int64)
         cat, num, scenario = self._features(rng, rows)
         p = self.probabilities(cat, num, scenario, rows=rows, conditional=True)
-        out = {"categorical": cat, "numeric": num, "scenario": scenario, "labels": self._labels(rng, p)}
+        labels = rng.random(p.shape) < p
+        if self.config.structure == "nested":  # a later task implies the click (step 5)
+            labels[:, 1:] &= labels[:, :1]
+        out = {"categorical": cat, "numeric": num, "scenario": scenario, "labels": labels}
         if self.config.history_len:
             out["time"] = rows
         self._last_block = (index, out)  # consecutive splits usually share a boundary block

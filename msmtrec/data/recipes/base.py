@@ -165,20 +165,18 @@ class SplitWriter:
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.labels: list[str] = []
-        self.scenario: str | None = None
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._schema: pa.Schema | None = None
         self.rows = {s: 0 for s in SPLITS}
-        self.positives: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         self.scenario_rows: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         self.notes: dict[str, Any] = {}  # recipe findings copied into the manifest
+        self.track()
 
     def track(self, *, labels: Sequence[str] = (), scenario: str | None = None) -> None:
         """Count positives of these 0/1 ``labels`` columns and rows per ``scenario`` value."""
         self.labels = list(labels)
         self.scenario = scenario
-        self.positives = {s: {c: 0 for c in self.labels} for s in SPLITS}
+        self.positives: dict[str, dict[str, int]] = {s: {c: 0 for c in self.labels} for s in SPLITS}
 
     def _tmp(self, split: str) -> Path:
         return self.out / f".{split}.parquet.partial"

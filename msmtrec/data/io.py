@@ -351,8 +351,8 @@ class TimeSplit:
         order = pc.sort_indices(times).to_numpy()
         self.sizes = split_sizes(len(order), fractions)
         self._parts = np.empty(len(order), dtype=np.int8)
-        for k, (start, size) in enumerate(zip(np.cumsum([0, *self.sizes[:-1]]), self.sizes)):
-            self._parts[order[start:start + size]] = k
+        for k, rows in enumerate(split_indices(len(order), fractions, order=order)):
+            self._parts[rows] = k
 
     def parts(self, first: int, count: int) -> np.ndarray:
         """Part index (int8) of rows ``first .. first + count - 1``."""

@@ -91,18 +91,16 @@ class HistoryBuilder:
         """Add the rows of a chunk of split ``split`` (0 train, 1 val, 2 test)."""
         rows = table.column(ROW_COLUMN).to_numpy()
         for name, seq in self.sequences.items():
-            what = f"{self.encoders.spec.where}: {source}"
             times = _sortable(time_values(table.column(seq.time), seq.format,
-                                          f"{what}: history '{name}' time column '{seq.time}'",
-                                          f"sequences[{name!r}].format"))
+                                          f"{self.encoders.spec.where}: {source}: history '{name}' time column "
+                                          f"'{seq.time}'", f"sequences[{name!r}].format"))
             entries = np.stack([self.encoders.vocabularies[f].encode(table.column(f)) for f in seq.fields], axis=1)
             self._parts[name].append((split, rows, as_ids(table.column(seq.user)), times, entries))
 
     def finish(self) -> Histories:
         windows, report = {}, {}
         for name, seq in self.sequences.items():
-            parts = self._parts.pop(name)
-            windows[name], report[name] = _build(parts, seq.max_len)
+            windows[name], report[name] = _build(self._parts.pop(name), seq.max_len)
         return Histories(windows, {n: s.max_len for n, s in self.sequences.items()}, report)
 
 

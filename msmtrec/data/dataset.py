@@ -140,6 +140,10 @@ class Dataset:
                       seed: int | None = None) -> Iterator[EncodedData]:
         """Shuffled training batches of one epoch: deterministic given ``(seed, epoch)`` and
         different across epochs; with ``world_size > 1`` each rank gets a disjoint share."""
+        seed = self.seed if seed is None else int(seed)
+        return self._batches(epoch, seed, batch_size or self.batch_size, rank, world_size)
+
+    def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
         raise NotImplementedError
 
     def split(self, name: str) -> EncodedData:
@@ -178,10 +182,8 @@ class InMemoryDataset(Dataset):
     def num_train_rows(self) -> int:
         return len(self.train)
 
-    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
-                      seed: int | None = None) -> Iterator[EncodedData]:
-        gen = epoch_generator(self.seed if seed is None else seed, epoch)
-        return iterate_batches(self.train, batch_size or self.batch_size, shuffle=True, generator=gen, rank=rank,
+    def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
+        return iterate_batches(self.train, batch_size, shuffle=True, generator=epoch_generator(seed, epoch), rank=rank,
                                world_size=world_size)
 
 
@@ -222,10 +224,7 @@ class StreamedDataset(Dataset):
                 data = data.take(index)
             yield data
 
-    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
-                      seed: int | None = None) -> Iterator[EncodedData]:
-        seed = self.seed if seed is None else int(seed)
-        batch_size = batch_size or self.batch_size
+    def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
         batches = shuffled_batches(self._chunks(epoch, seed, rank, world_size), batch_size, self.shuffle_buffer,
                                    epoch_generator(seed, epoch))
         if self.prefetch == 0:

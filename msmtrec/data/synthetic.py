@@ -117,11 +117,8 @@ class SyntheticGenerator:
         m = f + (1 if d else 0) + (1 if interaction else 0)
         scale = 1.0 / math.sqrt(m)
         # Id popularity: inverse CDF tables, one per field (ids 1..V; rank 1 most popular).
-        self._cdf = []
-        for v in self.vocab:
-            p = np.arange(1, v + 1, dtype=np.float64) ** -c.zipf
-            cdf = np.cumsum(p)
-            self._cdf.append(cdf / cdf[-1])
+        cumulative = [np.cumsum(np.arange(1, v + 1, dtype=np.float64) ** -c.zipf) for v in self.vocab]
+        self._cdf = [cdf / cdf[-1] for cdf in cumulative]
         # Row 0 of every table is the never-generated id 0.
         self._emb = [rng.standard_normal((v + 1, k)).astype(np.float32) * scale for v in self.vocab]
         self._cross = ([rng.standard_normal((self.vocab[i] + 1, k)).astype(np.float32) for i in (0, 1)]

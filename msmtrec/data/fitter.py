@@ -30,7 +30,6 @@ class EncodersFitter:
     column its distinct and kept values, and per numeric column its infinite values (if any).
 
     Args:
-        spec: the dataset spec.
         quantile_sample: values of a ``bucketize`` column kept exactly before sampling starts.
         seed: seeds that sampling.
     """

@@ -80,7 +80,7 @@ class EncodersFitter:
         missing = self.scenario.missing
         self.report = {"rows": self.scenario.rows - missing, "rows_read": self.scenario.rows,
                        "dropped": {"missing_scenario": missing} if missing else {},
-                       "scenario_rows": self.scenario.scenario_rows(), **self.labels.finish(coder),
+                       "scenario_rows": self.scenario.scenario_rows, **self.labels.finish(coder),
                        "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
                                               for c, f in self.vocabularies.items()},
                        "numeric_infinite": {c: f.infinite for c, f in self.numeric.items() if f.infinite},

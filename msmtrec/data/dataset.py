@@ -134,7 +134,7 @@ class Dataset:
 
     @property
     def num_train_rows(self) -> int:
-        raise NotImplementedError
+        return len(self.train)  # a streamed dataset, whose train is None, counts it otherwise
 
     def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
                       seed: int | None = None) -> Iterator[EncodedData]:
@@ -177,10 +177,6 @@ class InMemoryDataset(Dataset):
                  **kwargs: Any) -> None:
         super().__init__(schema, val, test, **kwargs)
         self.train = train
-
-    @property
-    def num_train_rows(self) -> int:
-        return len(self.train)
 
     def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
         return iterate_batches(self.train, batch_size, shuffle=True, generator=epoch_generator(seed, epoch), rank=rank,

@@ -2,13 +2,20 @@
 behind one interface (:class:`Dataset`): ``schema``, ``encoders``, ``val``, ``test`` and
 ``train_batches(epoch, rank=, world_size=)``.
 
-One pipeline serves both, so that both hold exactly the same rows in each split: **plan** where
-each split's rows come from (a file, whole or one part of its row split: :mod:`msmtrec.data.sources`);
-**fit** the encoders in one pass over train (skipped when encoders are given); **build the
-histories** the spec builds from the log, in one pass over every split (:mod:`msmtrec.data.history`);
-**encode**, chunk by chunk into preallocated tensors — :func:`load_dataset` every split (a file
-holding several splits is read once), :func:`open_streaming` val and test, reading train again every
-epoch in a seeded order of its row groups through a shuffle buffer (:mod:`msmtrec.data.stream`).
+One pipeline serves both (``../shared/docs/DESIGN.md``, "How data flows"):
+
+1. **Plan** — each split's rows come from a file, either whole or one part of a row split of it
+   (:class:`~msmtrec.data.io.RandomSplit` or a time split; :mod:`msmtrec.data.sources`), so both
+   kinds of dataset hold exactly the same rows in each split.
+2. **Fit** — one pass over the train rows, chunk by chunk, through
+   :class:`~msmtrec.data.fitter.EncodersFitter` (skipped when encoders are given).
+3. **Histories** — when the spec builds a history from the log, one pass over the user, item,
+   time and side columns of every split builds them all (:mod:`msmtrec.data.history`); both
+   kinds of dataset look their rows' histories up there.
+4. **Encode** — :func:`load_dataset` encodes every split chunk by chunk into preallocated tensors
+   (one more pass; a file holding several splits is read once). :func:`open_streaming` encodes
+   val and test that way and reads the train split again every epoch, in a seeded order of its
+   row groups, through a shuffle buffer (:mod:`msmtrec.data.stream`).
 
 In memory is the fastest path, with an exact shuffle; it holds about ``8·F + 4·D + 8 + 5·T``
 bytes per row (F categorical fields, D numerics, T tasks), plus ``8·(W + K)`` with K list

@@ -63,8 +63,7 @@ def describe_dataset(name_or_path: str | Path | DatasetSpec | Mapping[str, Any])
     ``scenarios`` (declared, else the distinct values of the scenario column), ``tasks`` and
     ``files`` of a dataset, without encoding it (for listings such as ``msmtrec datasets``)."""
     spec = resolve_spec(name_or_path)
-    f = spec.files
-    paths = f.paths
+    paths = spec.files.paths
     rows = 0
     distinct: set[Any] = set()
     col = spec.scenario.column

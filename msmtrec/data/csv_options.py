@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow.csv as pacsv
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictStr, model_validator
+from pydantic import BeforeValidator, StrictStr, model_validator
 
+from msmtrec.data.spec_types import Part
 from msmtrec.declared import problem, show
 
 __all__ = ["CsvOptions"]
@@ -37,7 +38,7 @@ def _encoding(value: Any) -> Any:
 _Character = Annotated[str, BeforeValidator(_character)]
 
 
-class CsvOptions(BaseModel):
+class CsvOptions(Part):
     """How a CSV file is parsed (a spec's ``files.csv``).
 
     Attributes:
@@ -47,8 +48,6 @@ class CsvOptions(BaseModel):
         encoding: the file's text encoding.
         quote_char: the character that quotes a field holding the delimiter.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     delimiter: _Character | None = None
     null_values: tuple[StrictStr, ...] = ()

@@ -2,7 +2,7 @@
 behind one interface (:class:`Dataset`): ``schema``, ``encoders``, ``val``, ``test`` and
 ``train_batches(epoch, rank=, world_size=)``.
 
-One pipeline serves both (DESIGN.md, "How data flows"):
+One pipeline serves both (``../shared/docs/DESIGN.md``, "How data flows"):
 
 1. **Plan** — each split's rows come from a file, either whole or one part of a row split of it
    (:class:`~msmtrec.data.io.RandomSplit` or a time split; :mod:`msmtrec.data.sources`), so both
@@ -88,9 +88,10 @@ def _histories(encoders: Encoders, sources: dict[str, SplitSource]) -> Histories
     return builder.finish()
 
 
-def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str],
-            histories: Histories | None) -> dict[str, SplitEncoder]:
-    """Encode the given splits in memory; the splits of one file are encoded in one pass over it."""
+def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str], histories: Histories | None
+            ) -> tuple[dict[str, EncodedData], dict[str, dict[str, Any]]]:
+    """The given splits encoded in memory, and each one's part of the report; the splits of one
+    file are encoded in one pass over it."""
     out = {s.split: SplitEncoder(encoders, s.label, s.rows or 0,
                                  history=None if histories is None else histories.split(s.index)) for s in sources}
     for s, rows in read_splits(sources, columns):
@@ -103,12 +104,8 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str],
             why = ", ".join(f"{n:,} with {k.replace('_', ' ')}" for k, n in enc.dropped.items())
             raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: every row of {s.label} was dropped "
                             f"({why})")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# The datasets
-# --------------------------------------------------------------------------------------------
+    data = {s: e.finish() for s, e in out.items()}
+    return data, {s: _summary(data[s], e, encoders.schema) for s, e in out.items()}
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -144,12 +141,16 @@ class Dataset:
 
     @property
     def num_train_rows(self) -> int:
-        raise NotImplementedError
+        return len(self.train)  # a streamed dataset, whose train is None, counts it otherwise
 
     def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
                       seed: int | None = None) -> Iterator[EncodedData]:
         """Shuffled training batches of one epoch: deterministic given ``(seed, epoch)`` and
         different across epochs; with ``world_size > 1`` each rank gets a disjoint share."""
+        seed = self.seed if seed is None else int(seed)
+        return self._batches(epoch, seed, batch_size or self.batch_size, rank, world_size)
+
+    def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
         raise NotImplementedError
 
     def split(self, name: str) -> EncodedData:
@@ -184,14 +185,8 @@ class InMemoryDataset(Dataset):
         super().__init__(schema, val, test, **kwargs)
         self.train = train
 
-    @property
-    def num_train_rows(self) -> int:
-        return len(self.train)
-
-    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
-                      seed: int | None = None) -> Iterator[EncodedData]:
-        gen = epoch_generator(self.seed if seed is None else seed, epoch)
-        return iterate_batches(self.train, batch_size or self.batch_size, shuffle=True, generator=gen, rank=rank,
+    def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
+        return iterate_batches(self.train, batch_size, shuffle=True, generator=epoch_generator(seed, epoch), rank=rank,
                                world_size=world_size)
 
 
@@ -232,10 +227,7 @@ class StreamedDataset(Dataset):
                 data = data.take(index)
             yield data
 
-    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None,
-                      seed: int | None = None) -> Iterator[EncodedData]:
-        seed = self.seed if seed is None else int(seed)
-        batch_size = batch_size or self.batch_size
+    def _batches(self, epoch: int, seed: int, batch_size: int, rank: int, world_size: int) -> Iterator[EncodedData]:
         batches = shuffled_batches(self._chunks(epoch, seed, rank, world_size), batch_size, self.shuffle_buffer,
                                    epoch_generator(seed, epoch))
         if self.prefetch == 0:
@@ -306,10 +298,8 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
     if encoders is None:
         encoders, fitted = _fit(spec, sources["train"], columns)
     histories = _histories(encoders, sources)
-    split_encoders = _encode(encoders, list(sources.values()), columns, histories)
-    data = {s: e.finish() for s, e in split_encoders.items()}
-    report = _report(spec, {s: _summary(data[s], e, encoders.schema) for s, e in split_encoders.items()}, row_limit,
-                     fitted, histories)
+    data, summaries = _encode(encoders, list(sources.values()), columns, histories)
+    report = _report(spec, summaries, row_limit, fitted, histories)
     return InMemoryDataset(data["train"], data["val"], data["test"], encoders.schema, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)
 
@@ -339,11 +329,9 @@ def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: in
     # the shuffle's): the encoders are a function of the data and the spec.
     encoders, fitted = _fit(spec, sources["train"], columns, quantile_sample=quantile_sample)
     histories = _histories(encoders, sources)
-    held = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
-    data = {s: e.finish() for s, e in held.items()}
-    summaries = {"train": fitted, **{s: _summary(data[s], e, encoders.schema) for s, e in held.items()}}
-    report = _report(spec, summaries, row_limit, fitted, histories, streaming=True, shuffle_buffer=shuffle_buffer,
-                     read_rows=read_rows)
+    data, summaries = _encode(encoders, [sources["val"], sources["test"]], columns, histories)
+    report = _report(spec, {"train": fitted, **summaries}, row_limit, fitted, histories, streaming=True,
+                     shuffle_buffer=shuffle_buffer, read_rows=read_rows)
     return StreamedDataset(sources["train"], columns, encoders.schema, data["val"], data["test"], train_rows=fitted["rows"],
                            shuffle_buffer=shuffle_buffer, prefetch=prefetch, histories=histories, encoders=encoders, spec=spec,
                            report=report, batch_size=batch_size, seed=seed)

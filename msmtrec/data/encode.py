@@ -1,11 +1,8 @@
-"""Encoders: everything fitted on the TRAIN split that turns raw rows into :class:`EncodedData`.
-
-Fitting goes chunk by chunk through :class:`~msmtrec.data.fitter.EncodersFitter` (one fitted
-piece per module under :mod:`msmtrec.data.fit`: vocabulary, numeric statistics, scenario coder,
-labels, lists); fitting a table in memory is one chunk, streaming is many, and both give the same
-encoders. Encoding is chunk by chunk too (:class:`SplitEncoder`), into preallocated tensors. Everything is vectorised with
-``pyarrow.compute`` and numpy, ids are ``int64`` from file to tensor, and the fitted state is
-saved as human-readable JSON (``encoders.json``) that reloads to bit-identical tensors.
+"""Encoders: everything fitted on the TRAIN split (by :class:`~msmtrec.data.fitter.EncodersFitter`)
+that turns raw rows into :class:`EncodedData`, chunk by chunk (:class:`SplitEncoder`) into
+preallocated tensors. Everything is vectorised with ``pyarrow.compute`` and numpy, ids are
+``int64`` from file to tensor, and the fitted state is saved as human-readable JSON
+(``encoders.json``) that reloads to bit-identical tensors.
 
 Data checks that need the rows raise :class:`~msmtrec.errors.DataError` with the spec file, the
 column and the split (``source``) in one line.
@@ -138,19 +135,15 @@ class Encoders:
         size = {"vocab": lambda c: self.vocabularies[c].cardinality, "bucket": lambda c: self.numeric[c].cardinality,
                 "scenario": lambda _: len(self.scenario.names) + 1}
         spec = self.spec
+        lists = [ListFeature(n, e.max_len, e.pooling, cardinality=self.lists[n].cardinality)
+                 for n, e in spec.multi_categorical.items()]
+        lists += [ListFeature(n, s.max_len, s.pooling, fields=s.fields) for n, s in spec.sequences.items()]
         return DataSchema(
             categorical=tuple((name, size[kind](name)) for name, kind in self._fields), numeric=tuple(self._dense),
             scenarios=tuple(self.scenario.names),
             tasks=spec.task_names, task_roles={t.name: t.role for t in spec.tasks if t.role is not None},
             conversion_without_click=spec.conversion_without_click, prior_fields=tuple(spec.prior_features),
-            has_user=spec.user is not None, lists=self._list_features())
-
-    def _list_features(self) -> tuple[ListFeature, ...]:
-        """The multi_categorical features, then the sequences, in spec order."""
-        spec = self.spec
-        out = [ListFeature(n, e.max_len, e.pooling, cardinality=self.lists[n].cardinality)
-               for n, e in spec.multi_categorical.items()]
-        return tuple(out + [ListFeature(n, s.max_len, s.pooling, fields=s.fields) for n, s in spec.sequences.items()])
+            has_user=spec.user is not None, lists=tuple(lists))
 
     @classmethod
     def fit(cls, spec: DatasetSpec, train: pa.Table | Iterable[pa.Table], *, source: str = "train") -> "Encoders":

@@ -1,8 +1,5 @@
-"""The one fitter: :class:`EncodersFitter` fits every piece of the :class:`Encoders` chunk by chunk
-on the train rows (``update(chunk)``, then ``finish()``) — vocabularies, numeric statistics, the
-scenario coder, label summaries and list vocabularies, one module each under
-:mod:`msmtrec.data.fit` — so that one chunk (in memory) and many (streamed) give the same
-encoders."""
+"""The one fitter: :class:`EncodersFitter` runs every piece of :mod:`msmtrec.data.fit` over the
+train chunks, so that one chunk (in memory) and many (streamed) give the same encoders."""
 
 from __future__ import annotations
 
@@ -33,7 +30,6 @@ class EncodersFitter:
     column its distinct and kept values, and per numeric column its infinite values (if any).
 
     Args:
-        spec: the dataset spec.
         quantile_sample: values of a ``bucketize`` column kept exactly before sampling starts.
         seed: seeds that sampling.
     """
@@ -84,7 +80,7 @@ class EncodersFitter:
         missing = self.scenario.missing
         self.report = {"rows": self.scenario.rows - missing, "rows_read": self.scenario.rows,
                        "dropped": {"missing_scenario": missing} if missing else {},
-                       "scenario_rows": self.scenario.scenario_rows(), **self.labels.finish(coder),
+                       "scenario_rows": self.scenario.scenario_rows, **self.labels.finish(coder),
                        "categorical_values": {c: {"distinct": f.distinct, "kept": len(encoders.vocabularies[c].values)}
                                               for c, f in self.vocabularies.items()},
                        "numeric_infinite": {c: f.infinite for c, f in self.numeric.items() if f.infinite},

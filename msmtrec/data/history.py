@@ -91,18 +91,16 @@ class HistoryBuilder:
         """Add the rows of a chunk of split ``split`` (0 train, 1 val, 2 test)."""
         rows = table.column(ROW_COLUMN).to_numpy()
         for name, seq in self.sequences.items():
-            what = f"{self.encoders.spec.where}: {source}"
             times = _sortable(time_values(table.column(seq.time), seq.format,
-                                          f"{what}: history '{name}' time column '{seq.time}'",
-                                          f"sequences[{name!r}].format"))
+                                          f"{self.encoders.spec.where}: {source}: history '{name}' time column "
+                                          f"'{seq.time}'", f"sequences[{name!r}].format"))
             entries = np.stack([self.encoders.vocabularies[f].encode(table.column(f)) for f in seq.fields], axis=1)
             self._parts[name].append((split, rows, as_ids(table.column(seq.user)), times, entries))
 
     def finish(self) -> Histories:
         windows, report = {}, {}
         for name, seq in self.sequences.items():
-            parts = self._parts.pop(name)
-            windows[name], report[name] = _build(parts, seq.max_len)
+            windows[name], report[name] = _build(self._parts.pop(name), seq.max_len)
         return Histories(windows, {n: s.max_len for n, s in self.sequences.items()}, report)
 
 
@@ -112,11 +110,10 @@ def _build(parts: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray]], max
     rows and the rows with an empty history."""
     if not parts:
         raise DataError("a history needs rows to be built from")
-    split = np.concatenate([np.full(len(r), k, dtype=np.int8) for k, r, _, _, _ in parts])
-    rows = np.concatenate([r for _, r, _, _, _ in parts])
-    user = _user_codes([u for _, _, u, _, _ in parts])
-    time = np.concatenate([t for _, _, _, t, _ in parts])
-    entries = np.concatenate([e for _, _, _, _, e in parts])
+    splits, row_parts, users, times, entry_parts = zip(*parts)
+    split = np.concatenate([np.full(len(r), k, dtype=np.int8) for k, r in zip(splits, row_parts)])
+    rows, time, entries = (np.concatenate(p) for p in (row_parts, times, entry_parts))
+    user = _user_codes(list(users))
     order = np.lexsort((rows, split, time, user))  # equal times: by split, then file row
     u, t = user[order], time[order]
     change = np.ones(len(order), dtype=bool)

@@ -10,10 +10,9 @@ Identifier columns are why this module exists: a CSV reader that guesses types m
 named in ``id_columns`` are parsed as text and become ``int64`` exactly when every value of the
 batch is an integer; otherwise they stay text. No id ever passes through a float.
 
-Splits: a random split (:class:`RandomSplit`) gives exact part sizes from ``(rows, fractions,
-seed)`` and tells the part of any row range without holding a permutation of the file, so the
-in-memory and the streamed paths split a file identically; a :class:`TimeSplit` sorts the time
-column.
+Splits: :class:`RandomSplit` tells the part of any row range without holding a permutation of the
+file, so the in-memory and the streamed paths split a file identically; :class:`TimeSplit` sorts
+the time column.
 """
 
 from __future__ import annotations
@@ -208,11 +207,9 @@ class DataFile:
 
     def read(self, columns: Sequence[str] | None = None, *, row_limit: int | None = None) -> pa.Table:
         """The whole file (or its first ``row_limit`` rows) as one table."""
-        tables = [t for _, t in self.batches(columns, row_limit=row_limit)]
-        if not tables:
-            cols = list(dict.fromkeys(columns if columns is not None else self.columns))
-            return pa.table({c: pa.array([], pa.null()) for c in cols})
-        return concat_tables(tables)
+        cols = list(dict.fromkeys(columns if columns is not None else self.columns))
+        tables = [t for _, t in self.batches(cols, row_limit=row_limit)]
+        return concat_tables(tables) if tables else pa.table({c: pa.array([], pa.null()) for c in cols})
 
     def _read_piece(self, piece: _Piece, columns: list[str]) -> Iterator[pa.Table]:
         try:
@@ -354,8 +351,8 @@ class TimeSplit:
         order = pc.sort_indices(times).to_numpy()
         self.sizes = split_sizes(len(order), fractions)
         self._parts = np.empty(len(order), dtype=np.int8)
-        for k, (start, size) in enumerate(zip(np.cumsum([0, *self.sizes[:-1]]), self.sizes)):
-            self._parts[order[start:start + size]] = k
+        for k, rows in enumerate(split_indices(len(order), fractions, order=order)):
+            self._parts[rows] = k
 
     def parts(self, first: int, count: int) -> np.ndarray:
         """Part index (int8) of rows ``first .. first + count - 1``."""

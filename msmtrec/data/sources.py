@@ -25,7 +25,6 @@ class SplitSource:
 
     Attributes:
         split: ``train``, ``val`` or ``test``.
-        file: the file.
         label: how to call these rows in messages (``"train split of d.csv"``).
         row_split: the file's :class:`RandomSplit` or :class:`TimeSplit`; None: every row.
         part: which part of ``row_split``.

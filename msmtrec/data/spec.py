@@ -358,7 +358,7 @@ class DatasetSpec(Part):
         """The spec as plain data; ``load_spec(spec.to_dict())`` gives an equal spec."""
         return self.model_dump(mode="json")
 
-    @field_validator("categorical", "numeric", "prior_features", "sequences", mode="before")
+    @field_validator("categorical", "numeric", "prior_features", "multi_categorical", "sequences", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any, info: ValidationInfo) -> Any:
         return cls.model_fields[info.field_name].default if value is None else value
@@ -367,8 +367,6 @@ class DatasetSpec(Part):
     @classmethod
     def _column_is_the_name(cls, value: Any) -> Any:
         """An entry without ``column`` reads the column of its name (``genres: {sep: "|"}``)."""
-        if value is None:
-            return {}
         if not isinstance(value, Mapping):
             return value
         return {name: {"column": name, **entry} if isinstance(entry, Mapping) and "column" not in entry

@@ -117,11 +117,8 @@ class SyntheticGenerator:
         m = f + (1 if d else 0) + (1 if interaction else 0)
         scale = 1.0 / math.sqrt(m)
         # Id popularity: inverse CDF tables, one per field (ids 1..V; rank 1 most popular).
-        self._cdf = []
-        for v in self.vocab:
-            p = np.arange(1, v + 1, dtype=np.float64) ** -c.zipf
-            cdf = np.cumsum(p)
-            self._cdf.append(cdf / cdf[-1])
+        cumulative = [np.cumsum(np.arange(1, v + 1, dtype=np.float64) ** -c.zipf) for v in self.vocab]
+        self._cdf = [cdf / cdf[-1] for cdf in cumulative]
         # Row 0 of every table is the never-generated id 0.
         self._emb = [rng.standard_normal((v + 1, k)).astype(np.float32) * scale for v in self.vocab]
         self._cross = ([rng.standard_normal((self.vocab[i] + 1, k)).astype(np.float32) for i in (0, 1)]
@@ -203,12 +200,6 @@ class SyntheticGenerator:
             p[:, 1:] *= p[:, :1]
         return p
 
-    def _labels(self, rng: np.random.Generator, p_cond: np.ndarray) -> np.ndarray:
-        y = rng.random(p_cond.shape) < p_cond
-        if self.config.structure == "nested":
-            y[:, 1:] &= y[:, :1]
-        return y
-
     def _calibrate(self) -> None:
         """Solve the biases so the pooled rates match ``rates`` on a fixed pilot sample."""
         rng = _rng(self.config.seed, _PILOT)
@@ -242,7 +233,10 @@ class SyntheticGenerator:
         rows = np.arange(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS, dtype=np.int64)
         cat, num, scenario = self._features(rng, rows)
         p = self.probabilities(cat, num, scenario, rows=rows, conditional=True)
-        out = {"categorical": cat, "numeric": num, "scenario": scenario, "labels": self._labels(rng, p)}
+        labels = rng.random(p.shape) < p
+        if self.config.structure == "nested":  # a later task implies the click (step 5)
+            labels[:, 1:] &= labels[:, :1]
+        out = {"categorical": cat, "numeric": num, "scenario": scenario, "labels": labels}
         if self.config.history_len:
             out["time"] = rows
         self._last_block = (index, out)  # consecutive splits usually share a boundary block

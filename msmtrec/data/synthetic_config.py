@@ -123,8 +123,6 @@ class SyntheticConfig(BaseModel):
             return tuple(f"task_{t}" for t in range(self.tasks))
         if self.tasks == 1:
             return ("click",)
-        if self.tasks == 2:
-            return ("click", "conversion")
         return ("click",) + tuple(f"action_{t}" for t in range(1, self.tasks - 1)) + ("conversion",)
 
     @property

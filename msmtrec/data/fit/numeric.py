@@ -98,7 +98,14 @@ class NumericFitter:
         x = NumericStats.prepare(x, self.transform)
         x = x[np.isfinite(x)]
         if self.transform == "bucketize":
-            self._add_sample(x)
+            if self._keep < 1.0:
+                x = x[self._rng.random(x.size) < self._keep]
+            self._sample.append(x)
+            self._size += x.size
+            while self._size > self._cap:  # keep a random half, halve the keep rate of what follows
+                kept = np.concatenate(self._sample)
+                kept = kept[self._rng.random(kept.size) < 0.5]
+                self._sample, self._size, self._keep = [kept], kept.size, self._keep / 2
             return
         if x.size == 0:
             return
@@ -112,16 +119,6 @@ class NumericFitter:
         self.mean += delta * n_b / n
         self.m2 += m2_b + delta * delta * self.n * n_b / n
         self.n = n
-
-    def _add_sample(self, x: np.ndarray) -> None:
-        if self._keep < 1.0:
-            x = x[self._rng.random(x.size) < self._keep]
-        self._sample.append(x)
-        self._size += x.size
-        while self._size > self._cap:  # keep a random half, halve the keep rate of what follows
-            kept = np.concatenate(self._sample)
-            kept = kept[self._rng.random(kept.size) < 0.5]
-            self._sample, self._size, self._keep = [kept], kept.size, self._keep / 2
 
     def finish(self) -> NumericStats:
         if self.transform == "bucketize":

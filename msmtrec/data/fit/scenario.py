@@ -89,7 +89,7 @@ class ScenarioFitter:
         self._counts: list[pa.Table] = []
         self.rows = 0
         self.missing = 0
-        self.coder: ScenarioCoder | None = None
+        self.scenario_rows: dict[str, int] = {}  # train rows per scenario, after finish()
 
     def update(self, col: Column | None, rows: int) -> int:
         """Count the scenario column of a train chunk of ``rows`` rows (None: constant scenario);
@@ -111,8 +111,8 @@ class ScenarioFitter:
     def finish(self, source: str) -> ScenarioCoder:
         sc, where = self.sc, self.spec.where
         if sc.constant is not None:
-            self.coder = ScenarioCoder(names=[sc.constant], constant=True)
-            return self.coder
+            self.scenario_rows = {sc.constant: self.rows - self.missing}
+            return ScenarioCoder(names=[sc.constant], constant=True)
         merged = sum_by_value(self._counts)
         values = pa.array([], pa.string()) if merged is None else merged.column("v").combine_chunks()
         counts = np.zeros(0, dtype=np.int64) if merged is None else merged.column("n").to_numpy()
@@ -132,20 +132,13 @@ class ScenarioFitter:
             raise unmapped(where, sc.column, unknown, source)
         if self.missing and not sc.drop_missing:
             raise no_scenario(where, self.missing, source, sc.column)
-        self._rows_per = np.bincount(codes[codes >= 0], weights=counts[codes >= 0], minlength=len(coder.names))
-        empty = [name for name, c in zip(coder.names, self._rows_per) if c == 0]
+        rows_per = np.bincount(codes[codes >= 0], weights=counts[codes >= 0], minlength=len(coder.names))
+        empty = [name for name, c in zip(coder.names, rows_per) if c == 0]
         if empty:
             raise DataError(f"{where}: scenario(s) {empty} declared in the spec (scenario.mapping/other) have no rows "
                             f"in {source}; a model could not learn them, remove them from the spec")
         if self.rows and self.missing == self.rows:
             raise DataError(f"{where}: {source} has no rows left after dropping {self.missing} row(s) with a "
                             f"missing scenario")
-        self.coder = coder
+        self.scenario_rows = {name: int(c) for name, c in zip(coder.names, rows_per)}
         return coder
-
-    def scenario_rows(self) -> dict[str, int]:
-        """Train rows per scenario (after :meth:`finish`)."""
-        assert self.coder is not None
-        if self.coder.constant:
-            return {self.coder.names[0]: self.rows - self.missing}
-        return {name: int(c) for name, c in zip(self.coder.names, self._rows_per)}

@@ -24,9 +24,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from msmtrec.data.io import hash_split
 from msmtrec.data.recipes.base import (Recipe, SplitWriter, check_share, click_conversion_batches, find_file,
                                       require_files)
 
@@ -48,37 +45,32 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     columns = LABELS + SPARSE + [SCENARIO] + DENSE
     writer.track(labels=LABELS, scenario=SCENARIO)
     val_fraction = check_share(options["val_fraction"], "ali-ccp option val_fraction") if val is None else 0.0
-
-    without_click = [0]
-
-    def convert(path: Path, split: str | None) -> None:
+    # split None: validation rows are carved out of train
+    parts = [(files["train"], None if val is None else "train"), *([(val, "val")] if val is not None else []),
+             (files["test"], "test")]
+    without_click = 0
+    for path, split in parts:
         for first, table, n in click_conversion_batches(path, columns, DENSE, LABELS, f"ali-ccp: {path.name}"):
-            without_click[0] += n
-            if split is not None:
+            without_click += n
+            if split is None:
+                writer.write_carved(table, first, val_fraction, options["seed"])
+            else:
                 writer.write(split, table)
-            else:  # carve validation rows out of train
-                part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], options["seed"])
-                writer.write_assigned(table, np.where(part == 1, 1, 0).astype(np.int8))
-
-    convert(files["train"], "train" if val is not None else None)
-    if val is not None:
-        convert(val, "val")
-    convert(files["test"], "test")
-    writer.notes["purchase_without_click_rows"] = without_click[0]
+    writer.notes["purchase_without_click_rows"] = without_click
     spec = {
         "name": "ali-ccp",
         "scenario": {"column": SCENARIO},
         "tasks": [{"name": "click", "column": "click", "role": "click"},
                   {"name": "purchase", "column": "purchase", "role": "conversion"}],
         # The processed data labels purchases after a click only; say so if a file disagrees.
-        "conversion_without_click": without_click[0] > 0,
+        "conversion_without_click": without_click > 0,
         "categorical": list(SPARSE),
         "numeric": [{"column": c, "transform": "standardize"} for c in DENSE],
         "user": "101",
         "prior_features": ["101"],
         "min_count": 1,
     }
-    return spec, [files["train"]] + ([val] if val is not None else []) + [files["test"]]
+    return spec, [path for path, _ in parts]
 
 
 RECIPE = Recipe(

@@ -25,10 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from msmtrec.data.io import hash_split
 from msmtrec.data.recipes.base import Recipe, SplitWriter, check_share, click_conversion_batches, find_file
 from msmtrec.errors import ConfigError, DataError
 
@@ -90,8 +88,7 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
                 if not single:
                     table = table.append_column("country", pa.array([country] * table.num_rows, pa.string()))
                 if is_train:
-                    part = hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], options["seed"])
-                    writer.write_assigned(table, part.astype(np.int8))  # 0 train, 1 val
+                    writer.write_carved(table, first, val_fraction, options["seed"])
                 else:
                     writer.write("test", table)
     writer.notes["conversion_without_click_rows"] = without_click

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from msmtrec.data.io import SPLITS, DataFile
+from msmtrec.data.io import SPLITS, DataFile, hash_split
 from msmtrec.errors import ConfigError, DataError
 from msmtrec.files import atomic_write, sha256_file, write_json
 from msmtrec.yaml_io import dump_yaml
@@ -78,11 +78,6 @@ class Recipe:
         return typed
 
 
-# --------------------------------------------------------------------------------------------
-# Finding inputs
-# --------------------------------------------------------------------------------------------
-
-
 def find_file(raw: Path, names: Sequence[str]) -> Path | None:
     """The first of ``names`` found in ``raw`` or any folder below it (archives often unpack into
     a subfolder such as ``ml-1m/`` or ``KuaiRand-Pure/data/``)."""
@@ -99,22 +94,11 @@ def find_file(raw: Path, names: Sequence[str]) -> Path | None:
 
 def require_files(recipe: str, raw: Path, wanted: dict[str, Sequence[str]], expected: str) -> dict[str, Path]:
     """Locate every entry of ``wanted`` (key → accepted file names) or fail naming what is missing."""
-    found: dict[str, Path] = {}
-    missing: list[str] = []
-    for key, names in wanted.items():
-        p = find_file(raw, names)
-        if p is None:
-            missing.append(" or ".join(names))
-        else:
-            found[key] = p
+    found = {key: find_file(raw, names) for key, names in wanted.items()}
+    missing = [" or ".join(wanted[key]) for key, path in found.items() if path is None]
     if missing:
         raise DataError(f"{recipe}: {raw} is missing {', '.join(missing)} (expected {expected})")
-    return found
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
+    return {key: path for key, path in found.items() if path is not None}
 
 
 class Lookup:
@@ -140,11 +124,6 @@ class Lookup:
         return {c: self.table.column(c).take(idx) for c in columns}
 
 
-# --------------------------------------------------------------------------------------------
-# Labels and options
-# --------------------------------------------------------------------------------------------
-
-
 def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequence[str], labels: Sequence[str],
                              source: str) -> Iterator[tuple[int, pa.Table, int]]:
     """``(first row, table, rows with conversion = 1 but click = 0)`` per batch of a CSV of int64
@@ -158,11 +137,9 @@ def click_conversion_batches(path: Path, columns: Sequence[str], floats: Sequenc
             bad = pc.sum(pc.cast(pc.invert(pc.is_in(col, pa.array([0, 1], col.type))), pa.int64())).as_py()
             if bad:
                 raise DataError(f"{source} column '{c}' has {bad} value(s) other than 0/1")
+            table = table.set_column(table.schema.get_field_index(c), c, pc.cast(col, pa.int8()))
         both = pc.and_(pc.equal(table.column(conversion), 1), pc.equal(table.column(click), 0))
-        without_click = int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
-        for c in labels:
-            table = table.set_column(table.schema.get_field_index(c), c, pc.cast(table.column(c), pa.int8()))
-        yield first, table, without_click
+        yield first, table, int(pc.sum(pc.cast(both, pa.int64())).as_py() or 0)
 
 
 def check_share(value: float, option: str) -> float:
@@ -182,31 +159,24 @@ def check_fractions(fractions: Sequence[float], parts: int, option: str) -> tupl
     return values
 
 
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
-
-
 class SplitWriter:
     """Writes rows to ``train/val/test.parquet`` (temporary names until :meth:`commit`), counting
     rows, positives per label column and rows per scenario value."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.labels: list[str] = []
-        self.scenario: str | None = None
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._schema: pa.Schema | None = None
         self.rows = {s: 0 for s in SPLITS}
-        self.positives: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         self.scenario_rows: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         self.notes: dict[str, Any] = {}  # recipe findings copied into the manifest
+        self.track()
 
     def track(self, *, labels: Sequence[str] = (), scenario: str | None = None) -> None:
         """Count positives of these 0/1 ``labels`` columns and rows per ``scenario`` value."""
         self.labels = list(labels)
         self.scenario = scenario
-        self.positives = {s: {c: 0 for c in self.labels} for s in SPLITS}
+        self.positives: dict[str, dict[str, int]] = {s: {c: 0 for c in self.labels} for s in SPLITS}
 
     def _tmp(self, split: str) -> Path:
         return self.out / f".{split}.parquet.partial"
@@ -239,6 +209,11 @@ class SplitWriter:
                 self.write(split, table)
             elif len(rows):
                 self.write(split, table.take(pa.array(rows)))
+
+    def write_carved(self, table: pa.Table, first: int, val_fraction: float, seed: int) -> None:
+        """Write rows of a train file, the first at file row ``first``: a seeded ``val_fraction`` of
+        them (:func:`~msmtrec.data.io.hash_split`) to val, the others to train."""
+        self.write_assigned(table, hash_split(first, table.num_rows, [1 - val_fraction, val_fraction], seed))
 
     def commit(self) -> list[Path]:
         empty = [s for s in SPLITS if self.rows[s] == 0]

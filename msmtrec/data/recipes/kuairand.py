@@ -119,9 +119,10 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     labels = ["is_click", "long_view"] + extra
     writer.track(labels=labels, scenario="tab")
     base_cols = ["user_id", "video_id", "date", "tab", "duration_ms", "play_time_ms"]
-    dropped_tab = 0
-    row = 0
-    seed = options["seed"]
+    types = {c: pa.int64() for c in ["user_id", "video_id", "date", "tab"]}
+    types.update({c: pa.float64() for c in ["duration_ms", "play_time_ms"]})
+    types.update({c: pa.int8() for c in labels})
+    dropped_tab = row = 0
     for log in logs:
         header = DataFile(log).columns
         missing = [c for c in base_cols + ["is_click"] + extra if c not in header]
@@ -129,9 +130,6 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
             raise DataError(f"kuairand: {log.name} has no column(s) {', '.join(missing)}")
         has_long_view = "long_view" in header
         cols = base_cols + ["is_click"] + extra + (["long_view"] if has_long_view else [])
-        types = {c: pa.int64() for c in ["user_id", "video_id", "date", "tab"]}
-        types.update({c: pa.float64() for c in ["duration_ms", "play_time_ms"]})
-        types.update({c: pa.int8() for c in labels})
         for _, t in DataFile(log, column_types=types).batches(cols):
             n_in = t.num_rows
             keep = pc.is_in(t.column("tab"), pa.array(tabs, pa.int64()))
@@ -140,19 +138,16 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
             if not has_long_view:
                 lv = pc.cast(pc.greater_equal(t.column("play_time_ms"), t.column("duration_ms")), pa.int8())
                 t = t.append_column("long_view", lv)
-            out = {c: t.column(c) for c in ["user_id", "video_id", "date", "tab", "duration_ms"]}
-            out.update({c: t.column(c) for c in labels})
+            out = {c: t.column(c) for c in ["user_id", "video_id", "date", "tab", "duration_ms", *labels]}
             out.update(user_lookup.take(t.column("user_id"), user_cols))
             out.update(video_lookup.take(t.column("video_id"), video_cols))
             table = pa.table(out)
             # Rows are numbered over all logs read (before the tab filter), so the split of a row
             # does not depend on the tabs chosen.
             kept = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-            writer.write_assigned(table, hash_split(row, n_in, fractions, seed)[kept])
+            writer.write_assigned(table, hash_split(row, n_in, fractions, options["seed"])[kept])
             row += n_in
-    writer.notes["rows_dropped_other_tabs"] = dropped_tab
-    writer.notes["variant"] = v
-    writer.notes["logs"] = [p.name for p in logs]
+    writer.notes.update(rows_dropped_other_tabs=dropped_tab, variant=v, logs=[p.name for p in logs])
 
     log1p = [c for c in USER_NUMERIC if c in user_cols] + ["duration_ms"]
     spec = {

@@ -85,7 +85,8 @@ class _AttendWithGradient(torch.autograd.Function):
         torch.ops.aten.threshold_backward.grad_input(m, r, 0, grad_input=m)  # ReLU's gradient
         m_keys, m_sum = torch.bmm(m, keys), m.sum(2)  # [B, H, D], [B, H]
         grad_w = torch.linalg.vecdot(a_q, m_keys).addcmul_(row, m_sum).sum(0)
-        grad_keys = torch.bmm(m.transpose(1, 2), a_q * w.view(1, h, 1)).baddbmm_(weights.unsqueeze(2), grad.unsqueeze(1))
+        grad_keys = torch.bmm(m.transpose(1, 2), a_q * w.view(1, h, 1))
+        grad_keys.baddbmm_(weights.unsqueeze(2), grad.unsqueeze(1))
         return (grad_keys, m_keys.mul_(w.view(1, h, 1)), m_sum.mul_(w.view(1, h)), grad_w, grad_scores.sum(), None)
 
 

@@ -45,9 +45,10 @@ def build(raw: Path, writer: SplitWriter, options: dict[str, Any]) -> tuple[dict
     columns = LABELS + SPARSE + [SCENARIO] + DENSE
     writer.track(labels=LABELS, scenario=SCENARIO)
     val_fraction = check_share(options["val_fraction"], "ali-ccp option val_fraction") if val is None else 0.0
-    # split None: validation rows are carved out of train
-    parts = [(files["train"], None if val is None else "train"), *([(val, "val")] if val is not None else []),
-             (files["test"], "test")]
+    if val is None:  # split None: validation rows are carved out of train
+        parts = [(files["train"], None), (files["test"], "test")]
+    else:
+        parts = [(files["train"], "train"), (val, "val"), (files["test"], "test")]
     without_click = 0
     for path, split in parts:
         for first, table, n in click_conversion_batches(path, columns, DENSE, LABELS, f"ali-ccp: {path.name}"):

@@ -57,15 +57,15 @@ def _attend(keys: torch.Tensor, a_q: torch.Tensor, row: torch.Tensor, w: torch.T
 
 
 class _AttendWithGradient(torch.autograd.Function):
-    """:func:`_attend` with its backward written out: five batched matmuls and two passes over
-    ``[B, H, L]`` (autograd's backward of the same ops makes twice the passes, most of them
-    broadcasts).
+    """:func:`_attend` with its backward written out: four batched matmuls, and two passes over
+    ``[B, H, L]`` besides them (``m`` and ReLU's mask; autograd's backward of the same ops makes
+    twice the passes, most of them broadcasts).
 
     The backward works with ``m = 1[r > 0] ⊙ grad_scores`` (``[B, H, L]``); the hidden layer's
     gradient is ``w_h · m``, and ``w`` is applied to the ``[B, H, D]`` factors instead. ``w``'s own
     gradient ``Σ_{b,l} relu(r)·grad_scores = Σ_{b,l} r·m`` is read from ``[B, H, D]`` and ``[B, H]``
     terms, since ``r = A_q k + row`` wherever ``m ≠ 0``: ``Σ_b (A_q ⊙ (m K)).sum(d) + row ⊙ m.sum(l)``,
-    which saves a pass over ``[B, H, L]``. Forward and backward together take about 0.55× autograd's
+    which saves a pass over ``[B, H, L]``. Forward and backward together take about 0.6× autograd's
     time (2048 rows × 50 entries, ``D = H = 16``, 2 threads; ``benchmarks/history.py``,
     docs/BENCHMARKS.md)."""
 

@@ -47,6 +47,19 @@ def test_a_precision_the_device_cannot_run_is_a_config_error(monkeypatch):
         _trainer("shared_bottom", "fp16")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_runs_with_a_note_that_says_to_use_fp32(monkeypatch, native):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    note = Precision("bf16", "cpu").note
+    assert (note is None) if native else ("emulated" in note and "use fp32" in note)
+    assert Precision("fp32", "cpu").note is None
+    schema, logged = make_schema(task_roles=ROLES), []
+    data = make_batch(schema, 64)
+    Trainer(build_model("shared_bottom", schema, {}), TrainConfig(model="shared_bottom", precision="bf16"),
+            InMemoryDataset(data, data, data, schema), progress=False, echo=logged.append)
+    assert [line for line in logged if line.startswith("note: precision bf16")] == ([] if native else [f"note: {note}"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fp16_on_cuda_has_a_gradient_scaler():
     assert Precision("fp16", "cuda").scaler is not None and Precision("bf16", "cuda").scaler is None

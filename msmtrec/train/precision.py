@@ -52,7 +52,7 @@ class Precision:
                 raise ConfigError(f"precision bf16 runs on cpu or cuda, not {device.type}")
             if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
                 self.note = ("precision bf16: this CPU has no native bf16 matmul (AVX-512 BF16 / AMX), so bf16 "
-                             "matmuls are emulated, 50-90x slower than fp32 on an AVX2 CPU; use fp32 here")
+                             "matmuls are emulated, 60-90x slower than fp32 on an AVX2 CPU; use fp32 here")
         self.scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
 
     def autocast(self) -> contextlib.AbstractContextManager:

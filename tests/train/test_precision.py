@@ -20,13 +20,13 @@ from tests.conftest import DtypeAudit, make_batch, make_schema
 ROLES = {"t0": "click", "t1": "conversion"}  # lets the entire-space models run; the others ignore it
 
 
-def _trainer(name, precision="fp32", params=None, n=256, **config):
+def _trainer(name, precision="fp32", params=None, n=256, echo=None, **config):
     schema = make_schema(task_roles=ROLES)
     torch.manual_seed(0)
     model = build_model(name, schema, params or {})
     data = make_batch(schema, n)
     cfg = TrainConfig(model=name, batch_size=64, precision=precision, **config)
-    return Trainer(model, cfg, InMemoryDataset(data, data, data, schema), progress=False), data
+    return Trainer(model, cfg, InMemoryDataset(data, data, data, schema), progress=False, echo=echo), data
 
 
 def test_precision_names_are_checked_by_the_config():
@@ -53,10 +53,8 @@ def test_bf16_on_a_cpu_without_native_bf16_runs_with_a_note_that_says_to_use_fp3
     note = Precision("bf16", "cpu").note
     assert (note is None) if native else ("emulated" in note and "use fp32" in note)
     assert Precision("fp32", "cpu").note is None
-    schema, logged = make_schema(task_roles=ROLES), []
-    data = make_batch(schema, 64)
-    Trainer(build_model("shared_bottom", schema, {}), TrainConfig(model="shared_bottom", precision="bf16"),
-            InMemoryDataset(data, data, data, schema), progress=False, echo=logged.append)
+    logged = []
+    _trainer("shared_bottom", "bf16", n=64, echo=logged.append)
     assert [line for line in logged if line.startswith("note: precision bf16")] == ([] if native else [f"note: {note}"])
 
 

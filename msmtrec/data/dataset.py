@@ -305,7 +305,7 @@ def load_dataset(spec: SpecLike, *, row_limit: int | None = None, encoders: Enco
 
 
 def open_streaming(spec: SpecLike, *, batch_size: int = 2048, shuffle_buffer: int = 262_144,
-                   read_rows: int = READ_ROWS, seed: int = 2024, row_limit: int | None = None, prefetch: int = 2,
+                   read_rows: int = READ_ROWS, seed: int = 0, row_limit: int | None = None, prefetch: int = 2,
                    quantile_sample: int = QUANTILE_SAMPLE) -> StreamedDataset:
     """A dataset whose train split streams from disk (val and test are encoded into memory).
 

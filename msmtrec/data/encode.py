@@ -215,7 +215,7 @@ class Encoders:
             codes = codes[keep]
         n = table.num_rows
         if n == 0 and n_in > 0 and not allow_empty:
-            why = ", ".join(f"{v} with {k.replace('_', ' ')}" for k, v in dropped.items())
+            why = ", ".join(f"{v:,} with {k.replace('_', ' ')}" for k, v in dropped.items())
             raise DataError(f"{where}: {source} has no rows left after dropping {why}")
 
         categorical = np.zeros((n, len(self._fields)), dtype=np.int64)

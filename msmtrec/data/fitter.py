@@ -43,7 +43,7 @@ class EncodersFitter:
                                                 quantile_sample=quantile_sample, seed=seed + i)
                         for i, n in enumerate(spec.numeric)}
         self.labels = LabelFitter(spec)
-        self.lists = {n: ListFitter(n, e, spec.min_count) for n, e in spec.multi_categorical.items()}
+        self.lists = {n: ListFitter(e, spec.min_count) for n, e in spec.multi_categorical.items()}
         self.report: dict[str, Any] = {}
 
     def update(self, table: pa.Table, source: str = "train") -> None:

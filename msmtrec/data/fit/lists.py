@@ -81,8 +81,8 @@ class ListFitter:
     """The vocabulary of one ``multi_categorical`` over train chunks, and how long train's lists
     are (rows, empty rows, rows longer than ``max_len``)."""
 
-    def __init__(self, name: str, entry: Any, min_count: int) -> None:
-        self.name, self.entry = name, entry
+    def __init__(self, entry: Any, min_count: int) -> None:
+        self.entry = entry
         self.vocabulary = VocabularyFitter(entry.column, min_count)
         self.rows = self.empty = self.truncated = 0
 

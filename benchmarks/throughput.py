@@ -295,6 +295,10 @@ def main() -> None:
     peak = matmul_peak(precisions)
     print("matmul peak (2048×1024×512, best of up to 5 rounds): " + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peak.items()))
     results["matmul_peak_gflops"] = peak
+    if "bf16" in precisions and Precision("bf16", "cpu").note:
+        print("# bf16 is emulated on this CPU (no AVX-512 BF16 or AMX): its 'peak' is that matmul's emulated rate, "
+              "which a model's smaller matmuls may exceed")
+        results["bf16_emulated"] = True
     streamed = streamed_dataset(args) if args.stream else None
 
     ours = time_data_path(data, args.batch_size, per_row=False)

@@ -20,6 +20,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from msmtrec.train.precision import Precision
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +29,7 @@ def jobs(tmp: Path) -> dict[str, list[list[str]]]:
     """Name → the commands of that job (argument lists after the interpreter)."""
     work, synth = tmp / "export", tmp / "synth"
     return {
-        "throughput": [["benchmarks/throughput.py", "--rows", "8192", "--models", "shared_bottom,aem2tl",
+        "throughput": [["benchmarks/throughput.py", "--rows", "2048", "--models", "shared_bottom,aem2tl",
                         "--precision", "fp32,bf16", "--peer-rows", "0", "--eval-rows", "1024", "--batch-size", "512",
                         "--warm-batches", "1", "--threads", "1", "--json", str(tmp / "throughput.json")]],
         "history": [["benchmarks/history.py", "--rows", "8192", "--rounds", "1", "--build-rows", "3000",
@@ -81,6 +83,7 @@ def test_every_benchmark_script_runs_end_to_end(tmp_path):
     # Each printed its figures.
     throughput = json.loads((tmp_path / "throughput.json").read_text())
     assert {"shared_bottom", "aem2tl"} <= set(json.dumps(throughput).split('"'))
+    assert throughput.get("bf16_emulated", False) == (Precision("bf16", "cpu").note is not None)
     assert {"train", "cost", "unit_ms", "build"} <= set(json.loads((tmp_path / "history.json").read_text()))
     export = json.loads((tmp_path / "export.json").read_text())
     assert set(export["model_only"]["shared_bottom"]) >= {"eager", "torchscript", "onnx"}

@@ -211,7 +211,7 @@ def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int
     model = PlainSharedBottom(schema.num_fields, schema.cardinalities[0], 16, schema.num_scenarios, schema.num_tasks)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = nn.BCEWithLogitsLoss()
-    autocast = Precision(precision, "cpu").autocast
+    forward_pass = Precision(precision, "cpu").forward_pass
     g = torch.Generator().manual_seed(0)
     n = len(data)
     for phase in ("warm", "timed"):
@@ -219,7 +219,7 @@ def plain_loop_throughput(data: EncodedData, schema: DataSchema, batch_size: int
         t0 = time.perf_counter()
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
-            with autocast():
+            with forward_pass():
                 logits = model(data.categorical[idx], data.scenario[idx])
             loss = lossf(logits.float(), data.labels[idx])
             opt.zero_grad()

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from msmtrec.nn.casts import in_compute_dtype
+from msmtrec.nn.bank_slices import bank_slice
 from msmtrec.nn.mlp import TowerBank, bank_parameters
 
 
@@ -65,8 +65,8 @@ class MixingGateBank(nn.Module):
         if self.kind == "sum":
             n = len(range(*gates.indices(self.num_gates)))
             return x.new_ones(x.shape[0], n, self.num_entries)
-        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, in_compute_dtype(self.weight)[gates])
-        logits = logits + in_compute_dtype(self.bias)[gates].to(logits.dtype)  # the autocast dtype, if any
+        logits = torch.einsum("bi,gie->bge" if x.dim() == 2 else "bgi,gie->bge", x, bank_slice(self.weight, gates))
+        logits = logits + bank_slice(self.bias, gates).to(logits.dtype)  # the autocast dtype, if any
         if self.relu:
             logits = torch.relu(logits)
         return torch.softmax(logits, dim=-1)

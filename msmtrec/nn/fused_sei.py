@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from msmtrec.nn.casts import in_compute_dtype
+from msmtrec.nn.bank_slices import bank_slice
 from msmtrec.nn.dropout import keep_bits, zero_dropped_
 from msmtrec.nn.experts import SEIBank
 
@@ -70,14 +70,15 @@ class FusedSEIBank(SEIBank):
         lo, hi = start * k, stop * k
         p = self.p if self.training else 0.0
         scale = 1.0 / (1.0 - p)
-        weights = [in_compute_dtype(w) for w in self.experts.weights]
-        biases = [in_compute_dtype(b) for b in self.experts.biases]
+        rows = slice(lo, hi)
+        weights = [bank_slice(w, rows) for w in self.experts.weights]
+        biases = [bank_slice(b, rows) for b in self.experts.biases]
         b = x.shape[0]
-        w0 = weights[0][lo:hi]  # [G, in, h1]
-        h = torch.addmm(biases[0][lo:hi].reshape(-1), x, w0.permute(1, 0, 2).reshape(x.shape[1], -1))
+        w0 = weights[0]  # [G, in, h1]
+        h = torch.addmm(biases[0].reshape(-1), x, w0.permute(1, 0, 2).reshape(x.shape[1], -1))
         h = relu_keep(h, p).view(b, hi - lo, -1).transpose(0, 1).contiguous()  # [G, B, h1]
         for w, bias in zip(weights[1:], biases[1:]):
-            h = torch.baddbmm(bias[lo:hi].unsqueeze(1), h, w[lo:hi] * scale)  # dropout scale of h
+            h = torch.baddbmm(bias.unsqueeze(1), h, w * scale)  # dropout scale of h
             h = relu_keep(h, p)
         gate = self.gates(x, seis)  # [B, n, K]
         if p > 0:

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from msmtrec.nn.casts import in_compute_dtype
+from msmtrec.nn.bank_slices import bank_slice
 from msmtrec.nn.dropout import BitDropout
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
@@ -99,7 +99,7 @@ class TowerBank(nn.Module):
         # transposing copy. A shared [B, in] input makes the first layer a single GEMM over all
         # heads (bias fused), relaid out once.
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            w, b = in_compute_dtype(w)[heads], in_compute_dtype(b)[heads]
+            w, b = bank_slice(w, heads), bank_slice(b, heads)
             if i == 0 and x.dim() == 2:
                 h, d_in, d_out = w.shape
                 x = torch.addmm(b.reshape(-1), x, w.transpose(0, 1).reshape(d_in, h * d_out))

@@ -7,7 +7,7 @@
 
 Autocast changes only what the operations compute in: the parameters (master weights), their
 gradients, the optimiser state and the checkpoints stay fp32. The model runs inside
-:meth:`Precision.autocast`; its output leaves it through :meth:`Precision.fp32`, so losses, task
+:meth:`Precision.forward_pass`; its output leaves it through :meth:`Precision.fp32`, so losses, task
 weighting and metrics are computed in fp32.
 """
 
@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_map
 
 from msmtrec.config import PRECISIONS
 from msmtrec.errors import ConfigError
-from msmtrec.nn.casts import shared_casts
+from msmtrec.nn.bank_slices import shared_slices
 
 #: The autocast dtype of each precision (None: no autocast).
 DTYPES: dict[str, torch.dtype | None] = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16)))
@@ -55,15 +55,13 @@ class Precision:
                              "matmuls are emulated, 60-90x slower than fp32 on an AVX2 CPU; use fp32 here")
         self.scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The context the model's forward pass runs in (a no-op for fp32)."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return self._mixed()
-
     @contextlib.contextmanager
-    def _mixed(self) -> Iterator[None]:
-        with torch.autocast(self.device_type, dtype=self.dtype), shared_casts():  # a bank cast once, however sliced
+    def forward_pass(self) -> Iterator[None]:
+        """The context the model's forward pass runs in: autocast to the precision's dtype (none for
+        fp32), and each bank parameter cast and split once however often it is sliced
+        (:func:`~msmtrec.nn.bank_slices.shared_slices`)."""
+        mixed = torch.autocast(self.device_type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+        with mixed, shared_slices():
             yield
 
     @staticmethod

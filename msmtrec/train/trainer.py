@@ -151,7 +151,7 @@ class Trainer:
     def forward(self, batch: EncodedData, module: Callable[[EncodedData], Any] | None = None) -> Any:
         """The model's output on ``batch`` in the run's precision (compiled if asked), as fp32;
         ``module`` runs instead of the model when given (the training step's DDP wrapper)."""
-        with self.precision.autocast():
+        with self.precision.forward_pass():
             out = (module or self.run_model)(batch)
         return self.precision.fp32(out)
 

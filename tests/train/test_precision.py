@@ -36,7 +36,7 @@ def test_precision_names_are_checked_by_the_config():
 
 
 def test_a_precision_the_device_cannot_run_is_a_config_error(monkeypatch):
-    assert Precision("bf16", "cpu").autocast() is not None and Precision("fp32", "cpu").scaler is None
+    assert Precision("bf16", "cpu").forward_pass() is not None and Precision("fp32", "cpu").scaler is None
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         Precision("fp16", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)

@@ -81,8 +81,7 @@ class _AttendWithGradient(torch.autograd.Function):
         b, length, d = keys.shape
         h = r.shape[1]
         grad_scores = torch.bmm(grad.view(b, 1, d), keys.transpose(1, 2)).view(b, length).mul_(mask)  # [B, L]
-        m = grad_scores.unsqueeze(1).repeat(1, h, 1)  # [B, H, L]
-        torch.ops.aten.threshold_backward.grad_input(m, r, 0, grad_input=m)  # ReLU's gradient
+        m = torch.ops.aten.threshold_backward(grad_scores.unsqueeze(1).expand_as(r), r, 0)  # ReLU's gradient [B, H, L]
         m_keys, m_sum = torch.bmm(m, keys), m.sum(2)  # [B, H, D], [B, H]
         grad_w = torch.linalg.vecdot(a_q, m_keys).addcmul_(row, m_sum).sum(0)
         grad_keys = torch.bmm(m.transpose(1, 2), a_q * w.view(1, h, 1))

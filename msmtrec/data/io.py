@@ -129,7 +129,8 @@ class DataFile:
     def require(self, columns: Sequence[str]) -> None:
         """Raise a :class:`DataError` naming the missing columns, some available ones and close matches."""
         have = self.columns
-        missing = [c for c in columns if c not in set(have)]
+        present = set(have)
+        missing = [c for c in columns if c not in present]
         if not missing:
             return
         hints = [f"'{c}' → '{m[0]}'?" for c in missing if (m := difflib.get_close_matches(c, have, n=1))]

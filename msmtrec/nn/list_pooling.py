@@ -57,9 +57,10 @@ def _attend(keys: torch.Tensor, a_q: torch.Tensor, row: torch.Tensor, w: torch.T
 
 
 class _AttendWithGradient(torch.autograd.Function):
-    """:func:`_attend` with its backward written out: four batched matmuls, and one pass over
-    ``[B, H, L]`` besides them that writes ``m`` (ReLU's gradient of the broadcast scores' gradient;
-    autograd's backward of the same ops makes several, most of them broadcasts).
+    """:func:`_attend` with its backward written out: four batched matmuls, and two passes over
+    ``[B, H, L]`` besides them: one writes ``m`` (ReLU's gradient of the broadcast scores'
+    gradient), one sums it over ``L`` (autograd's backward of the same ops makes more passes, most
+    of them broadcasts).
 
     The backward works with ``m = 1[r > 0] ⊙ grad_scores`` (``[B, H, L]``); the hidden layer's
     gradient is ``w_h · m``, and ``w`` is applied to the ``[B, H, D]`` factors instead. ``w``'s own

@@ -102,3 +102,17 @@ def test_slices_live_for_one_forward_pass():
             assert torch.equal(bank_slice(p, slice(2, 4)), (torch.arange(4.0, 8.0).view(2, 2) + 1).bfloat16())
     with shared_slices():
         assert bank_slice(p) is p and bank_slice(p, slice(4, 6))._base is p  # no autocast: fp32 as it is
+
+
+def test_a_compiled_forward_pass_does_not_break_its_graph_at_bank_slices():
+    """Dynamo cannot trace a ContextVar's ``get``: :func:`bank_slice` must answer a compiled
+    forward pass before reaching it, or every bank read splits the compiled graph."""
+    schema = make_schema(scenarios=3, task_roles=ROLES)
+    torch.manual_seed(0)
+    model = build_model("aem2tl", schema, {})
+    torch._dynamo.reset()
+    with shared_slices():
+        explained = torch._dynamo.explain(model)(make_batch(schema, 64))
+    frames = [f.filename for b in explained.break_reasons for f in b.user_stack]
+    assert explained.graph_count >= 1
+    assert not [f for f in frames if f.endswith("bank_slices.py")], explained.break_reasons

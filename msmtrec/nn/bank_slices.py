@@ -39,9 +39,7 @@ def shared_slices() -> Iterator[None]:
 
 def bank_slice(param: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
     """``param[rows]`` (rows along dim 0, step 1), in the autocast dtype if autocast is on."""
-    if torch.compiler.is_compiling():  # first: dynamo cannot trace a ContextVar's get
-        return param[rows]
-    cache = _cache.get()
+    cache = None if torch.compiler.is_compiling() else _cache.get()  # dynamo cannot trace a ContextVar's get
     if cache is None:
         return param[rows]
     whole = _cast(param, cache)

@@ -111,8 +111,11 @@ def test_a_compiled_forward_pass_does_not_break_its_graph_at_bank_slices():
     torch.manual_seed(0)
     model = build_model("aem2tl", schema, {})
     torch._dynamo.reset()
-    with shared_slices():
-        explained = torch._dynamo.explain(model)(make_batch(schema, 64))
+    try:
+        with shared_slices():
+            explained = torch._dynamo.explain(model)(make_batch(schema, 64))
+    finally:
+        torch._dynamo.reset()  # leave no compiled frames of the models' code to later tests
     frames = [f.filename for b in explained.break_reasons for f in b.user_stack]
     assert explained.graph_count >= 1
     assert not [f for f in frames if f.endswith("bank_slices.py")], explained.break_reasons

@@ -6,7 +6,8 @@ The temporary file is created with mode ``0o666`` and the kernel applies the uma
 default ACL) to it, so the result has the permissions any tool's output gets — not the ``0o600``
 of :func:`tempfile.mkstemp`.
 
-:func:`sha256_file` is the one file hash (recipe manifests, data fingerprints).
+:func:`sha256_file` is the one file hash (recipe manifests, data fingerprints). :func:`read_json`
+and :func:`check_format` read back what msmtrec wrote: encoders, export manifests, checkpoints.
 """
 
 from __future__ import annotations
@@ -50,6 +51,27 @@ def atomic_write(path: str | Path, content: Content) -> None:
 def write_json(path: str | Path, obj: Any) -> None:
     """``obj`` as indented JSON (tensors and numpy scalars as numbers, paths as strings), atomically."""
     atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path, error: type[Exception]) -> Any:
+    """The JSON in ``path``; ``error`` naming the file when it is not valid UTF-8 JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is not valid JSON ({e})") from None
+
+
+def check_format(content: Any, path: str | Path, fmt: str, version: int, what: str,
+                 error: type[Exception]) -> dict[str, Any]:
+    """``content``, a file's top level, when its ``format`` is ``fmt`` and its ``version`` is
+    ``version``; otherwise ``error`` naming the file, what it should be and, for another version,
+    both versions (a file written by a newer or older msmtrec)."""
+    if not isinstance(content, dict) or content.get("format") != fmt:
+        raise error(f"{path} is not an msmtrec {what}")
+    if content.get("version") != version:
+        raise error(f"{path} is an msmtrec {what} of format version {content.get('version')}; this msmtrec "
+                    f"reads version {version}")
+    return content
 
 
 def _json_default(o: Any) -> Any:

@@ -31,7 +31,7 @@ from msmtrec.data.history import HistoryBuilder, HistoryLookup
 from msmtrec.data.io import ROW_COLUMN
 from msmtrec.data.spec import SCENARIO_FIELD, DatasetSpec, load_spec
 from msmtrec.errors import CheckpointError, DataError, SpecError
-from msmtrec.files import atomic_write
+from msmtrec.files import atomic_write, check_format, read_json
 
 __all__ = ["ENCODERS_FILE", "EncodeResult", "Encoders", "NumericStats", "ScenarioCoder",
            "SplitEncoder", "UserIds", "Vocabulary", "check_no_label_leak"]
@@ -333,15 +333,7 @@ class Encoders:
             path = path / ENCODERS_FILE
         if not path.is_file():
             raise CheckpointError(f"encoders file not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise CheckpointError(f"{path} is not an msmtrec encoders file")
-        if d.get("version") != _VERSION:
-            raise CheckpointError(f"{path} has encoders format version {d.get('version')}; this msmtrec reads "
-                                  f"version {_VERSION}")
+        d = check_format(read_json(path, CheckpointError), path, _FORMAT, _VERSION, "encoders file", CheckpointError)
         try:
             spec = load_spec(d["spec"], source=str(d.get("spec_source", "<dict>")))
             scenario = ScenarioCoder(**d["scenario"])

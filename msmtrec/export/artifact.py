@@ -28,7 +28,7 @@ from msmtrec.errors import ExportError
 from msmtrec.export.backends import (DEFAULT_OPSET, FORMATS, GRAPH_FILES, OPSETS, EagerBackend, OnnxBackend,
                                      TorchScriptBackend, first_line, write_onnx, write_torchscript)
 from msmtrec.export.graph import OUTPUT, example_batch, graph_inputs
-from msmtrec.files import sha256_file, write_json
+from msmtrec.files import check_format, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "msmtrec-export"
@@ -183,15 +183,8 @@ def read_export(folder: str | Path) -> Export:
     path = folder / MANIFEST
     if not path.is_file():
         raise ExportError(f"{folder} is not an export folder (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ExportError(f"{path} is not an msmtrec export manifest")
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ExportError(f"{path} has export format version {manifest.get('version')}; this msmtrec reads "
-                          f"version {MANIFEST_VERSION}")
+    manifest = check_format(read_json(path, ExportError), path, MANIFEST_FORMAT, MANIFEST_VERSION, "export manifest",
+                            ExportError)
     files = manifest.get("files")
     graph = manifest.get("graph")
     if not isinstance(files, dict) or not isinstance(graph, dict) or graph.get("format") not in FORMATS \

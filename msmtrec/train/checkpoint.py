@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from msmtrec.errors import CheckpointError
-from msmtrec.files import atomic_write
+from msmtrec.files import atomic_write, check_format
 
 #: The dataset spec a run was trained on, resolved (absolute paths, defaults filled in).
 SPEC_FILE = "spec.resolved.yaml"
@@ -111,13 +111,8 @@ def _load(path: Path, fmt: str, what: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated/corrupt files
-        raise CheckpointError(f"{what} {path} is corrupt or not a msmtrec {what} ({type(e).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise CheckpointError(f"{what} {path} is not a msmtrec {what}")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{what} {path} has format version {payload.get('version')}, this msmtrec reads "
-                              f"{CHECKPOINT_VERSION}")
-    return payload
+        raise CheckpointError(f"{what} {path} is corrupt or not an msmtrec {what} ({type(e).__name__})") from None
+    return check_format(payload, path, fmt, CHECKPOINT_VERSION, what, CheckpointError)
 
 
 def rng_state() -> dict[str, Any]:

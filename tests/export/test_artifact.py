@@ -4,6 +4,7 @@ line (exit 2 from the command line) and leaving what the user had as it was."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -78,6 +79,38 @@ def test_a_missing_or_modified_file_is_refused(exported, shop, tmp_path):
     refused_untouched(tmp_path, *args, needles=(f"export folder {exported} is missing model.onnx",))
     (exported / "manifest.json").write_text("{")
     refused_untouched(tmp_path, *args, needles=("manifest.json is not valid JSON",))
+
+
+def _rewrite_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _rewrite_checkpoint(path: Path, **changes) -> None:
+    torch.save({**torch.load(path, weights_only=True), **changes}, path)
+
+
+@pytest.mark.parametrize(("file", "rewrite", "what"), [
+    ("checkpoint.pt", _rewrite_checkpoint, "checkpoint"),
+    ("encoders.json", _rewrite_json, "encoders file"),
+])
+def test_a_run_written_in_another_format_version_is_refused_naming_both_versions(run_dir, tmp_path, file, rewrite,
+                                                                                 what):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    rewrite(copy / file, version=2)  # as a newer msmtrec might write it
+    refused_untouched(tmp_path, "evaluate", copy, needles=(
+        f"{copy / file} is an msmtrec {what} of format version 2; this msmtrec reads version 1",))
+    rewrite(copy / file, format="something-else", version=1)
+    refused_untouched(tmp_path, "evaluate", copy, needles=(f"{copy / file} is not an msmtrec {what}",))
+
+
+def test_an_export_written_in_another_format_version_is_refused_naming_both_versions(exported, shop, tmp_path):
+    args = ("predict", exported, "-i", shop / "shop.parquet", "-o", tmp_path / "out.parquet")
+    _rewrite_json(exported / "manifest.json", version=2)
+    refused_untouched(tmp_path, *args, needles=(f"{exported / 'manifest.json'} is an msmtrec export manifest of format "
+                                                f"version 2; this msmtrec reads version 1",))
+    _rewrite_json(exported / "manifest.json", format="msmtrec.encoders", version=1)
+    refused_untouched(tmp_path, *args, needles=(f"{exported / 'manifest.json'} is not an msmtrec export manifest",))
 
 
 def test_an_opset_the_runtime_cannot_run_is_named(exported, shop, tmp_path):

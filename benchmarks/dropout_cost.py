@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads; {subprocess.getoutput('uptime').strip()}")
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in [{"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[p] for p in args.precision.split(",")]:
         ms = layer_ms(args.dropout, dtype)
         print(f"[2048, 256] forward + backward, {dtype}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
     data, schema = random_data(args.rows)

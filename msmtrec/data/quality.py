@@ -1,9 +1,9 @@
 """What a dataset report says a user should look at: the quiet degradations that do not stop
-training — rows dropped, labels missing (masked, never read as 0), infinite numbers read as
-missing, a categorical field or list collapsed to unknown, lists cut to their ``max_len``, a built
-history empty for every train row, a scenario with few train rows or none in val/test, a task with
-one class in val or with one class (or none observed) in a scenario's train rows — each one line of
-the report's ``warnings``.
+training — rows dropped, labels missing (masked, never read as 0), infinite numbers (or beyond
+float32's range) read as missing, a categorical field or list collapsed to unknown, lists cut to
+their ``max_len``, a built history empty for every train row, a scenario with few train rows or none
+in val/test, a task with one class in val or with one class (or none observed) in a scenario's train
+rows — each one line of the report's ``warnings``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
                 out.append(f"scenario '{name}' has only {kind} '{task}' labels in train (all {c['observed']:,} observed): "
                            f"a model can learn no more there than that constant")
     for column, n in report.get("numeric_infinite", {}).items():
-        out.append(f"numeric column '{column}' has {n:,} infinite value(s) in train; they are read as missing")
+        out.append(f"numeric column '{column}' has {n:,} infinite or out-of-range value(s) in train (beyond "
+                   f"float32's ±3.4e38); they are read as missing")
     for column, v in report.get("categorical_values", {}).items():
         if v["kept"] == 0:
             why = ("has no value in train" if v["distinct"] == 0 else

@@ -42,6 +42,8 @@ def test_quiet_degradations_are_warned_about_and_shown_in_the_table(user_dir):
             r[col["income"]] = "?"  # 30 labels missing
         if i % 50 == 1:
             r[col["hours"]] = "inf"  # 12 infinite numbers
+        if i % 50 == 3:
+            r[col["hours"]] = "1e300"  # and 12 no float32 holds
         if i % 25 == 2:
             r[col["sex"]] = "Other"  # a scenario of 24 rows
     write_csv(user_dir / "census.csv", rows)
@@ -53,8 +55,8 @@ def test_quiet_degradations_are_warned_about_and_shown_in_the_table(user_dir):
     masked = next(w for w in warnings if w.startswith("task 'rich': labels missing (masked, not read as 0) in "))
     assert sum(int(n) for n in re.findall(r"(?:train|val|test) (\d+) of \d+", masked)) == 30
     infinite = next(w for w in warnings if w.startswith("numeric column 'hours' has "))
-    assert re.fullmatch(r"numeric column 'hours' has \d+ infinite value\(s\) in train; they are read as missing",
-                        infinite)
+    assert re.fullmatch(r"numeric column 'hours' has \d+ infinite or out-of-range value\(s\) in train \(beyond "
+                        r"float32's ±3.4e38\); they are read as missing", infinite)
     assert any(re.fullmatch(r"categorical column 'user' has no train value seen min_count=2 times \(of \d{3} "
                             r"distinct\): every row maps to unknown \(id 0\), the field carries no information", w)
                for w in warnings)
@@ -63,6 +65,8 @@ def test_quiet_degradations_are_warned_about_and_shown_in_the_table(user_dir):
 
     (run_dir,) = list((user_dir / "runs").iterdir())
     assert json.loads((run_dir / "data_report.json").read_text())["warnings"] == warnings
+    hours = json.loads((run_dir / "encoders.json").read_text())["numeric"]["hours"]
+    assert 10 < hours["mean"] < 80 and 5 < hours["std"] < 40  # fitted on the hours, not on the 1e300s
     table = res.stdout
     head = next(line for line in table.splitlines() if line.startswith("| scenario"))
     assert head == "| scenario | rich AUC | rich logloss | rich GAUC | rich pos | rows |"

@@ -108,3 +108,29 @@ def test_rows_without_a_scenario_are_not_fitted_on():
     t = pa.table({"s": ["a", None, " ", "a"], "y": [0, 1, 0, 1], "c": [1, 99, 98, 2]})
     enc = Encoders.fit(spec, chunks(t, 3))
     assert enc.vocabularies["c"].values == [1, 2]
+
+
+@pytest.mark.parametrize(("transform", "dropped"), [("standardize", 3), ("log1p", 1), ("bucketize", 3)])
+def test_values_a_float32_input_cannot_hold_are_read_as_missing_and_counted(transform, dropped):
+    """±inf, and (unless log1p brings it into range) a finite float64 beyond float32's ±3.4e38 such
+    as a DBL_MAX sentinel: fitted on as missing, counted, and encoded as missing — not as an inf
+    that turns a row's probabilities into NaN, nor into an overflowing variance that zeroes the
+    whole column."""
+    normal = np.random.default_rng(0).gamma(2.0, 10.0, 500)
+    odd = np.array([np.inf, 1e300, -np.finfo(np.float64).max, np.nan])
+    clean, dirty = (NumericFitter("x", transform, 5, "spec", quantile_sample=10_000) for _ in range(2))
+    clean.update(np.concatenate([normal, odd[[0, 3]]]) if transform == "log1p" else normal)
+    dirty.update(np.concatenate([normal[:250], odd, normal[250:]]))
+    assert dirty.infinite == dropped
+    if transform == "log1p":  # 1e300 and -DBL_MAX are values of the column: log1p makes them 690 and -710
+        clean.update(odd[1:3])
+    a, b = clean.finish(), dirty.finish()
+    assert a.to_dict() == pytest.approx(b.to_dict()) if transform != "bucketize" else a.edges == b.edges
+    with np.errstate(all="raise"):  # no overflow on the way to float32
+        if transform == "bucketize":
+            ids = b.encode_buckets(odd)
+            assert (ids == [0, 0, 0, 0]).all()
+        else:
+            z = b.encode_dense(odd)
+            assert z.dtype == np.float32 and np.isfinite(z).all()
+            assert (z[[0, 3]] == 0).all() and ((z[1:3] == 0) == (transform == "standardize")).all()

@@ -43,8 +43,8 @@ def test_a_clean_report_has_no_warnings():
      "task 'y': labels missing (masked, not read as 0) in train 20 of 800, test 1 of 100"),
     ({"label_positive_rate__val__y": 0.0},
      "task 'y' has a single class in val: its AUC is undefined there and cannot guide model selection"),
-    ({"numeric_infinite": {"price": 3}}, "numeric column 'price' has 3 infinite value(s) in train; they are read as "
-                                         "missing"),
+    ({"numeric_infinite": {"price": 3}}, "numeric column 'price' has 3 infinite or out-of-range value(s) in train "
+                                         "(beyond float32's ±3.4e38); they are read as missing"),
     ({"categorical_values__c": {"distinct": 40, "kept": 0}},
      "categorical column 'c' has no train value seen min_count=5 times (of 40 distinct): every row maps to unknown "
      "(id 0), the field carries no information"),

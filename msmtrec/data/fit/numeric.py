@@ -8,8 +8,9 @@
   from a uniform sample of about that many values, whose quantile ranks are off by about
   ``1/sqrt(quantile_sample)`` (0.001 at the default 1M; tested).
 
-Missing and non-finite values are ignored when fitting and encode as the train mean (dense) or
-bucket 0 (bucketize).
+Missing values, and values a float32 input cannot hold (±inf, or beyond ±3.4e38 after the
+transform, such as a ``DBL_MAX`` sentinel), are ignored when fitting and encode as the train mean
+(dense) or bucket 0 (bucketize).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from msmtrec.errors import DataError
 
 #: Values of a ``bucketize`` column kept exactly before sampling starts.
 QUANTILE_SAMPLE = 1_000_000
+#: The largest magnitude a model's float32 input holds.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -51,16 +54,16 @@ class NumericStats:
 
     @staticmethod
     def prepare(x: np.ndarray, transform: str) -> np.ndarray:
-        """Non-finite → NaN; ``log1p``: signed ``log1p`` (heavy tails compressed, negatives defined)."""
-        x = np.where(np.isfinite(x), x, np.nan)
+        """``log1p``: signed ``log1p`` (heavy tails compressed, negatives defined); then NaN for what
+        a float32 input cannot hold (±inf, or a magnitude beyond :data:`FLOAT32_MAX`)."""
         if transform == "log1p":
             x = np.sign(x) * np.log1p(np.abs(x))
-        return x
+        return np.where(np.abs(x) <= FLOAT32_MAX, x, np.nan)
 
     def encode_dense(self, x: np.ndarray) -> np.ndarray:
         """Standardised float32 values; missing → 0 (the train mean)."""
         z = (self.prepare(x, self.transform) - self.mean) / self.std
-        return np.where(np.isfinite(z), z, 0.0).astype(np.float32)
+        return np.where(np.abs(z) <= FLOAT32_MAX, z, 0.0).astype(np.float32)
 
     def encode_buckets(self, x: np.ndarray) -> np.ndarray:
         """Bucket ids int64: ``1..len(edges)+1``, missing → 0."""
@@ -88,15 +91,15 @@ class NumericFitter:
                  quantile_sample: int = QUANTILE_SAMPLE, seed: int = 0) -> None:
         self.column, self.transform, self.buckets, self.where = column, transform, buckets, where
         self.n, self.mean, self.m2 = 0, 0.0, 0.0
-        self.infinite = 0  # ±inf values seen (treated as missing)
+        self.infinite = 0  # values read as missing that were not (±inf, beyond float32's range)
         self._sample: list[np.ndarray] = []
         self._size, self._keep = 0, 1.0
         self._cap, self._rng = quantile_sample, np.random.default_rng(seed)
 
     def update(self, x: np.ndarray) -> None:
-        self.infinite += int(np.isinf(x).sum())
-        x = NumericStats.prepare(x, self.transform)
-        x = x[np.isfinite(x)]
+        prepared = NumericStats.prepare(x, self.transform)
+        self.infinite += int((np.isnan(prepared) & ~np.isnan(x)).sum())
+        x = prepared[~np.isnan(prepared)]
         if self.transform == "bucketize":
             if self._keep < 1.0:
                 x = x[self._rng.random(x.size) < self._keep]

@@ -66,14 +66,19 @@ def sum_by_value(parts: list[pa.Table]) -> pa.Table | None:
 
 
 def exact_ints(col: Column) -> Column:
-    """Text ids as ``int64`` when every value is an integer literal, else the text unchanged (a
-    float guess would merge distinct ids above 2**53)."""
+    """Text ids as ``int64`` when every value is an integer written the one way ``int64`` prints it,
+    else the text unchanged: a float guess would merge distinct ids above 2**53, and ``"00123"``,
+    ``"0123"`` and ``"123"`` (zip codes, product codes) are three ids, not one."""
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         return col
     try:
-        return pc.cast(col, pa.int64())
+        ints = pc.cast(col, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return col
+    # Of the literals the cast accepts, those int64 prints otherwise: "+7", "-0…", "0…" but "0".
+    written_otherwise = pc.or_(pc.or_(pc.starts_with(col, "+"), pc.starts_with(col, "-0")),
+                               pc.and_(pc.starts_with(col, "0"), pc.not_equal(col, "0")))
+    return col if pc.any(written_otherwise).as_py() else ints
 
 
 def as_float(col: Column, what: str) -> np.ndarray:

@@ -8,7 +8,8 @@ Loading, streaming, ``predict`` and the recipes all read through it.
 Identifier columns are why this module exists: a CSV reader that guesses types may turn
 ``1099511627777`` into a float, and a float silently merges distinct ids above 2**53. Columns
 named in ``id_columns`` are parsed as text and become ``int64`` exactly when every value of the
-batch is an integer; otherwise they stay text. No id ever passes through a float.
+batch is an integer written as ``int64`` prints it; otherwise (text, a leading zero as in ``00123``,
+a ``+`` sign) they stay text. No id ever passes through a float, and ``00123`` is not ``123``.
 
 Splits: :class:`RandomSplit` tells the part of any row range without holding a permutation of the
 file, so the in-memory and the streamed paths split a file identically; :class:`TimeSplit` sorts
@@ -244,7 +245,7 @@ class DataFile:
         return DataError(f"cannot parse {path.name} as CSV: {_first_line(exc)}{hint}")
 
     def _exact_ids(self, table: pa.Table) -> pa.Table:
-        """Text ids → int64 when every value of the batch is an integer literal, else text."""
+        """Text ids → int64 when every value of the batch is a plain integer (:func:`exact_ints`), else text."""
         for i, f in enumerate(table.schema):
             if f.name in self.id_columns and f.name not in self.column_types:
                 table = table.set_column(i, f.name, exact_ints(table.column(i)))

@@ -360,6 +360,18 @@ def test_ids_above_2_pow_24_survive_end_to_end(tmp_path):
     assert [vocab[i - 1] for i in ds.train.categorical[:, 0].tolist()] == ds.train.user.tolist()
 
 
+def test_codes_with_leading_zeros_are_distinct_categories_end_to_end(tmp_path):
+    codes = ["00123", "0123", "123"]  # one value each in val and test too, so each occurs 4 times
+    rows = [f"a,{c},{i % 2}" for i, c in enumerate(codes * 8)]
+    (tmp_path / "d.csv").write_text("\n".join(["s,c,y", *rows]) + "\n")
+    ds = load_dataset(spec_dict(files={"path": str(tmp_path / "d.csv"), "split": {"fractions": [0.5, 0.25, 0.25]}}))
+    assert sorted(ds.encoders.vocabularies["c"].values) == codes
+    ids = {c: ds.encoders.vocabularies["c"].values.index(c) + 1 for c in codes}
+    read = [line.split(",")[1] for line in rows]
+    assert sorted(ds.train.categorical[:, 0].tolist() + ds.val.categorical[:, 0].tolist()
+                  + ds.test.categorical[:, 0].tolist()) == sorted(ids[c] for c in read)
+
+
 def test_text_user_ids_become_group_ids():
     spec = make_spec(user="u")
     t = table(s=["a"] * 4, y=[0] * 4, c=[1] * 4, u=["bob", "amy", "bob", None])

@@ -50,6 +50,16 @@ def test_ids_beyond_int64_or_with_text_stay_text(tmp_path):
     assert t.column("b").to_pylist() == ["x7", "12"]
 
 
+def test_ids_with_a_leading_zero_or_a_sign_stay_text_and_distinct(tmp_path):
+    """Zip and product codes: "00123", "0123" and "123" are three ids (read as one int 123 before)."""
+    path = tmp_path / "ids.csv"
+    path.write_text("zip,sku,n\n00123,+7,1\n0123,7,2\n123,-7,3\n,0,4\n")
+    t = read_table(path, id_columns=["zip", "sku", "n"])
+    assert t.column("zip").to_pylist() == ["00123", "0123", "123", None]
+    assert t.column("sku").to_pylist() == ["+7", "7", "-7", "0"]
+    assert t.schema.field("n").type == pa.int64()  # plain integers still become int64
+
+
 def test_empty_fields_are_null_also_in_text_columns(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("s,n\nTops,1\n,2\nNA,\n")

@@ -68,17 +68,28 @@ def sum_by_value(parts: list[pa.Table]) -> pa.Table | None:
 def exact_ints(col: Column) -> Column:
     """Text ids as ``int64`` when every value is an integer written the one way ``int64`` prints it,
     else the text unchanged: a float guess would merge distinct ids above 2**53, and ``"00123"``,
-    ``"0123"`` and ``"123"`` (zip codes, product codes) are three ids, not one."""
+    ``"0123"`` and ``"123"`` (zip codes, product codes) are three ids, not one. An integer with a zero
+    fraction (``"123.0"``: pandas writes an integer column with missing values so) is that integer,
+    as the same column's float64 in Parquet is (:func:`as_ids`)."""
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         return col
+    ints = _written_as_int64(col)
+    if ints is None and pc.any(pc.match_substring(col, ".0")).as_py() and \
+            pc.all(pc.match_substring_regex(col, r"^-?[0-9]+(\.0+)?$")).as_py():
+        ints = _written_as_int64(pc.replace_substring_regex(col, r"\.0+$", ""))
+    return col if ints is None else ints
+
+
+def _written_as_int64(col: Column) -> Column | None:
+    """``col`` as ``int64`` if every value is an integer as ``int64`` prints it, else None."""
     try:
         ints = pc.cast(col, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return col
+        return None
     # Of the literals the cast accepts, those int64 prints otherwise: "+7", "-0…", "0…" but "0".
     written_otherwise = pc.or_(pc.or_(pc.starts_with(col, "+"), pc.starts_with(col, "-0")),
                                pc.and_(pc.starts_with(col, "0"), pc.not_equal(col, "0")))
-    return col if pc.any(written_otherwise).as_py() else ints
+    return None if pc.any(written_otherwise).as_py() else ints
 
 
 def as_float(col: Column, what: str) -> np.ndarray:

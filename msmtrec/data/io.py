@@ -8,8 +8,9 @@ Loading, streaming, ``predict`` and the recipes all read through it.
 Identifier columns are why this module exists: a CSV reader that guesses types may turn
 ``1099511627777`` into a float, and a float silently merges distinct ids above 2**53. Columns
 named in ``id_columns`` are parsed as text and become ``int64`` exactly when every value of the
-batch is an integer written as ``int64`` prints it; otherwise (text, a leading zero as in ``00123``,
-a ``+`` sign) they stay text. No id ever passes through a float, and ``00123`` is not ``123``.
+batch is an integer written as ``int64`` prints it, or with a zero fraction (``123.0``, as pandas
+writes an integer column with missing values); otherwise (text, a leading zero as in ``00123``, a
+``+`` sign) they stay text. No id ever passes through a float, and ``00123`` is not ``123``.
 
 Splits: :class:`RandomSplit` tells the part of any row range without holding a permutation of the
 file, so the in-memory and the streamed paths split a file identically; :class:`TimeSplit` sorts

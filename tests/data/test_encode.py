@@ -372,6 +372,18 @@ def test_codes_with_leading_zeros_are_distinct_categories_end_to_end(tmp_path):
                   + ds.test.categorical[:, 0].tolist()) == sorted(ids[c] for c in read)
 
 
+def test_ids_pandas_wrote_as_floats_match_the_same_ids_written_as_integers(tmp_path):
+    """Train exported by pandas with a missing id ("7.0", ""), val and test without one ("7"): one
+    category per item, none unknown in val or test."""
+    (tmp_path / "train.csv").write_text("s,c,y\n" + "".join(f"a,{c},{i % 2}\n" for i, c in
+                                                          enumerate(["7.0", "8.0", "", "9.0"] * 3)))
+    for name in ("val", "test"):
+        (tmp_path / f"{name}.csv").write_text("s,c,y\na,7,0\na,8,1\na,9,1\n")
+    ds = load_dataset(spec_dict(files={s: str(tmp_path / f"{s}.csv") for s in ("train", "val", "test")}))
+    assert ds.encoders.vocabularies["c"].values == [7, 8, 9]
+    assert ds.test.categorical[:, 0].tolist() == [1, 2, 3] and ds.val.categorical[:, 0].tolist() == [1, 2, 3]
+
+
 def test_text_user_ids_become_group_ids():
     spec = make_spec(user="u")
     t = table(s=["a"] * 4, y=[0] * 4, c=[1] * 4, u=["bob", "amy", "bob", None])

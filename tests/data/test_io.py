@@ -60,6 +60,16 @@ def test_ids_with_a_leading_zero_or_a_sign_stay_text_and_distinct(tmp_path):
     assert t.schema.field("n").type == pa.int64()  # plain integers still become int64
 
 
+def test_ids_written_with_a_zero_fraction_are_those_integers(tmp_path):
+    """pandas writes an integer column with missing values as floats: "123.0" is id 123, exactly."""
+    path = tmp_path / "ids.csv"
+    path.write_text(f"a,b,c\n123.0,7.0,1.0\n,7.5,2\n{HUGE}.0,8.0,-3.00\n")
+    t = read_table(path, id_columns=["a", "b", "c"])
+    assert t.column("a").to_pylist() == [123, None, HUGE]
+    assert t.column("b").to_pylist() == ["7.0", "7.5", "8.0"]  # a real fraction: text
+    assert t.column("c").to_pylist() == [1, 2, -3]
+
+
 def test_empty_fields_are_null_also_in_text_columns(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("s,n\nTops,1\n,2\nNA,\n")

@@ -129,11 +129,17 @@ class DataFile:
             raise self._unreadable(self.path, exc) from None
 
     def require(self, columns: Sequence[str]) -> None:
-        """Raise a :class:`DataError` naming the missing columns, some available ones and close matches."""
+        """Raise a :class:`DataError` naming the missing columns, some available ones and close
+        matches, or a column the header names more than once (which one is meant is ambiguous)."""
         have = self.columns
         present = set(have)
         missing = [c for c in columns if c not in present]
         if not missing:
+            counts = Counter(have)
+            if twice := next((c for c in columns if counts[c] > 1), None):
+                where = " and ".join(str(i + 1) for i, c in enumerate(have) if c == twice)
+                raise DataError(f"{self.name} has {counts[twice]} columns named '{twice}' (columns {where} of its "
+                                f"header): which one is meant is ambiguous; rename all but one")
             return
         hints = [f"'{c}' → '{m[0]}'?" for c in missing if (m := difflib.get_close_matches(c, have, n=1))]
         hint = f"; did you mean {', '.join(hints)}" if hints else ""

@@ -100,6 +100,17 @@ def test_bad_csv_options_are_refused(user_dir, csv_options, needle):
     refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL, needles=(needle,))
 
 
+def test_a_column_the_header_names_twice_is_refused_when_used(user_dir):
+    """Which of two 'education' columns is meant is ambiguous (pyarrow alone takes the first, silently)."""
+    columns = [*COLUMNS, "education"]
+    write_csv(user_dir / "census.csv", [[*row, "other"] for row in census_rows()], columns)
+    refused_untouched(user_dir, "train", "--data", "spec.yaml", *SMALL,
+                      needles=(f"census.csv has 2 columns named 'education' (columns 3 and {len(columns)} of its "
+                               f"header): which one is meant is ambiguous; rename all but one",))
+    write_spec(user_dir, categorical=["workclass"])  # the twice-named column unused: no ambiguity
+    succeeded(cli("train", "--data", "spec.yaml", *SMALL, "-q"))
+
+
 def test_a_time_split_on_text_dates_needs_their_format(user_dir):
     split = {"method": "time", "column": "date"}
     write_spec(user_dir, files={"path": "census.csv", "split": split})

@@ -7,12 +7,13 @@ import os
 import re
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from msmtrec.errors import MsmtrecError
+from msmtrec.errors import DataWarning, MsmtrecError
 
 
 def _rank() -> int:
@@ -193,8 +194,15 @@ def predict(model_dir, input_path, output_path, unknown_scenario, overwrite, thr
     from msmtrec.predict import predict_file
 
     _note_unfinished(model_dir)
-    n, skipped = predict_file(model_dir, input_path, output_path, unknown_scenario=unknown_scenario,
-                              overwrite=overwrite, threads=threads)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        n, skipped = predict_file(model_dir, input_path, output_path, unknown_scenario=unknown_scenario,
+                                  overwrite=overwrite, threads=threads)
+    for w in caught:  # the data's, as one line each; anything else as Python shows it
+        if issubclass(w.category, DataWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     msg = f"wrote {n:,} rows to {output_path}"
     if skipped:
         msg += f"; {skipped:,} row(s) had no scenario or one the model does not know and got empty probabilities"

@@ -25,3 +25,7 @@ class CheckpointError(MsmtrecError):
 
 class ExportError(MsmtrecError):
     """An export folder cannot be written, or is missing, incomplete, modified or not runnable here."""
+
+
+class DataWarning(UserWarning):
+    """Data that can be used but probably does not say what was meant (e.g. ids the model never saw)."""

@@ -3,6 +3,8 @@ columns plus one probability column per task."""
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +12,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from msmtrec.data.columns import is_list_type
-from msmtrec.errors import DataError
+from msmtrec.errors import DataError, DataWarning
 from msmtrec.files import atomic_write
 
+
+#: A categorical column whose value the model reads as unknown in more than this share of the
+#: scored rows gets a warning: its ids are not those of the training data, or it is missing.
+UNKNOWN_SHARE_WARNING = 0.5
 
 #: Rows read, encoded and scored at a time when a Parquet input is streamed (one row group of the
 #: output each); what predict holds in memory is a few of these, whatever the file's size.
@@ -35,6 +41,10 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     whole file) and a model whose history is built from the input's own rows (a row's history is
     the earlier rows of its user, anywhere in the file) are read whole. Either way the output
     appears only once complete: a failure leaves no file.
+
+    A categorical column whose value is unknown to the model (not seen in train, or missing) in
+    more than :data:`UNKNOWN_SHARE_WARNING` of the scored rows is named in a :class:`DataWarning`: those
+    rows are scored without it, which is rarely what was meant.
     """
     from msmtrec.data.stream import prefetched
     from msmtrec.export.scorer import Scorer
@@ -53,13 +63,15 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     whole = data.kind == "csv" or any(s.built for s in spec.sequences.values())
     chunks = iter([(0, data.read())]) if whole else prefetched(data.batches(), depth=1)
     counts = [0, 0]  # rows read, rows skipped
+    unknown: Counter = Counter()
 
     def write(tmp: Path) -> None:
         out = None
         try:
             for first, table in chunks:
                 scored, skipped = scorer.predict_table(table, unknown_scenario=unknown_scenario,
-                                                       source=f"input {input_path}", first_row=first)
+                                                       source=f"input {input_path}", first_row=first,
+                                                       unknown_ids=unknown)
                 if out is None:
                     out = writer(tmp, scored.schema, spec)
                 out.write(scored)
@@ -72,6 +84,12 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
             raise DataError(f"input {input_path} has no rows")
 
     atomic_write(output_path, write)
+    scored = counts[0] - counts[1]
+    for column, n in unknown.items():
+        if scored and n / scored > UNKNOWN_SHARE_WARNING:
+            warnings.warn(f"categorical column '{column}': {n:,} of the {scored:,} scored rows ({n / scored:.0%}) hold a "
+                          f"value the model did not see in train, or none; they are scored as unknown (id 0)",
+                          DataWarning, stacklevel=2)
     return counts[0], counts[1]
 
 

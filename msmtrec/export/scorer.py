@@ -10,6 +10,7 @@ by the export's graph (ONNX Runtime or TorchScript) or, for a run directory, the
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,11 @@ class Scorer:
         raise DataError(f"Scorer.predict expects a pyarrow Table or a pandas DataFrame, got {type(table).__name__}")
 
     def predict_table(self, table: pa.Table, *, unknown_scenario: str = "error", source: str = "table",
-                      first_row: int = 0) -> tuple[pa.Table, int]:
+                      first_row: int = 0, unknown_ids: Counter | None = None) -> tuple[pa.Table, int]:
         """:meth:`predict` on an Arrow table; also returns the number of rows left unscored.
-        ``first_row``: the table's first row's position in ``source`` (for the row an error names)."""
+        ``first_row``: the table's first row's position in ``source`` (for the row an error names).
+        ``unknown_ids``: adds, per categorical column, the scored rows whose value the model reads
+        as unknown (id 0: not seen in train, or missing)."""
         if unknown_scenario not in UNKNOWN_SCENARIO:
             raise DataError(f"unknown_scenario must be 'error' or 'skip', got '{unknown_scenario}'")
         result = self.encoders.transform_for_prediction(
@@ -106,6 +109,9 @@ class Scorer:
                             f"'{self.encoders.spec.scenario.column}' (the first is row {first_row + first + 1}); a model scores "
                             f"each row for its own scenario: fill it in, or pass --unknown-scenario skip "
                             f"(unknown_scenario='skip') to leave such rows unscored")
+        if unknown_ids is not None:
+            columns = self.encoders.spec.categorical  # the first fields of the layout
+            unknown_ids.update(dict(zip(columns, (result.data.categorical[:, :len(columns)] == 0).sum(0).tolist())))
         probs = self.score(result.data)
         out = table
         for j, task in enumerate(self.schema.tasks):

@@ -12,13 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from msmtrec.data.columns import is_list_type
+from msmtrec.data.quality import mostly_unknown
 from msmtrec.errors import DataError, DataWarning
 from msmtrec.files import atomic_write
 
-
-#: A categorical column whose value the model reads as unknown in more than this share of the
-#: scored rows gets a warning: its ids are not those of the training data, or it is missing.
-UNKNOWN_SHARE_WARNING = 0.5
 
 #: Rows read, encoded and scored at a time when a Parquet input is streamed (one row group of the
 #: output each); what predict holds in memory is a few of these, whatever the file's size.
@@ -43,7 +40,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     appears only once complete: a failure leaves no file.
 
     A categorical column whose value is unknown to the model (not seen in train, or missing) in
-    more than :data:`UNKNOWN_SHARE_WARNING` of the scored rows is named in a :class:`DataWarning`: those
+    more than :data:`~msmtrec.data.quality.MOSTLY_UNKNOWN` of the scored rows is named in a :class:`DataWarning`: those
     rows are scored without it, which is rarely what was meant.
     """
     from msmtrec.data.stream import prefetched
@@ -84,12 +81,8 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
             raise DataError(f"input {input_path} has no rows")
 
     atomic_write(output_path, write)
-    scored = counts[0] - counts[1]
-    for column, n in unknown.items():
-        if scored and n / scored > UNKNOWN_SHARE_WARNING:
-            warnings.warn(f"categorical column '{column}': {n:,} of the {scored:,} scored rows ({n / scored:.0%}) hold a "
-                          f"value the model did not see in train, or none; they are scored as unknown (id 0)",
-                          DataWarning, stacklevel=2)
+    for line in mostly_unknown(dict(unknown), counts[0] - counts[1], "scored rows"):
+        warnings.warn(line, DataWarning, stacklevel=2)
     return counts[0], counts[1]
 
 

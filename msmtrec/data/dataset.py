@@ -27,7 +27,7 @@ history of C channels: :mod:`msmtrec.data.history`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ def _encode(encoders: Encoders, sources: list[SplitSource], columns: list[str], 
             raise DataError(f"{encoders.spec.where}: split '{s.split}' is empty: every row of {s.label} was dropped "
                             f"({why})")
     data = {s: e.finish() for s, e in out.items()}
-    return data, {s: _summary(data[s], e, encoders.schema) for s, e in out.items()}
+    return data, {s: _summary(data[s], e, encoders.schema, encoders.spec.categorical) for s, e in out.items()}
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -235,8 +235,10 @@ class StreamedDataset(Dataset):
         return prefetched(batches, self.prefetch * max(1, self.shuffle_buffer // batch_size))
 
 
-def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> dict[str, Any]:
-    """One split's part of the report (the form of :attr:`EncodersFitter.report`)."""
+def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema, categorical: Sequence[str]
+             ) -> dict[str, Any]:
+    """One split's part of the report (the form of :attr:`EncodersFitter.report`), and per
+    ``categorical`` column (the first fields) its rows read as unknown (id 0)."""
     codes, m = data.scenario.numpy(), schema.num_scenarios
     counts = np.bincount(codes, minlength=m)
     mask, labels = data.label_mask.numpy(), data.labels.numpy()
@@ -250,7 +252,8 @@ def _summary(data: EncodedData, encoder: SplitEncoder, schema: DataSchema) -> di
             "label_observed": {t: int(n_obs[j]) for j, t in enumerate(schema.tasks)},
             "label_positive_rate": {t: (float(pos[j] / n_obs[j]) if n_obs[j] else None)
                                     for j, t in enumerate(schema.tasks)},
-            "scenario_label_counts": by_scenario}
+            "scenario_label_counts": by_scenario,
+            "unknown_rows": dict(zip(categorical, (data.categorical[:, :len(categorical)] == 0).sum(0).tolist()))}
 
 
 def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: int | None,
@@ -273,6 +276,7 @@ def _report(spec: DatasetSpec, summaries: dict[str, dict[str, Any]], row_limit: 
               "dropped_total": int(sum(sum(d.values()) for d in by_key["dropped"].values())), **extra}
     report.update({k: fitted[k] for k in ("label_values", "categorical_values", "numeric_infinite", "list_values")}
                   if fitted else {})
+    report["unknown_rows"] = {s: summaries[s]["unknown_rows"] for s in SPLITS if "unknown_rows" in summaries[s]}
     report["warnings"] = data_warnings(report, spec.min_count)
     return report
 

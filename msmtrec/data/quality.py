@@ -1,6 +1,7 @@
 """What a dataset report says a user should look at: the quiet degradations that do not stop
 training — rows dropped, labels missing (masked, never read as 0), infinite numbers (or beyond
-float32's range) read as missing, a categorical field or list collapsed to unknown, lists cut to
+float32's range) read as missing, a categorical field or list collapsed to unknown, a categorical
+column unknown in almost all val or test rows (or rows to score), lists cut to
 their ``max_len``, a built history empty for every train row, a scenario with few train rows or none
 in val/test, a task with one class in val or with one class (or none observed) in a scenario's train
 rows — each one line of the report's ``warnings``.
@@ -12,16 +13,21 @@ from typing import Any
 
 from msmtrec.data.io import SPLITS
 
-__all__ = ["FEW_SCENARIO_ROWS", "data_warnings"]
+__all__ = ["FEW_SCENARIO_ROWS", "MOSTLY_UNKNOWN", "data_warnings", "mostly_unknown"]
 
 #: A scenario with fewer train rows than this is reported: its own parameters learn from little.
 FEW_SCENARIO_ROWS = 100
 
+#: A categorical column read as unknown (not seen in train, or missing) in more than this share of
+#: a split's rows (val, test, or rows to score) is reported: its ids are probably not those of the
+#: training data, or it is empty (new users or items alone rarely reach it).
+MOSTLY_UNKNOWN = 0.9
+
 
 def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
     """The warnings of a dataset report (:attr:`Dataset.report`; the train-only keys
-    ``categorical_values``, ``numeric_infinite`` and ``list_values``, and ``history_rows``, are read
-    when present)."""
+    ``categorical_values``, ``numeric_infinite`` and ``list_values``, and ``history_rows`` and
+    ``unknown_rows`` (per split), are read when present)."""
     out = []
     if report["dropped_total"]:
         parts = [f"{n:,} in {s} ({why.replace('_', ' ')})" for s in SPLITS for why, n in report["dropped"][s].items()]
@@ -51,6 +57,8 @@ def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
                    f"has no train value seen min_count={min_count} times (of {v['distinct']:,} distinct)")
             out.append(f"categorical column '{column}' {why}: every row maps to unknown (id 0), the field carries "
                        f"no information")
+    for split in ("val", "test"):
+        out += mostly_unknown(report.get("unknown_rows", {}).get(split, {}), report["rows"][split], f"{split} rows")
     for name, v in report.get("list_values", {}).items():
         if v["kept"] == 0:
             out.append(f"list feature '{name}' has no train entry seen min_count={min_count} times (of "
@@ -70,3 +78,11 @@ def data_warnings(report: dict[str, Any], min_count: int) -> list[str]:
         if empty:
             out.append(f"scenario '{name}' has no {' or '.join(empty)} rows: it gets no metrics there")
     return out
+
+
+def mostly_unknown(unknown_rows: dict[str, int], rows: int, what: str) -> list[str]:
+    """A line per categorical column whose ``unknown_rows`` are more than :data:`MOSTLY_UNKNOWN` of
+    ``rows`` (``what``: how the message names those rows)."""
+    return [f"categorical column '{column}': {n:,} of the {rows:,} {what} ({n / rows:.0%}) hold a value the model "
+            f"did not see in train, or none; they are read as unknown (id 0)"
+            for column, n in unknown_rows.items() if rows and n / rows > MOSTLY_UNKNOWN]

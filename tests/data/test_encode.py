@@ -384,6 +384,19 @@ def test_ids_pandas_wrote_as_floats_match_the_same_ids_written_as_integers(tmp_p
     assert ds.test.categorical[:, 0].tolist() == [1, 2, 3] and ds.val.categorical[:, 0].tolist() == [1, 2, 3]
 
 
+def test_a_test_file_in_another_id_space_is_reported_and_the_builtin_data_is_not(tmp_path):
+    rows = "".join(f"a,{i % 10},{i % 2}\n" for i in range(40))
+    (tmp_path / "train.csv").write_text("s,c,y\n" + rows)
+    (tmp_path / "val.csv").write_text("s,c,y\n" + rows)
+    (tmp_path / "test.csv").write_text("s,c,y\n" + rows.replace("a,", "a,x"))  # ids x0..x9: none seen in train
+    ds = load_dataset(spec_dict(files={s: str(tmp_path / f"{s}.csv") for s in ("train", "val", "test")}))
+    assert ds.report["unknown_rows"] == {"train": {"c": 0}, "val": {"c": 0}, "test": {"c": 40}}
+    assert [w for w in ds.report["warnings"] if "unknown" in w] == [
+        "categorical column 'c': 40 of the 40 test rows (100%) hold a value the model did not see in train, or none; "
+        "they are read as unknown (id 0)"]
+    assert not [w for w in load_dataset("womens-ecommerce").report["warnings"] if "unknown" in w]
+
+
 def test_text_user_ids_become_group_ids():
     spec = make_spec(user="u")
     t = table(s=["a"] * 4, y=[0] * 4, c=[1] * 4, u=["bob", "amy", "bob", None])

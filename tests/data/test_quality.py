@@ -16,6 +16,7 @@ CLEAN = {
     "label_positive_rate": {"train": {"y": 0.3}, "val": {"y": 0.2}, "test": {"y": 0.25}},
     "categorical_values": {"c": {"distinct": 40, "kept": 12}},
     "numeric_infinite": {},
+    "unknown_rows": {"train": {"c": 0}, "val": {"c": 90}, "test": {"c": 12}},  # 90 % of val: at the limit, not over
     "scenario_label_counts": {"train": {"y": {"a": {"observed": 500, "positive": 150},
                                               "b": {"observed": 300, "positive": 90}}}},
 }
@@ -51,6 +52,9 @@ def test_a_clean_report_has_no_warnings():
     ({"categorical_values__c": {"distinct": 0, "kept": 0}},
      "categorical column 'c' has no value in train: every row maps to unknown (id 0), the field carries no "
      "information"),
+    ({"unknown_rows__test__c": 91},
+     "categorical column 'c': 91 of the 100 test rows (91%) hold a value the model did not see in train, or none; "
+     "they are read as unknown (id 0)"),
     ({"scenario_rows__train__b": FEW_SCENARIO_ROWS - 1},
      f"scenario 'b' has only {FEW_SCENARIO_ROWS - 1} train rows: its own parameters learn from few examples"),
     ({"scenario_rows__test__b": 0}, "scenario 'b' has no test rows: it gets no metrics there"),

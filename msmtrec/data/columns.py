@@ -3,6 +3,7 @@ column read from CSV in one file and from Parquet in another compares equal valu
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -92,6 +93,22 @@ def _written_as_int64(col: Column) -> Column | None:
     return None if pc.any(written_otherwise).as_py() else ints
 
 
+def csv_numbers(text: Column, decimal: str = ".") -> Column:
+    """A numeric column's CSV text as ``float64``: spaces around a value ignored, ``decimal`` read
+    as the decimal mark, ``true``/``false`` as 1/0 (as a CSV reader types them), blank as missing.
+    The text comes back unchanged when a value is not a number, for :func:`as_float` to name."""
+    numbers = pc.utf8_trim_whitespace(text)
+    numbers = pc.if_else(pc.equal(numbers, ""), pa.scalar(None, pa.string()), numbers)
+    if decimal != ".":
+        numbers = pc.replace_substring(numbers, decimal, ".")
+    for via in (pa.float64(), pa.bool_()):
+        try:
+            return pc.cast(pc.cast(numbers, via), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return text
+
+
 def as_float(col: Column, what: str) -> np.ndarray:
     """A numeric column as float64 with NaN for missing values."""
     col = plain(col)
@@ -104,8 +121,11 @@ def as_float(col: Column, what: str) -> np.ndarray:
     try:  # integers beyond 2**53 become the nearest float (a number is a number); text must parse
         col = pc.cast(col, pa.float64(), safe=not (pa.types.is_integer(t) or pa.types.is_decimal(t)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{what} must hold numbers, found values {unparsable(col)} (texts that mean a missing value "
-                        f"in a CSV file go in files.csv.null_values)") from None
+        found = unparsable(col)
+        comma = any(re.fullmatch(r"[+-]?[0-9]+,[0-9]+", v) for v in found)
+        hint = "; a decimal comma (1,5) in a CSV file is read with files.csv.decimal: ','" if comma else ""
+        raise DataError(f"{what} must hold numbers, found values {found} (texts that mean a missing value "
+                        f"in a CSV file go in files.csv.null_values{hint})") from None
     return np.asarray(col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy(),
                       dtype=np.float64)
 

@@ -1,5 +1,5 @@
 """How a CSV file is parsed: a spec's ``files.csv`` (delimiter, missing-value markers, text
-encoding, quote character), declared once and handed to :class:`~msmtrec.data.io.DataFile`."""
+encoding, quote character, decimal mark), declared once and handed to :class:`~msmtrec.data.io.DataFile`."""
 
 from __future__ import annotations
 
@@ -47,12 +47,14 @@ class CsvOptions(Part):
             (``NA``, ``null``, ``NaN``, ``N/A``, ...): e.g. ``["?"]``.
         encoding: the file's text encoding.
         quote_char: the character that quotes a field holding the delimiter.
+        decimal: the decimal mark of numeric columns (``,`` in many European exports).
     """
 
     delimiter: _Character | None = None
     null_values: tuple[StrictStr, ...] = ()
     encoding: Annotated[StrictStr, BeforeValidator(_encoding)] = "utf-8"
     quote_char: _Character = '"'
+    decimal: _Character = "."
 
     @model_validator(mode="after")
     def _distinct(self) -> CsvOptions:

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from msmtrec.data.columns import exact_ints, missing_columns, nan_to_null
+from msmtrec.data.columns import csv_numbers, exact_ints, missing_columns, nan_to_null
 from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
@@ -96,19 +96,22 @@ class DataFile:
         path: the file or folder.
         fmt: ``auto`` (from the extension), ``csv`` or ``parquet``.
         id_columns: identifier columns (CSV: exact int64 or text, never float).
+        number_columns: numeric columns (CSV: ``float64`` by :func:`csv_numbers` in every block,
+            not typed from the first block alone, which would refuse a later block's fractions).
         csv: CSV parsing options.
         column_types: CSV only: fixed Arrow types of some columns.
         read_rows: rows per batch.
     """
 
     def __init__(self, path: str | Path, fmt: str = "auto", *, id_columns: Iterable[str] = (),
-                 csv: CsvOptions = CsvOptions(), column_types: dict[str, pa.DataType] | None = None,
-                 read_rows: int = READ_ROWS) -> None:
+                 number_columns: Iterable[str] = (), csv: CsvOptions = CsvOptions(),
+                 column_types: dict[str, pa.DataType] | None = None, read_rows: int = READ_ROWS) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise DataError(f"data file not found: {self.path}")
         self.kind = detect_format(self.path, fmt)
         self.id_columns, self.csv, self.read_rows = set(id_columns), csv, read_rows
+        self.number_columns = set(number_columns) - self.id_columns
         self.column_types = dict(column_types or {})
 
     @property
@@ -229,7 +232,7 @@ class DataFile:
                 return
             # Ids are parsed as text and converted exactly below: a float guess (one decimal
             # point, or a value above 2**63) would merge distinct ids.
-            types = {c: pa.string() for c in columns if c in self.id_columns}
+            types = {c: pa.string() for c in columns if c in self.id_columns | self.number_columns}
             types.update({c: t for c, t in self.column_types.items() if c in columns})
             convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, strings_can_be_null=True,
                                            null_values=self.csv.null_markers())
@@ -239,7 +242,7 @@ class DataFile:
             if undecoded:
                 raise UnicodeError(f"column '{undecoded[0]}' is not valid {self.csv.encoding} text")
             for batch in reader:
-                yield self._exact_ids(pa.Table.from_batches([batch]))
+                yield self._typed(pa.Table.from_batches([batch]))
         except (pa.ArrowException, OSError, UnicodeError) as exc:
             raise self._unreadable(piece.path, exc) from None
 
@@ -251,11 +254,16 @@ class DataFile:
             hint = f"; is it not {self.csv.encoding}? set files.csv.encoding (e.g. latin-1 or cp1252)"
         return DataError(f"cannot parse {path.name} as CSV: {_first_line(exc)}{hint}")
 
-    def _exact_ids(self, table: pa.Table) -> pa.Table:
-        """Text ids → int64 when every value of the batch is a plain integer (:func:`exact_ints`), else text."""
+    def _typed(self, table: pa.Table) -> pa.Table:
+        """A CSV batch's text ids → int64 when every value is a plain integer (:func:`exact_ints`),
+        and its numeric columns' text → float64 (:func:`csv_numbers`); else the text."""
         for i, f in enumerate(table.schema):
-            if f.name in self.id_columns and f.name not in self.column_types:
+            if f.name in self.column_types:
+                continue
+            if f.name in self.id_columns:
                 table = table.set_column(i, f.name, exact_ints(table.column(i)))
+            elif f.name in self.number_columns:
+                table = table.set_column(i, f.name, csv_numbers(table.column(i), self.csv.decimal))
         return table
 
 

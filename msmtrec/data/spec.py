@@ -8,7 +8,7 @@ A :class:`DatasetSpec` is usually written as YAML and loaded with :func:`load_sp
       split: {method: random, fractions: [0.8, 0.1, 0.1], seed: 2024}
       # split: {method: time, column: date, format: "%m/%d/%Y"}   # format only for text times
       format: auto               # auto (by extension) | csv | parquet
-      csv: {delimiter: ";", null_values: ["?"], encoding: latin-1}   # CSV only; quote_char too
+      csv: {delimiter: ";", decimal: ",", null_values: ["?"], encoding: latin-1}   # CSV only; quote_char too
     scenario:
       column: Department Name    # or `constant: <name>` for single-scenario data
       mapping: {Tops: tops}      # optional raw value → scenario name
@@ -331,6 +331,13 @@ class DatasetSpec(Part):
         return tuple(dict.fromkeys(c for c in cols if c is not None))
 
     @property
+    def number_columns(self) -> tuple[str, ...]:
+        """Numeric feature columns read as numbers (a time column among them keeps its own type:
+        an epoch in nanoseconds is not exact as a float)."""
+        times = {self.files.split.column if self.files.split else None, *(s.time for s in self.sequences.values())}
+        return tuple(n.column for n in self.numeric if n.column not in times)
+
+    @property
     def list_columns(self) -> tuple[str, ...]:
         """Columns holding a list per row (a Parquet list, or text split on the entry's ``sep``)."""
         cols = [e.column for e in self.multi_categorical.values()]
@@ -339,10 +346,11 @@ class DatasetSpec(Part):
 
     def data_file(self, path: str | Path, fmt: str | None = None, *, read_rows: int = READ_ROWS) -> DataFile:
         """The reader of one of this spec's files (``fmt`` None: ``files.format``): ids read exactly,
-        list columns of a CSV as text, the spec's CSV options."""
+        numeric columns of a CSV as numbers in every block, list columns of a CSV as text, the
+        spec's CSV options."""
         return DataFile(path, self.files.format if fmt is None else fmt, id_columns=self.id_columns,
-                        csv=self.files.csv, column_types={c: pa.string() for c in self.list_columns},
-                        read_rows=read_rows)
+                        number_columns=self.number_columns, csv=self.files.csv,
+                        column_types={c: pa.string() for c in self.list_columns}, read_rows=read_rows)
 
     def required_columns(self, *, labels: bool = True) -> list[str]:
         """Every column to read from a data file (labels and the time column optional)."""

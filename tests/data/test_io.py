@@ -7,9 +7,11 @@ import gzip
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from msmtrec.data.columns import as_float
 from msmtrec.data.io import CsvOptions, DataFile, TimeSplit, detect_format, read_table, split_indices
 from msmtrec.data.spec import load_spec
 from msmtrec.errors import DataError, SpecError
@@ -151,11 +153,37 @@ def test_a_csv_read_with_the_wrong_options_says_which_option_to_set(tmp_path):
         DataFile(path).read()
 
 
+def test_a_numeric_column_integral_in_the_first_block_may_hold_fractions_later(tmp_path, monkeypatch):
+    # A CSV reader types a column from its first block (16 MiB here): a price column whose early
+    # rows are whole numbers was typed int64, and the first 56.5 further down refused the file.
+    monkeypatch.setattr(CsvOptions, "read_options", lambda self, block_size: pacsv.ReadOptions(block_size=64))
+    path = tmp_path / "t.csv"
+    rows = [(i, str(i)) for i in range(40)] + [(40, "56.5"), (41, ""), (42, " 7 ")]
+    path.write_text("id,price\n" + "".join(f"{i},{p}\n" for i, p in rows))
+    table = DataFile(path, id_columns=["id"], number_columns=["price"]).read()
+    assert table.schema.field("price").type == pa.float64()
+    assert table.column("price").to_pylist() == [*map(float, range(40)), 56.5, None, 7.0]
+    assert table.column("id").to_pylist() == list(range(43))  # ids keep their own rule
+
+
+def test_csv_numbers_read_decimal_commas_spaces_and_true_false_and_leave_text_to_be_named(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('a;b;c\n"1,5";true; 2\n-0,25;false;3 \n;TRUE;NA\n')
+    table = DataFile(path, number_columns=["a", "b", "c"], csv=CsvOptions(delimiter=";", decimal=",")).read()
+    assert table.to_pydict() == {"a": [1.5, -0.25, None], "b": [1.0, 0.0, 1.0], "c": [2.0, 3.0, None]}
+    text = DataFile(path, number_columns=["a"], csv=CsvOptions(delimiter=";")).read().column("a")
+    assert text.to_pylist() == ["1,5", "-0,25", None]  # the text, for the numeric check to name
+    with pytest.raises(DataError, match=r"must hold numbers, found values \['1,5', '-0,25'\].*"
+                                        r"a decimal comma \(1,5\) in a CSV file is read with files.csv.decimal: ','"):
+        as_float(text, "numeric column 'a'")
+
+
 @pytest.mark.parametrize("options,message", [
     ({"delimiter": ";;"}, "files.csv.delimiter must be a single character (not a line break), got ';;'"),
     ({"delimiter": "\n"}, "files.csv.delimiter must be a single character (not a line break), got '\\n'"),
     ({"quote_char": 1}, "files.csv.quote_char must be a single character (not a line break), got 1 (int)"),
     ({"delimiter": "'", "quote_char": "'"}, "files.csv.delimiter and files.csv.quote_char must differ, both are"),
+    ({"decimal": ".."}, "files.csv.decimal must be a single character (not a line break), got '..'"),
     ({"encoding": "utf-9"}, "files.csv.encoding must be a text encoding such as utf-8, latin-1 or cp1252, got 'utf-9'"),
     ({"null_values": "?"}, "files.csv.null_values must be a list, got '?'"),
     ({"nulls": ["?"]}, "unknown key 'files.csv.nulls' (did you mean 'null_values'?)"),

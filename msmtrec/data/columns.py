@@ -27,14 +27,15 @@ def nan_to_null(col: Column) -> Column:
 
 
 def as_ids(col: Column) -> Column:
-    """A categorical column as ``int64`` (integers, booleans, integral floats) or text (the rest).
+    """A categorical column as ``int64`` (integers, booleans, integral floats) or text (the rest),
+    with blank text (empty or only spaces) missing, as a CSV's empty field and a list's blank entry are.
 
     Two types only, so that columns read from different files (CSV vs Parquet, int32 vs int64)
     compare equal value by value. Null-typed (all-missing) columns are returned as they are.
     """
     col = nan_to_null(plain(col))
     t = col.type
-    if pa.types.is_null(t) or t == pa.int64() or t == pa.string():
+    if pa.types.is_null(t) or t == pa.int64():
         return col
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t):
         try:
@@ -43,9 +44,10 @@ def as_ids(col: Column) -> Column:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
     try:
-        return pc.cast(col, pa.string())
+        text = col if t == pa.string() else pc.cast(col, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise DataError(f"column of type {t} cannot be used as categories: {exc}") from None
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(text), ""), pa.scalar(None, pa.string()), text)
 
 
 def is_list_type(t: pa.DataType) -> bool:

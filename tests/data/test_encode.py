@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -382,6 +383,19 @@ def test_ids_pandas_wrote_as_floats_match_the_same_ids_written_as_integers(tmp_p
     ds = load_dataset(spec_dict(files={s: str(tmp_path / f"{s}.csv") for s in ("train", "val", "test")}))
     assert ds.encoders.vocabularies["c"].values == [7, 8, 9]
     assert ds.test.categorical[:, 0].tolist() == [1, 2, 3] and ds.val.categorical[:, 0].tolist() == [1, 2, 3]
+
+
+def test_blank_text_categories_are_missing_in_parquet_as_in_csv(tmp_path):
+    """A CSV's empty field is missing; the same table written to Parquet holds "" (and "  "),
+    which were a category of their own: a model trained on one file read the other otherwise."""
+    colors = ["red", "", "blue", "  ", None, "red"] * 4
+    t = pa.table({"s": ["a"] * 24, "y": [0, 1] * 12, "c": colors})
+    pq.write_table(t, tmp_path / "d.parquet")
+    pacsv.write_csv(t, tmp_path / "d.csv")
+    for name in ("d.parquet", "d.csv"):
+        ds = load_dataset(spec_dict(files={"train": str(tmp_path / name), "test": str(tmp_path / name)}))
+        assert ds.encoders.vocabularies["c"].values == ["blue", "red"], name
+        assert ds.test.categorical[:6, 0].tolist() == [2, 0, 1, 0, 0, 2], name
 
 
 def test_a_test_file_in_another_id_space_is_reported_and_the_builtin_data_is_not(tmp_path):

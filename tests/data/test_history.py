@@ -156,9 +156,10 @@ def test_history_mistakes_are_one_line():
         encode([True, False])
 
 
-def test_rows_without_a_user_have_an_empty_history_and_are_no_event():
-    table = pa.table({"s": ["a"] * 4, "y": [0, 1, 0, 1], "u": pa.array([None, 1, None, 1], pa.int64()),
-                      "item": [1, 2, 3, 4], "t": [1, 2, 3, 4]})
+@pytest.mark.parametrize("users", [pa.array([None, 1, None, 1], pa.int64()), pa.array(["", "u1", "", "u1"])])
+def test_rows_without_a_user_have_an_empty_history_and_are_no_event(users):
+    # Blank text is no user: rows with "" would otherwise share one history across people.
+    table = pa.table({"s": ["a"] * 4, "y": [0, 1, 0, 1], "u": users, "item": [1, 2, 3, 4], "t": [1, 2, 3, 4]})
     spec = load_spec(spec_dict(files={"path": "x.parquet"}, categorical=["item"],
                                sequences={"h": {"user": "u", "item": "item", "time": "t"}}))
     data = Encoders.fit(spec, table).transform(table, source="t")

@@ -384,4 +384,5 @@ class SplitEncoder:
 def require_columns(spec: DatasetSpec, table: pa.Table, columns: Sequence[str], source: str) -> None:
     missing = [c for c in columns if c not in set(table.column_names)]
     if missing:
-        raise DataError(f"{spec.where}: {missing_columns(source, missing, table.column_names)}")
+        have = [c for c in table.column_names if c != ROW_COLUMN]
+        raise DataError(f"{spec.where}: {missing_columns(source, missing, have)}")

@@ -227,6 +227,10 @@ class DataFile:
         try:
             if self.kind == "parquet":
                 pf = pq.ParquetFile(piece.path)
+                if absent := [c for c in columns if c not in pf.schema_arrow.names]:  # a folder's later file
+                    where = piece.path.relative_to(self.path.parent) if self.path.is_dir() else piece.path.name
+                    raise DataError(missing_columns(str(where), absent, pf.schema_arrow.names)
+                                    + f"; every file of {self.name} must hold the columns the spec reads")
                 for batch in pf.iter_batches(batch_size=self.read_rows, row_groups=[piece.group], columns=columns):
                     yield pa.Table.from_batches([batch])
                 return

@@ -129,6 +129,19 @@ def test_unparsable_file_is_data_error(tmp_path):
         read_table(path)
 
 
+def test_a_folder_whose_later_file_lacks_a_column_is_refused_naming_that_file(tmp_path):
+    # The folder's columns are its first file's: a later file without one was read without it.
+    folder = tmp_path / "d"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1, 2], "b": [0.5, 1.5]}), folder / "part0.parquet")
+    pq.write_table(pa.table({"a": [3]}), folder / "part1.parquet")
+    with pytest.raises(DataError) as err:
+        DataFile(folder).read(["a", "b"])
+    assert str(err.value) == ("d/part1.parquet is missing column(s) 'b' (available: 'a'); every file of d must "
+                              "hold the columns the spec reads")
+    assert DataFile(folder).read(["a"]).column("a").to_pylist() == [1, 2, 3]
+
+
 # ---- CSV options -------------------------------------------------------------------------------
 
 

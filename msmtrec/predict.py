@@ -57,6 +57,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     scorer = Scorer.load(model_dir, threads=threads)
     spec = scorer.encoders.spec
     data = spec.data_file(input_path, "auto", read_rows=chunk_rows)  # a CSV read as in training
+    data.require(spec.required_columns(labels=False), options_of="the model's training spec")  # before any row
     whole = data.kind == "csv" or any(s.built for s in spec.sequences.values())
     chunks = iter([(0, data.read())]) if whole else prefetched(data.batches(), depth=1)
     counts = [0, 0]  # rows read, rows skipped

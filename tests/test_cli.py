@@ -85,6 +85,24 @@ def test_predict_warns_of_a_categorical_column_the_model_almost_never_knows(trai
     assert int(line.split(": ")[2].split(" of")[0]) >= 285  # the 285 moved ids, and any the model did not keep
 
 
+def test_predict_of_a_csv_written_otherwise_than_training_read_says_how_to_write_it(trained, tmp_path):
+    """The input is read with the training spec's CSV options, which predict cannot change: the
+    refusal names the columns and says how to write the file, before a row is scored."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    run_dir, _ = trained
+    table = pq.read_table("msmtrec/data/builtin/womens_ecommerce.parquet").slice(0, 50)
+    pacsv.write_csv(table, tmp_path / "in.csv", pacsv.WriteOptions(delimiter=";"))
+    res = CliRunner().invoke(main, ["predict", str(run_dir), "-i", str(tmp_path / "in.csv"), "-o",
+                                    str(tmp_path / "out.csv")])
+    assert res.exit_code == 2 and not (tmp_path / "out.csv").exists(), res.output
+    (line,) = res.output.splitlines()
+    assert line.startswith("error: in.csv is missing column(s) 'Department Name', ")
+    assert line.endswith("its header is one column holding ';': is the file ';'-separated? the model's training "
+                         "spec reads CSV separated by ',': write the file so")
+
+
 def test_predict_streams_a_parquet_input_and_writes_what_the_whole_table_gives(trained, tmp_path):
     """A Parquet input is scored chunk by chunk (an output row group each) into the numbers the
     scorer gives on the whole table; an error in a later chunk names the file's row and leaves no

@@ -131,9 +131,11 @@ class DataFile:
         except (pa.ArrowException, OSError, UnicodeError) as exc:
             raise self._unreadable(self.path, exc) from None
 
-    def require(self, columns: Sequence[str]) -> None:
+    def require(self, columns: Sequence[str], *, options_of: str | None = None) -> None:
         """Raise a :class:`DataError` naming the missing columns, some available ones and close
-        matches, or a column the header names more than once (which one is meant is ambiguous)."""
+        matches, or a column the header names more than once (which one is meant is ambiguous).
+        ``options_of``: who fixed the CSV options (e.g. the model's training spec), for a file that
+        must be written to match them rather than have them set."""
         have = self.columns
         present = set(have)
         missing = [c for c in columns if c not in present]
@@ -146,9 +148,9 @@ class DataFile:
             return
         hints = [f"'{c}' → '{m[0]}'?" for c in missing if (m := difflib.get_close_matches(c, have, n=1))]
         hint = f"; did you mean {', '.join(hints)}" if hints else ""
-        raise DataError(missing_columns(self.name, missing, have) + hint + self._delimiter_hint())
+        raise DataError(missing_columns(self.name, missing, have) + hint + self._delimiter_hint(options_of))
 
-    def _delimiter_hint(self) -> str:
+    def _delimiter_hint(self, options_of: str | None = None) -> str:
         """For a CSV whose header is one column holding delimiter-like characters: which to set."""
         if self.kind != "csv" or len(self.columns) != 1:
             return ""
@@ -158,8 +160,11 @@ class DataFile:
             return ""
         char = found[0][0]
         shown_char = "\\t" if char == "\t" else char
-        return (f"; its header is one column holding '{shown_char}': is the file '{shown_char}'-separated? "
-                f'set files.csv.delimiter: "{shown_char}"')
+        ask = f"; its header is one column holding '{shown_char}': is the file '{shown_char}'-separated? "
+        if options_of is not None:
+            used = "\\t" if used == "\t" else used
+            return ask + f"{options_of} reads CSV separated by '{used}': write the file so"
+        return ask + f'set files.csv.delimiter: "{shown_char}"'
 
     @functools.cached_property
     def files(self) -> list[Path]:

@@ -95,10 +95,11 @@ def _written_as_int64(col: Column) -> Column | None:
     return None if pc.any(written_otherwise).as_py() else ints
 
 
-def csv_numbers(text: Column, decimal: str = ".") -> Column:
-    """A numeric column's CSV text as ``float64``: spaces around a value ignored, ``decimal`` read
-    as the decimal mark, ``true``/``false`` as 1/0 (as a CSV reader types them), blank as missing.
-    The text comes back unchanged when a value is not a number, for :func:`as_float` to name."""
+def text_numbers(text: Column, decimal: str = ".") -> Column:
+    """Numbers written as text (a CSV's, or a Parquet string column's) as ``float64``: spaces around
+    a value ignored, ``decimal`` read as the decimal mark, ``true``/``false`` as 1/0 (as a CSV
+    reader types them), blank as missing. The text comes back unchanged when a value is not a
+    number, for :func:`as_float` to name."""
     numbers = pc.utf8_trim_whitespace(text)
     numbers = pc.if_else(pc.equal(numbers, ""), pa.scalar(None, pa.string()), numbers)
     if decimal != ".":
@@ -120,6 +121,8 @@ def as_float(col: Column, what: str) -> np.ndarray:
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
             or pa.types.is_decimal(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
         raise DataError(f"{what} has type {t}; expected numbers")
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        col = text_numbers(col)  # as a CSV's numbers are read; unchanged text fails the cast below
     try:  # integers beyond 2**53 become the nearest float (a number is a number); text must parse
         col = pc.cast(col, pa.float64(), safe=not (pa.types.is_integer(t) or pa.types.is_decimal(t)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

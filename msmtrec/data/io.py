@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from msmtrec.data.columns import csv_numbers, exact_ints, missing_columns, nan_to_null
+from msmtrec.data.columns import text_numbers, exact_ints, missing_columns, nan_to_null
 from msmtrec.data.csv_options import CsvOptions
 from msmtrec.errors import DataError
 
@@ -96,7 +96,7 @@ class DataFile:
         path: the file or folder.
         fmt: ``auto`` (from the extension), ``csv`` or ``parquet``.
         id_columns: identifier columns (CSV: exact int64 or text, never float).
-        number_columns: numeric columns (CSV: ``float64`` by :func:`csv_numbers` in every block,
+        number_columns: numeric columns (CSV: ``float64`` by :func:`text_numbers` in every block,
             not typed from the first block alone, which would refuse a later block's fractions).
         csv: CSV parsing options.
         column_types: CSV only: fixed Arrow types of some columns.
@@ -265,14 +265,14 @@ class DataFile:
 
     def _typed(self, table: pa.Table) -> pa.Table:
         """A CSV batch's text ids → int64 when every value is a plain integer (:func:`exact_ints`),
-        and its numeric columns' text → float64 (:func:`csv_numbers`); else the text."""
+        and its numeric columns' text → float64 (:func:`text_numbers`); else the text."""
         for i, f in enumerate(table.schema):
             if f.name in self.column_types:
                 continue
             if f.name in self.id_columns:
                 table = table.set_column(i, f.name, exact_ints(table.column(i)))
             elif f.name in self.number_columns:
-                table = table.set_column(i, f.name, csv_numbers(table.column(i), self.csv.decimal))
+                table = table.set_column(i, f.name, text_numbers(table.column(i), self.csv.decimal))
         return table
 
 

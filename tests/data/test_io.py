@@ -179,7 +179,7 @@ def test_a_numeric_column_integral_in_the_first_block_may_hold_fractions_later(t
     assert table.column("id").to_pylist() == list(range(43))  # ids keep their own rule
 
 
-def test_csv_numbers_read_decimal_commas_spaces_and_true_false_and_leave_text_to_be_named(tmp_path):
+def test_text_numbers_read_decimal_commas_spaces_and_true_false_and_leave_text_to_be_named(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text('a;b;c\n"1,5";true; 2\n-0,25;false;3 \n;TRUE;NA\n')
     table = DataFile(path, number_columns=["a", "b", "c"], csv=CsvOptions(delimiter=";", decimal=",")).read()
@@ -189,6 +189,10 @@ def test_csv_numbers_read_decimal_commas_spaces_and_true_false_and_leave_text_to
     with pytest.raises(DataError, match=r"must hold numbers, found values \['1,5', '-0,25'\].*"
                                         r"a decimal comma \(1,5\) in a CSV file is read with files.csv.decimal: ','"):
         as_float(text, "numeric column 'a'")
+    # Parquet text numbers read as a CSV's do, spaces and true/false included.
+    assert as_float(pa.chunked_array([[" 2", "3.5 ", "", None]]), "x").tolist() == \
+        pytest.approx([2.0, 3.5, np.nan, np.nan], nan_ok=True)
+    assert as_float(pa.array(["true", "false"]), "x").tolist() == [1.0, 0.0]
 
 
 @pytest.mark.parametrize("options,message", [

@@ -148,15 +148,9 @@ def unparsable(col: Column, limit: int = 5) -> list[str]:
     return out
 
 
-def blank(text: Column) -> np.ndarray:
-    """Bool mask of empty or whitespace-only strings (nulls are not blank)."""
-    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), False).to_numpy(zero_copy_only=False)
-
-
 def present(col: Column) -> Column:
     """Bool per row: the value is neither missing nor blank text (what "has a scenario" means)."""
-    text = pc.cast(as_ids(col), pa.string())
-    return pc.and_(pc.is_valid(text), pc.invert(pc.equal(pc.utf8_trim_whitespace(text.fill_null("")), "")))
+    return pc.is_valid(as_ids(col))
 
 
 def missing_columns(name: str, missing: Sequence[str], have: Sequence[str]) -> str:

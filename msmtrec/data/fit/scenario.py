@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msmtrec.data.columns import Column, as_ids, blank, shown, sum_by_value
+from msmtrec.data.columns import Column, as_ids, shown, sum_by_value
 from msmtrec.errors import DataError
 
 #: Scenario index codes of rows without a scenario.
@@ -69,7 +69,6 @@ class ScenarioCoder:
         pos = pc.index_in(distinct, value_set=pa.array(self.keys, type=pa.string())).fill_null(-1).to_numpy()
         lookup = np.where(pos >= 0, np.asarray(self.key_index + [0], dtype=np.int64)[pos],
                           UNKNOWN if self.other is None else self.other)
-        lookup[blank(distinct)] = MISSING  # CSV writers disagree on how to write a missing value
         idx = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
         out = np.where(idx >= 0, lookup[np.maximum(idx, 0)] if len(lookup) else MISSING, MISSING)
         unknown = [v for v, c in zip(distinct.to_pylist(), lookup) if c == UNKNOWN]
@@ -103,7 +102,7 @@ class ScenarioFitter:
             return rows
         vc = pc.value_counts(raw.drop_null())  # a few distinct values: checks run on them, not on rows
         values, counts = vc.field("values"), pc.cast(vc.field("counts"), pa.int64())
-        missing = raw.null_count + int(np.asarray(counts)[blank(pc.cast(values, pa.string()))].sum())
+        missing = raw.null_count  # blank text included (as_ids)
         self.missing += missing
         self._counts.append(pa.table({"v": values, "n": counts}))
         return missing
@@ -122,8 +121,7 @@ class ScenarioFitter:
             coder = ScenarioCoder(names=names, keys=keys, key_index=[names.index(sc.mapping[k]) for k in keys],
                                   other=None if sc.other is None else names.index(sc.other))
         else:
-            text = pc.cast(values, pa.string())
-            names = text.filter(pc.invert(pa.array(blank(text)))).to_pylist()
+            names = pc.cast(values, pa.string()).to_pylist()
             if not names:
                 raise DataError(f"{where}: scenario column '{sc.column}' is empty in {source}")
             coder = ScenarioCoder(names=names, keys=list(names), key_index=list(range(len(names))))

@@ -158,13 +158,15 @@ class DataFile:
         found = Counter(c for c in self.columns[0] if c in ",;\t|" and c != used).most_common(1)
         if not found:
             return ""
-        char = found[0][0]
-        shown_char = "\\t" if char == "\t" else char
-        ask = f"; its header is one column holding '{shown_char}': is the file '{shown_char}'-separated? "
+
+        def shown(char: str) -> str:
+            return "\\t" if char == "\t" else char
+
+        char = shown(found[0][0])
+        ask = f"; its header is one column holding '{char}': is the file '{char}'-separated? "
         if options_of is not None:
-            used = "\\t" if used == "\t" else used
-            return ask + f"{options_of} reads CSV separated by '{used}': write the file so"
-        return ask + f'set files.csv.delimiter: "{shown_char}"'
+            return ask + f"{options_of} reads CSV separated by '{shown(used)}': write the file so"
+        return ask + f'set files.csv.delimiter: "{char}"'
 
     @functools.cached_property
     def files(self) -> list[Path]:
@@ -232,9 +234,10 @@ class DataFile:
         try:
             if self.kind == "parquet":
                 pf = pq.ParquetFile(piece.path)
-                if absent := [c for c in columns if c not in pf.schema_arrow.names]:  # a folder's later file
+                names = pf.schema_arrow.names
+                if absent := [c for c in columns if c not in names]:  # a folder's later file
                     where = piece.path.relative_to(self.path.parent) if self.path.is_dir() else piece.path.name
-                    raise DataError(missing_columns(str(where), absent, pf.schema_arrow.names)
+                    raise DataError(missing_columns(str(where), absent, names)
                                     + f"; every file of {self.name} must hold the columns the spec reads")
                 for batch in pf.iter_batches(batch_size=self.read_rows, row_groups=[piece.group], columns=columns):
                     yield pa.Table.from_batches([batch])
